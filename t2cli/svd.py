@@ -1,0 +1,281 @@
+"""Singular value decomposition of the target matrices, cached on disk per model fingerprint.
+
+Each target W (m x n) is stored as U (m x r), S (r), Vh (r x n) with r = min(m, n) and
+W ≈ U diag(S) Vh, in fp32. One safetensors file per fingerprint holds every target decomposed so
+far; loading memory-maps it, so a cached model costs no SVD and little I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from t2cli.config import t2_home
+from t2cli.errors import BadInputError, IntegrityError
+from t2cli.models import LoadedModel, TargetMatrix
+
+CACHE_FORMAT = 1
+# A factorisation is accepted when it reconstructs W to this relative Frobenius error; the Gram
+# route must also keep its singular vectors orthonormal to ORTHOGONALITY_TOLERANCE.
+RECONSTRUCTION_TOLERANCE = 1e-5
+ORTHOGONALITY_TOLERANCE = 1e-4
+# A cache is refused when a probe W x differs from U diag(S) Vh x by more than this (relative).
+PROBE_TOLERANCE = 1e-3
+DRIVERS = ("gram", "gesdd")
+
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+@dataclass(frozen=True)
+class Factors:
+    """W ≈ U diag(S) Vh for one target matrix."""
+
+    U: torch.Tensor
+    S: torch.Tensor
+    Vh: torch.Tensor
+
+
+@dataclass
+class Decomposition:
+    """Factors for a set of targets of one model, plus where they came from."""
+
+    fingerprint: str
+    factors: dict[str, Factors]
+    path: Path
+    computed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def cache_path(fingerprint: str, root: Path | None = None) -> Path:
+    return (root or t2_home() / "svd") / f"{fingerprint[:24]}.safetensors"
+
+
+def relative_error(weight: torch.Tensor, factors: Factors) -> float:
+    rebuilt = (factors.U * factors.S) @ factors.Vh
+    return float((rebuilt - weight).norm() / weight.norm().clamp_min(1e-30))
+
+
+def svd_gesdd(weight: torch.Tensor) -> Factors:
+    """LAPACK's divide-and-conquer SVD in fp32: the reference route."""
+    U, S, Vh = torch.linalg.svd(weight.float(), full_matrices=False)
+    return Factors(U.contiguous(), S.contiguous(), Vh.contiguous())
+
+
+def svd_gram(weight: torch.Tensor) -> Factors:
+    """SVD through the eigendecomposition of the smaller Gram matrix, in fp64.
+
+    W^T W = V diag(S^2) V^T gives V and S; U = W V / S. fp64 keeps the squared spectrum exact
+    enough for fp32 factors (the weights' smallest singular values sit ~1e-6 below the largest),
+    and on CPU eigh plus two GEMMs run faster than gesdd once more than one thread is available.
+    """
+    w64 = weight.double()
+    tall = w64.shape[0] >= w64.shape[1]
+    gram = w64.T @ w64 if tall else w64 @ w64.T
+    eigenvalues, vectors = torch.linalg.eigh(gram)
+    S = eigenvalues.flip(0).clamp_min(0).sqrt()
+    vectors = vectors.flip(1)
+    safe = torch.where(S > 0, S, torch.ones_like(S))
+    if tall:
+        U, Vh = (w64 @ vectors) / safe, vectors.T
+    else:
+        U, Vh = vectors, ((w64.T @ vectors) / safe).T
+    return Factors(U.float().contiguous(), S.float().contiguous(), Vh.float().contiguous())
+
+
+def _orthonormal(matrix: torch.Tensor, rows: bool) -> bool:
+    gram = matrix @ matrix.T if rows else matrix.T @ matrix
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+    return float((gram - eye).abs().max()) <= ORTHOGONALITY_TOLERANCE
+
+
+def factorize(weight: torch.Tensor, driver: str = "gram") -> Factors:
+    """Exact factors of one matrix; the Gram route falls back to gesdd when it is not accurate enough."""
+    if driver not in DRIVERS:
+        raise BadInputError(f"unknown SVD driver {driver!r}; use one of {', '.join(DRIVERS)}")
+    weight = weight.detach().float()
+    if driver == "gram":
+        factors = svd_gram(weight)
+        if (
+            relative_error(weight, factors) <= RECONSTRUCTION_TOLERANCE
+            and _orthonormal(factors.U, rows=False)
+            and _orthonormal(factors.Vh, rows=True)
+        ):
+            return factors
+    return svd_gesdd(weight)
+
+
+def _read_header(path: Path) -> tuple[dict, int]:
+    with path.open("rb") as handle:
+        size_bytes = handle.read(8)
+        if len(size_bytes) != 8:
+            raise IntegrityError(f"SVD cache {path} is truncated; delete it or run `t2 decompose --force`")
+        size = int.from_bytes(size_bytes, "little")
+        try:
+            header = json.loads(handle.read(size))
+        except (ValueError, UnicodeDecodeError):
+            raise IntegrityError(f"SVD cache {path} has a corrupt header; run `t2 decompose --force`") from None
+    return header, 8 + size
+
+
+def _map_tensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """Memory-map a safetensors file: tensors are views on the file, read only when touched."""
+    header, data_start = _read_header(path)
+    metadata = header.pop("__metadata__", {}) or {}
+    total = path.stat().st_size
+    buffer = torch.from_file(str(path), shared=False, size=total, dtype=torch.uint8)
+    tensors = {}
+    for name, entry in header.items():
+        start, end = (data_start + offset for offset in entry["data_offsets"])
+        dtype = _DTYPES.get(entry["dtype"])
+        if dtype is None or end > total:
+            raise IntegrityError(f"SVD cache {path} has a bad entry {name!r}; run `t2 decompose --force`")
+        tensors[name] = buffer[start:end].view(dtype).view(entry["shape"])
+    return metadata, tensors
+
+
+def _probe(weight: torch.Tensor, factors: Factors, generator: torch.Generator) -> float:
+    x = torch.randn(weight.shape[1], generator=generator, dtype=torch.float32)
+    exact = weight.float() @ x
+    rebuilt = factors.U @ (factors.S * (factors.Vh @ x))
+    return float((rebuilt - exact).norm() / exact.norm().clamp_min(1e-30))
+
+
+def load_cached(
+    loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path | None = None
+) -> dict[str, Factors]:
+    """The cached factors of these targets (those present), verified against the live weights.
+
+    The file must carry this model's fingerprint, the right shapes, and pass a random probe
+    W x ≈ U diag(S) Vh x per matrix, so a cache edited by hand or written for other weights is
+    refused instead of silently adapting the wrong basis.
+    """
+    path = path or cache_path(loaded.fingerprint)
+    if not path.exists():
+        return {}
+    metadata, tensors = _map_tensors(path)
+    if metadata.get("fingerprint") != loaded.fingerprint:
+        raise IntegrityError(
+            f"SVD cache {path} belongs to model fingerprint {metadata.get('fingerprint', '?')[:12]}, "
+            f"not {loaded.fingerprint[:12]}; run `t2 decompose --force`"
+        )
+    params = dict(loaded.model.named_parameters())
+    generator = torch.Generator().manual_seed(0)
+    found: dict[str, Factors] = {}
+    for target in targets:
+        keys = [f"{target.name}.{part}" for part in ("U", "S", "Vh")]
+        if not all(key in tensors for key in keys):
+            continue
+        factors = Factors(*(tensors[key] for key in keys))
+        m, n = target.shape
+        r = target.rank
+        if (
+            tuple(factors.U.shape) != (m, r)
+            or tuple(factors.S.shape) != (r,)
+            or tuple(factors.Vh.shape) != (r, n)
+            or _probe(params[target.name].detach(), factors, generator) > PROBE_TOLERANCE
+        ):
+            raise IntegrityError(
+                f"SVD cache {path} does not reproduce {target.name} (tampered or stale); "
+                "run `t2 decompose --force`"
+            )
+        found[target.name] = factors
+    return found
+
+
+def _write_cache(path: Path, fingerprint: str, model_id: str, factors: dict[str, Factors]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, f in factors.items():
+        tensors[f"{name}.U"] = f.U.contiguous()
+        tensors[f"{name}.S"] = f.S.contiguous()
+        tensors[f"{name}.Vh"] = f.Vh.contiguous()
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(handle)
+    try:
+        metadata = {"fingerprint": fingerprint, "model_id": model_id, "format": str(CACHE_FORMAT)}
+        save_file(tensors, temp_name, metadata=metadata)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def decompose(
+    loaded: LoadedModel,
+    targets: list[TargetMatrix] | None = None,
+    *,
+    force: bool = False,
+    driver: str = "gram",
+    cache_dir: Path | None = None,
+    on_matrix: Callable[[TargetMatrix], None] | None = None,
+) -> Decomposition:
+    """Factors for the targets (default: all), computing only those the cache lacks."""
+    targets = loaded.targets if targets is None else targets
+    path = cache_path(loaded.fingerprint, cache_dir)
+    cached = {} if force else load_cached(loaded, loaded.targets, path)
+    params = dict(loaded.model.named_parameters())
+    started = time.perf_counter()
+    computed: list[str] = []
+    for target in targets:
+        if target.name not in cached:
+            cached[target.name] = factorize(params[target.name], driver)
+            computed.append(target.name)
+        if on_matrix is not None:
+            on_matrix(target)
+    seconds = time.perf_counter() - started
+    if computed:
+        _write_cache(path, loaded.fingerprint, loaded.model_id, cached)
+    wanted = {t.name for t in targets}
+    return Decomposition(
+        fingerprint=loaded.fingerprint,
+        factors={name: f for name, f in cached.items() if name in wanted},
+        path=path,
+        computed=computed,
+        seconds=seconds,
+    )
+
+
+@dataclass(frozen=True)
+class DecomposeSummary:
+    """What `t2 decompose` reports: sizes of the SVF parametrisation next to LoRA's."""
+
+    model_id: str
+    fingerprint: str
+    matrices: int
+    ranks: dict[str, int]
+    z_parameters: int
+    lora_r16_parameters: int
+    computed: int
+    seconds: float
+    cache: str
+
+
+def lora_parameters(targets: Iterable[TargetMatrix], rank: int = 16) -> int:
+    """Trainable parameters of a rank-r LoRA on the same matrices: r (m + n) each."""
+    return sum(rank * (t.shape[0] + t.shape[1]) for t in targets)
+
+
+def summarize(loaded: LoadedModel, targets: list[TargetMatrix], decomposition: Decomposition) -> DecomposeSummary:
+    ranks: dict[str, int] = {}
+    for target in targets:
+        ranks.setdefault(target.role, target.rank)
+    return DecomposeSummary(
+        model_id=loaded.model_id,
+        fingerprint=loaded.fingerprint,
+        matrices=len(targets),
+        ranks=ranks,
+        z_parameters=sum(t.rank for t in targets),
+        lora_r16_parameters=lora_parameters(targets),
+        computed=len(decomposition.computed),
+        seconds=round(decomposition.seconds, 3),
+        cache=str(decomposition.path),
+    )

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from t2cli.errors import BadInputError
+from t2cli.svd import decompose
+from t2cli.svf import (
+    LiveAdapter,
+    adapted_spectrum,
+    adapted_weight,
+    adapted_weights,
+    functional_forward,
+    identity,
+)
+from tests.conftest import tiny_loaded
+
+TOKENS = torch.tensor([[1, 5, 9, 3, 7, 2], [4, 4, 8, 1, 0, 6]])
+
+
+def random_z(factors, seed: int = 0, spread: float = 0.3) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {name: 1 + spread * torch.randn(f.S.shape, generator=generator) for name, f in factors.items()}
+
+
+@pytest.fixture(params=["llama", "mistral"])
+def loaded_and_factors(request, t2_home):
+    loaded = tiny_loaded(request.param)
+    return loaded, decompose(loaded).factors
+
+
+def test_identity_is_bit_exact_on_logits(loaded_and_factors) -> None:
+    loaded, factors = loaded_and_factors
+    base = loaded.model(TOKENS).logits
+    adapter = LiveAdapter(loaded.model, factors)
+    adapter.apply(identity(factors))
+    assert torch.equal(loaded.model(TOKENS).logits, base)
+    weights = adapted_weights(dict(loaded.model.named_parameters()), factors, identity(factors))
+    assert torch.equal(functional_forward(loaded.model, weights, input_ids=TOKENS).logits, base)
+
+
+def test_random_z_matches_the_explicit_reconstruction(loaded_and_factors) -> None:
+    loaded, factors = loaded_and_factors
+    params = dict(loaded.model.named_parameters())
+    z = random_z(factors)
+    for name, f in factors.items():
+        explicit = (f.U * (f.S * z[name])) @ f.Vh
+        assert torch.allclose(adapted_weight(params[name], f, z[name]), explicit, atol=1e-5, rtol=1e-4)
+
+
+def test_live_adapter_swaps_and_restores_exactly(loaded_and_factors) -> None:
+    loaded, factors = loaded_and_factors
+    base = loaded.model(TOKENS).logits
+    adapter = LiveAdapter(loaded.model, factors)
+    z = random_z(factors, spread=0.5)
+    weights = adapted_weights(dict(loaded.model.named_parameters()), factors, z)
+    adapter.apply(z)
+    adapted = loaded.model(TOKENS).logits
+    assert adapter.active and not torch.allclose(adapted, base)
+    adapter.restore()
+    assert not adapter.active
+    assert torch.equal(loaded.model(TOKENS).logits, base)
+    assert torch.allclose(functional_forward(loaded.model, weights, input_ids=TOKENS).logits, adapted, atol=1e-5)
+    # Applying twice builds from the base, not from the previous expert.
+    adapter.apply(z)
+    adapter.apply(z)
+    assert torch.allclose(loaded.model(TOKENS).logits, adapted, atol=1e-6)
+    assert adapter.swaps == 4
+
+
+def test_gradients_reach_z_and_nothing_else(loaded_and_factors) -> None:
+    loaded, factors = loaded_and_factors
+    z = {name: v.requires_grad_() for name, v in identity(factors).items()}
+    weights = adapted_weights(dict(loaded.model.named_parameters()), factors, z)
+    logits = functional_forward(loaded.model, weights, input_ids=TOKENS).logits
+    torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 64), TOKENS[:, 1:].reshape(-1)).backward()
+    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in z.values())
+    assert all(p.grad is None and not p.requires_grad for p in loaded.model.parameters())
+
+
+def test_nuclear_rule_keeps_the_spectrum_sum() -> None:
+    s = torch.tensor([4.0, 2.0, 1.0])
+    z = torch.tensor([1.5, 0.5, 2.0])
+    assert torch.allclose(adapted_spectrum(s, z, "nuclear").sum(), s.sum())
+    assert torch.allclose(adapted_spectrum(s, z, "none"), s * z)
+
+
+def test_bad_vectors_are_refused(loaded_and_factors) -> None:
+    loaded, factors = loaded_and_factors
+    adapter = LiveAdapter(loaded.model, factors)
+    name = next(iter(factors))
+    with pytest.raises(BadInputError, match="shape"):
+        adapter.apply({name: torch.ones(3)})
+    with pytest.raises(BadInputError, match="NaN or inf"):
+        adapter.apply({name: torch.full_like(factors[name].S, float("nan"))})
+    with pytest.raises(BadInputError, match="not a decomposed target"):
+        adapter.apply({"model.embed_tokens.weight": torch.ones(3)})
+    with pytest.raises(BadInputError, match="unknown SVF rule"):
+        LiveAdapter(loaded.model, factors, rule="frobenius")
