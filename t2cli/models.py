@@ -141,9 +141,7 @@ def parse_roles(selection: str | None) -> tuple[str, ...]:
         elif part in ALL_ROLES:
             wanted.add(part)
         else:
-            raise BadInputError(
-                f"unknown target {part!r}; use mlp, attn, all or roles from {','.join(ALL_ROLES)}"
-            )
+            raise BadInputError(f"unknown target {part!r}; use mlp, attn, all or roles from {','.join(ALL_ROLES)}")
     return tuple(role for role in ALL_ROLES if role in wanted)
 
 

@@ -147,9 +147,7 @@ def _probe(weight: torch.Tensor, factors: Factors, generator: torch.Generator) -
     return float((rebuilt - exact).norm() / exact.norm().clamp_min(1e-30))
 
 
-def load_cached(
-    loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path | None = None
-) -> dict[str, Factors]:
+def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path | None = None) -> dict[str, Factors]:
     """The cached factors of these targets (those present), verified against the live weights.
 
     The file must carry this model's fingerprint, the right shapes, and pass a random probe
@@ -182,8 +180,7 @@ def load_cached(
             or _probe(params[target.name].detach(), factors, generator) > PROBE_TOLERANCE
         ):
             raise IntegrityError(
-                f"SVD cache {path} does not reproduce {target.name} (tampered or stale); "
-                "run `t2 decompose --force`"
+                f"SVD cache {path} does not reproduce {target.name} (tampered or stale); run `t2 decompose --force`"
             )
         found[target.name] = factors
     return found

@@ -25,8 +25,14 @@ def test_every_layer_has_all_seven_roles(model_type: str) -> None:
 
 @pytest.mark.parametrize(
     ("selection", "roles"),
-    [(None, ALL_ROLES), ("all", ALL_ROLES), ("mlp", ("gate", "up", "down")), ("attn", ("q", "k", "v", "o")),
-     ("down,q", ("q", "down")), ("mlp,v", ("v", "gate", "up", "down"))],
+    [
+        (None, ALL_ROLES),
+        ("all", ALL_ROLES),
+        ("mlp", ("gate", "up", "down")),
+        ("attn", ("q", "k", "v", "o")),
+        ("down,q", ("q", "down")),
+        ("mlp,v", ("v", "gate", "up", "down")),
+    ],
 )
 def test_target_selection(selection: str | None, roles: tuple[str, ...]) -> None:
     assert parse_roles(selection) == roles

@@ -54,3 +54,27 @@ def test_identity_and_restore_are_bit_exact_on_real_logits(smollm2, smollm2_home
     assert not torch.equal(smollm2.model(ids).logits, base)
     adapter.restore()
     assert torch.equal(smollm2.model(ids).logits, base)
+
+
+def test_hf_engine_greedy_matches_plain_generate_on_chat_prompts(smollm2) -> None:
+    from t2cli.engines.base import Sampling, encode_prompt
+    from t2cli.engines.hf import HFEngine
+
+    engine = HFEngine(smollm2, batch_size=4)
+    prompts = [
+        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "user", "content": "Name a prime number greater than ten."}],
+    ]
+    generations = engine.generate(prompts, Sampling(max_new_tokens=12))
+    for prompt, generation in zip(prompts, generations, strict=True):
+        ids = torch.tensor([encode_prompt(smollm2.tokenizer, prompt)])
+        plain = smollm2.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=engine.pad_id,
+        )
+        expected = plain[0, ids.shape[1] :].tolist()
+        assert list(generation.token_ids) == expected
+        assert generation.text.strip()

@@ -1,0 +1,1 @@
+"""Inference engines behind one protocol (`base.Engine`): transformers (`hf`) and vLLM (`vllm`)."""

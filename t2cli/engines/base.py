@@ -1,0 +1,87 @@
+"""The protocol every inference engine implements, and what engines share.
+
+A prompt is either plain text (sent as is) or a list of chat messages (rendered with the
+tokenizer's chat template and a generation prompt). Engines generate for a whole batch, score
+continuations by log-likelihood, and swap an expert's adapted weights in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from t2cli.errors import BadInputError
+
+Prompt = str | Sequence[Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to decode: greedy when temperature is 0."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise BadInputError(f"max new tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise BadInputError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise BadInputError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion: its text (cut at the first stop string) and its token ids."""
+
+    text: str
+    token_ids: tuple[int, ...]
+    prompt_tokens: int
+    finish_reason: str  # "stop" (EOS or a stop string) or "length"
+
+
+class Engine(Protocol):
+    name: str
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]: ...
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]: ...
+
+    def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None: ...
+
+
+def render_prompt(tokenizer: Any, prompt: Prompt) -> str:
+    """The exact text the model sees: chat messages through the template, plain text unchanged."""
+    if isinstance(prompt, str):
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        # Base models without a template (e.g. Gemma-3-270M) get the user turns as plain text.
+        return "\n\n".join(message["content"] for message in prompt)
+    return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Text up to the first stop string, and whether one was found."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    if not cuts:
+        return text, False
+    return text[: min(cuts)], True
+
+
+def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
+    """Token ids of a prompt. Chat templates spell out their own special tokens; plain prompts get
+    the tokenizer's (BOS for base models, without which e.g. Gemma's output degenerates)."""
+    text = render_prompt(tokenizer, prompt)
+    templated = not isinstance(prompt, str) and bool(getattr(tokenizer, "chat_template", None))
+    return tokenizer(text, add_special_tokens=not templated)["input_ids"]
