@@ -69,6 +69,7 @@ def tiny_tokenizer() -> object:
     from transformers import PreTrainedTokenizerFast
 
     symbols = [chr(ord("a") + i) for i in range(26)] + [" ", ".", "?", ":", "0", "1", "2", "3", "4", "5"]
+    symbols += [chr(ord("A") + i) for i in range(10)]
     vocab = {symbol: i for i, symbol in enumerate(symbols)} | {"<unk>": 60, "<s>": 61, "</s>": 62, "<pad>": 63}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")

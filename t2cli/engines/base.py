@@ -85,3 +85,40 @@ def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
     text = render_prompt(tokenizer, prompt)
     templated = not isinstance(prompt, str) and bool(getattr(tokenizer, "chat_template", None))
     return tokenizer(text, add_special_tokens=not templated)["input_ids"]
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, attention mask, position ids) for rows aligned on the right.
+
+    Left padding puts every row's last token in the last column, so one `logits_to_keep` serves
+    the whole batch; explicit positions keep each row's positions starting at 0.
+    """
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp_min(0)
+
+
+def label_token_ids(tokenizer: Any, labels: Sequence[str], *, chat: bool) -> list[int]:
+    """The token each label starts with as the first token of an answer.
+
+    A chat answer starts right after the assistant header, so the label is unspaced ("A"); a plain
+    prompt ends with a cue like "Answer:", after which the label follows a space (" A") — unless
+    the tokenizer spells that space as a token of its own. Labels must start with distinct tokens,
+    or their next-token probabilities cannot tell them apart.
+    """
+    ids = []
+    for label in labels:
+        tokens = tokenizer(label if chat else f" {label}", add_special_tokens=False)["input_ids"]
+        if tokens and not tokenizer.decode(tokens[:1]).strip():
+            tokens = tokenizer(label, add_special_tokens=False)["input_ids"]
+        if not tokens:
+            raise BadInputError(f"label {label!r} encodes to no tokens; use non-empty labels")
+        ids.append(tokens[0])
+    if len(set(ids)) != len(ids):
+        raise BadInputError(f"labels {list(labels)} share a first token; use labels that start differently")
+    return ids

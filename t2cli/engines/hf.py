@@ -6,21 +6,10 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from t2cli.engines.base import Generation, Prompt, Sampling, cut_at_stop, encode_prompt
+from t2cli.engines.base import Generation, Prompt, Sampling, cut_at_stop, encode_prompt, label_token_ids, left_pad
 from t2cli.models import LoadedModel
 from t2cli.svd import Factors, decompose
 from t2cli.svf import LiveAdapter
-
-
-def _left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row) :] = 1
-    return ids, mask
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -99,7 +88,7 @@ class HFEngine:
             torch.manual_seed(sampling.seed)
         results: list[Generation | None] = [None] * len(prompts)
         for batch in _length_batches([len(e) for e in encoded], self.batch_size):
-            ids, mask = _left_pad([encoded[i] for i in batch], self.pad_id)
+            ids, mask, _ = left_pad([encoded[i] for i in batch], self.pad_id)
             output = self.model.generate(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
@@ -131,10 +120,9 @@ class HFEngine:
         scores: list[float] = [0.0] * len(pairs)
         for batch in _length_batches([len(p) + len(c) for p, c in pairs], self.batch_size):
             rows = [pairs[i][0] + pairs[i][1] for i in batch]
-            ids, mask = _left_pad(rows, self.pad_id)
+            ids, mask, positions = left_pad(rows, self.pad_id)
             # Left padding puts every continuation at the end, so only the last positions need logits.
             keep = max(len(pairs[i][1]) for i in batch) + 1
-            positions = (mask.cumsum(-1) - 1).clamp_min(0)
             logits = self.model(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
@@ -150,3 +138,27 @@ class HFEngine:
                 target = torch.tensor(tail, device=predicted.device).unsqueeze(-1)
                 scores[index] = float(predicted.gather(-1, target).sum())
         return scores
+
+    @torch.inference_mode()
+    def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> torch.Tensor:
+        """log p(label | prompt) over the labels' first tokens, renormalised among the labels.
+
+        One prefill per batch and no generation: the cheap way to ask "which of these?".
+        """
+        label_ids = torch.tensor(label_token_ids(self.tokenizer, labels, chat=self.loaded.chat))
+        encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
+        out = torch.empty(len(prompts), len(labels))
+        for batch in _length_batches([len(e) for e in encoded], self.batch_size):
+            ids, mask, positions = left_pad([encoded[i] for i in batch], self.pad_id)
+            logits = (
+                self.model(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    position_ids=positions.to(self.device),
+                    logits_to_keep=1,
+                )
+                .logits[:, -1]
+                .float()
+            )
+            out[batch] = torch.log_softmax(logits[:, label_ids.to(logits.device)], dim=-1).cpu()
+        return out

@@ -1,0 +1,137 @@
+"""Scoring an engine (with whatever expert it holds) on a task's examples.
+
+Three modes:
+- `generate`: greedy generation scored by the task's reward (every task);
+- `choices`: multiple choice read from the next-token probabilities of the choice letters;
+- `likelihood`: multiple choice by the log-likelihood of each choice's text (no generation).
+
+The score is the mean of (reward + 1) / 2, i.e. accuracy for ±1 rewards, in [0, 1].
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from t2cli.engines.base import Engine, Prompt, Sampling
+from t2cli.errors import BadInputError
+from t2cli.tasks.base import Example, Task
+
+MODES = ("generate", "choices", "likelihood")
+LETTERS = "ABCDEFGHIJ"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One example's outcome, as written to the per-example JSONL."""
+
+    id: str
+    completion: str
+    reward: float
+    pick: int | None = None
+
+
+@dataclass
+class EvalResult:
+    task: str
+    label: str
+    mode: str
+    n: int
+    score: float
+    generated_tokens: int
+    seconds: float
+    items: list[ItemResult] = field(default_factory=list)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "expert": self.label,
+            "mode": self.mode,
+            "n": self.n,
+            "score": round(self.score, 4),
+            "generated_tokens": self.generated_tokens,
+            "seconds": round(self.seconds, 2),
+            "tokens_per_s": round(self.tokens_per_second, 1),
+        }
+
+
+def prompt_for(task: Task, example: Example, chat: bool) -> Prompt:
+    """What the model is asked: the task's chat messages, or its plain prompt for base models."""
+    return task.messages(example) if chat else task.plain_prompt(example)
+
+
+def _require_choices(task: Task, examples: Sequence[Example], mode: str) -> None:
+    if not all(e.choices and e.answer_index is not None for e in examples):
+        raise BadInputError(f"mode {mode!r} needs a multiple-choice task and {task.name!r} is not one; use generate")
+
+
+def choice_picks(engine: Any, examples: Sequence[Example], prompts: Sequence[Prompt]) -> list[int]:
+    """The most likely choice letter for each example: one batched prefill per choice count."""
+    picks = [0] * len(examples)
+    by_count: dict[int, list[int]] = {}
+    for index, example in enumerate(examples):
+        by_count.setdefault(len(example.choices), []).append(index)
+    for count, indices in by_count.items():
+        scores = engine.label_logprobs([prompts[i] for i in indices], LETTERS[:count])
+        for index, row in zip(indices, scores, strict=True):
+            picks[index] = int(row.argmax())
+    return picks
+
+
+def likelihood_picks(engine: Engine, examples: Sequence[Example], prompts: Sequence[Prompt]) -> list[int]:
+    """The choice whose text is most likely as the answer, all choices scored in one batch."""
+    pairs = [
+        (i, prompt, f" {text}")
+        for i, (e, prompt) in enumerate(zip(examples, prompts, strict=True))
+        for text in e.choices
+    ]
+    scores = engine.score([p for _, p, _ in pairs], [c for _, _, c in pairs])
+    best: dict[int, tuple[float, int]] = {}
+    position = 0
+    for index, example in enumerate(examples):
+        for choice in range(len(example.choices)):
+            if index not in best or scores[position] > best[index][0]:
+                best[index] = (scores[position], choice)
+            position += 1
+    return [best[i][1] for i in range(len(examples))]
+
+
+def evaluate(
+    engine: Engine,
+    task: Task,
+    examples: Sequence[Example],
+    *,
+    chat: bool,
+    mode: str = "generate",
+    max_new_tokens: int = 256,
+    label: str = "base",
+) -> EvalResult:
+    """Score the engine as it stands (its current expert) on the examples."""
+    if mode not in MODES:
+        raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
+    if not examples:
+        raise BadInputError(f"no examples to evaluate for task {task.name!r}; check --data, --split and --limit")
+    prompts = [prompt_for(task, e, chat) for e in examples]
+    started = time.perf_counter()
+    tokens = 0
+    if mode == "generate":
+        generations = engine.generate(prompts, Sampling(max_new_tokens=max_new_tokens))
+        rewards = task.score_many(examples, [g.text for g in generations])
+        tokens = sum(len(g.token_ids) for g in generations)
+        items = [ItemResult(e.id, g.text, r) for e, g, r in zip(examples, generations, rewards, strict=True)]
+    else:
+        _require_choices(task, examples, mode)
+        picks = (choice_picks if mode == "choices" else likelihood_picks)(engine, examples, prompts)
+        items = [
+            ItemResult(e.id, LETTERS[p], 1.0 if p == e.answer_index else -1.0, p)
+            for e, p in zip(examples, picks, strict=True)
+        ]
+    seconds = time.perf_counter() - started
+    score = sum((item.reward + 1) / 2 for item in items) / len(items)
+    return EvalResult(task.name, label, mode, len(items), score, tokens, seconds, items)

@@ -1,0 +1,501 @@
+"""Training SVF experts: REINFORCE with a KL penalty to the base model, gradients to z only.
+
+For a batch of prompts x and completions y sampled under the current z (no grad), with task
+rewards r and advantages A = r − baseline:
+
+    loss(z) = −mean(A · log π_z(y | x)) + β · KL(π_z ‖ π_base)
+
+where log π_z(y|x) sums over y's tokens and the KL is taken over the vocabulary at every sampled
+position. Gradients flow through the materialised W'(z) = W + U diag(s(z − 1)) Vh into z alone.
+
+Two rollout modes:
+- `generate`: free generation and the task's reward (any task);
+- `choices`: for multiple-choice tasks, the policy is the model's next-token distribution over the
+  choice letters. With a handful of answers the expected reward Σ_c π(c) r(c) is computed exactly
+  — the REINFORCE gradient with every action enumerated, so no sampling noise.
+
+`nll` trains the same z on the reference answers' next-token loss (the paper's ablation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import resource
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from t2cli.engines.base import Prompt, Sampling, encode_prompt, label_token_ids, left_pad
+from t2cli.engines.hf import HFEngine
+from t2cli.errors import BadInputError
+from t2cli.evaluate import LETTERS, evaluate, prompt_for
+from t2cli.models import LoadedModel, TargetMatrix
+from t2cli.svd import Factors, decompose
+from t2cli.svf import adapted_weights, check_rule, functional_forward
+from t2cli.tasks.base import Example, Task
+
+METHODS = ("svf", "nll")
+ROLLOUTS = ("auto", "generate", "choices")
+BASELINES = ("none", "mean", "group")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a run; stored whole in the expert's provenance."""
+
+    task: str
+    method: str = "svf"
+    rollout: str = "auto"
+    targets: str | None = None
+    rule: str = "none"
+    steps: int = 100
+    batch_size: int = 8
+    samples: int = 4
+    lr: float = 2e-3
+    kl: float = 0.05
+    temperature: float = 1.0
+    baseline: str = "group"
+    max_new_tokens: int = 128
+    grad_clip: float = 1.0
+    micro_batch: int = 8
+    val_every: int = 20
+    val_limit: int | None = 100
+    train_limit: int | None = None
+    checkpoint_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("method", self.method, METHODS),
+            ("rollout", self.rollout, ROLLOUTS),
+            ("baseline", self.baseline, BASELINES),
+        ):
+            if value not in allowed:
+                raise BadInputError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+        check_rule(self.rule)
+        for name in ("steps", "batch_size", "samples", "max_new_tokens", "micro_batch", "val_every"):
+            if getattr(self, name) < 1:
+                raise BadInputError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.kl < 0 or self.temperature <= 0:
+            raise BadInputError("lr and temperature must be > 0 and kl >= 0; check --lr, --temperature, --kl")
+
+
+@dataclass
+class StepRecord:
+    """One line of the JSONL training log."""
+
+    step: int
+    reward: float
+    kl: float
+    grad_norm: float
+    tokens: int
+    sample_s: float
+    score_s: float
+    grad_s: float
+    val_score: float | None = None
+
+
+@dataclass
+class StepStats:
+    reward: float
+    kl: float
+    tokens: int
+    sample_s: float = 0.0
+    score_s: float = 0.0
+    grad_s: float = 0.0
+
+
+@dataclass
+class RunState:
+    """What a checkpoint must restore besides δ and Adam's moments."""
+
+    step: int
+    base_val: float
+    best_val: float
+    best_step: int
+    best_z: dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainResult:
+    z: dict[str, torch.Tensor]
+    best_step: int
+    best_val: float
+    base_val: float
+    steps: list[StepRecord]
+    rollout: str
+    trainable_parameters: int
+    peak_memory_mb: float
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class SVFPolicy:
+    """z = 1 + δ for each target; δ is what Adam trains, z is what the artifact stores."""
+
+    def __init__(self, loaded: LoadedModel, factors: dict[str, Factors], rule: str) -> None:
+        self.loaded = loaded
+        self.factors = factors
+        self.rule = rule
+        self.delta = {
+            name: torch.zeros_like(f.S, dtype=torch.float32, requires_grad=True) for name, f in factors.items()
+        }
+        self._params = dict(loaded.model.named_parameters())
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.delta.values())
+
+    def z(self) -> dict[str, torch.Tensor]:
+        return {name: (1 + d).detach().clone() for name, d in self.delta.items()}
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+        """Logits of the last `keep` positions under W'(1 + δ), differentiable in δ."""
+        z = {name: 1 + d for name, d in self.delta.items()}
+        weights = adapted_weights(self._params, self.factors, z, self.rule)
+        out = functional_forward(
+            self.loaded.model, weights, input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+        )
+        return out.logits.float()
+
+    @torch.no_grad()
+    def base_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+        out = self.loaded.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
+        return out.logits.float()
+
+
+def resolve_rollout(config: TrainConfig, examples: Sequence[Example]) -> str:
+    multiple_choice = all(e.choices and e.answer_index is not None for e in examples)
+    if config.rollout == "auto":
+        return "choices" if multiple_choice and config.method == "svf" else "generate"
+    if config.rollout == "choices" and not multiple_choice:
+        raise BadInputError(f"--rollout choices needs a multiple-choice task, and {config.task!r} is not one")
+    return config.rollout
+
+
+def advantages(rewards: torch.Tensor, baseline: str, group_size: int) -> torch.Tensor:
+    """r minus the baseline: nothing, the batch mean, or the mean of each prompt's own samples."""
+    if baseline == "mean":
+        return rewards - rewards.mean()
+    if baseline == "group":
+        grouped = rewards.view(-1, group_size)
+        return (grouped - grouped.mean(dim=1, keepdim=True)).view(-1)
+    return rewards
+
+
+def kl_divergence(logits: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
+    """KL(π_z ‖ π_base) over the last dimension, per position."""
+    logp = torch.log_softmax(logits, dim=-1)
+    base = torch.log_softmax(base_logits, dim=-1)
+    return (logp.exp() * (logp - base)).sum(-1)
+
+
+def batch_at(count: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """Example indices of batch `step`: a fresh seeded permutation each epoch.
+
+    The batch depends only on (seed, step), so a resumed run sees exactly the batches it would have.
+    """
+    if batch_size > count:
+        raise BadInputError(f"batch size {batch_size} exceeds the {count} training examples; lower --batch-size")
+    per_epoch = count // batch_size
+    epoch, index = divmod(step, per_epoch)
+    order = list(range(count))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    return order[index * batch_size : (index + 1) * batch_size]
+
+
+class Trainer:
+    """Runs the optimisation; the CLI and tests drive it, the registry stores what it returns."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        task: Task,
+        train: Sequence[Example],
+        validation: Sequence[Example],
+        config: TrainConfig,
+        *,
+        targets: Sequence[TargetMatrix] | None = None,
+        run_dir: Path,
+        on_step: Callable[[StepRecord], None] | None = None,
+    ) -> None:
+        if not train:
+            raise BadInputError(f"task {task.name!r} gave no training examples; check --data and --split")
+        self.loaded = loaded
+        self.task = task
+        self.train = list(train if config.train_limit is None else train[: config.train_limit])
+        self.validation = list(validation if config.val_limit is None else validation[: config.val_limit])
+        self.config = config
+        self.rollout = resolve_rollout(config, self.train)
+        selected = list(targets) if targets is not None else loaded.select(config.targets)
+        self.policy = SVFPolicy(loaded, decompose(loaded, selected).factors, config.rule)
+        self.optimizer = torch.optim.Adam(self.policy.parameters, lr=config.lr)
+        self.engine = HFEngine(loaded, batch_size=max(config.batch_size * config.samples, 1))
+        self.run_dir = run_dir
+        self.on_step = on_step
+        self.pad_id = self.engine.pad_id
+        self._letters: dict[int, list[int]] = {}
+
+    # ----- objectives -------------------------------------------------------------------------
+
+    def _letter_ids(self, count: int) -> list[int]:
+        if count not in self._letters:
+            self._letters[count] = label_token_ids(self.loaded.tokenizer, LETTERS[:count], chat=self.loaded.chat)
+        return self._letters[count]
+
+    def _prompts(self, examples: Sequence[Example]) -> list[Prompt]:
+        return [prompt_for(self.task, e, self.loaded.chat) for e in examples]
+
+    def _choice_step(self, examples: Sequence[Example]) -> StepStats:
+        """Exact expected-reward gradient over the choice letters; returns reward, kl, tokens, times."""
+        started = time.perf_counter()
+        encoded = [encode_prompt(self.loaded.tokenizer, p) for p in self._prompts(examples)]
+        total_reward = total_kl = 0.0
+        tokens = 0
+        for chunk in _chunks(range(len(examples)), self.config.micro_batch):
+            ids, mask, positions = left_pad([encoded[i] for i in chunk], self.pad_id)
+            logits = self.policy.logits(ids, mask, positions, keep=1)[:, -1]
+            base = self.policy.base_logits(ids, mask, positions, keep=1)[:, -1]
+            loss = torch.zeros(())
+            for row, index in enumerate(chunk):
+                example = examples[index]
+                letters = self._letter_ids(len(example.choices))
+                logp = torch.log_softmax(logits[row, letters], dim=-1)
+                base_logp = torch.log_softmax(base[row, letters], dim=-1)
+                reward = -torch.ones(len(letters))
+                reward[example.answer_index] = 1.0
+                probs = logp.exp().detach()
+                expected = (probs * reward).sum()
+                advantage = reward - (expected if self.config.baseline != "none" else 0.0)
+                kl = (logp.exp() * (logp - base_logp)).sum()
+                loss = loss + (-(probs * advantage * logp).sum() + self.config.kl * kl) / len(examples)
+                total_reward += float(expected)
+                total_kl += float(kl.detach())
+            loss.backward()
+            tokens += int(mask.sum())
+        return StepStats(
+            total_reward / len(examples), total_kl / len(examples), tokens, grad_s=time.perf_counter() - started
+        )
+
+    def _generate_step(self, examples: Sequence[Example], step: int) -> StepStats:
+        config = self.config
+        prompts = [p for p in self._prompts(examples) for _ in range(config.samples)]
+        repeated = [e for e in examples for _ in range(config.samples)]
+        started = time.perf_counter()
+        self.engine.set_expert(self.policy.z(), self.policy.rule)
+        try:
+            sampling = Sampling(
+                max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed * 100_003 + step
+            )
+            generations = self.engine.generate(prompts, sampling)
+        finally:
+            self.engine.set_expert(None)
+        sampled = time.perf_counter()
+        rewards = torch.tensor(self.task.score_many(repeated, [g.text for g in generations]), dtype=torch.float32)
+        scored = time.perf_counter()
+        advantage = advantages(rewards, config.baseline, config.samples)
+        sequences = [
+            (encode_prompt(self.loaded.tokenizer, p), list(g.token_ids))
+            for p, g in zip(prompts, generations, strict=True)
+        ]
+        total_kl, tokens = self._sequence_pass(sequences, advantage, normaliser=len(sequences))
+        return StepStats(
+            float(rewards.mean()), total_kl, tokens, sampled - started, scored - sampled, time.perf_counter() - scored
+        )
+
+    def _sequence_pass(
+        self, sequences: Sequence[tuple[list[int], list[int]]], weights: torch.Tensor, normaliser: int
+    ) -> tuple[float, int]:
+        """Backward of −Σ w·log π(y|x)/n + β·KL over completion tokens; returns (mean KL per token, tokens)."""
+        completion_tokens = sum(len(c) for _, c in sequences) or 1
+        total_kl = 0.0
+        tokens = 0
+        for chunk in _chunks(range(len(sequences)), self.config.micro_batch):
+            rows = [sequences[i][0] + sequences[i][1] for i in chunk]
+            ids, mask, positions = left_pad(rows, self.pad_id)
+            keep = max(len(sequences[i][1]) for i in chunk) + 1
+            if keep == 1:
+                continue
+            logits = self.policy.logits(ids, mask, positions, keep)[:, :-1]
+            targets = ids[:, -keep + 1 :]
+            completion_mask = torch.zeros_like(targets, dtype=torch.float32)
+            for row, index in enumerate(chunk):
+                length = len(sequences[index][1])
+                if length:
+                    completion_mask[row, -length:] = 1.0
+            token_logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            sequence_logp = (token_logp * completion_mask).sum(-1)
+            loss = -(weights[list(chunk)] * sequence_logp).sum() / normaliser
+            if self.config.kl > 0:
+                base = self.policy.base_logits(ids, mask, positions, keep)[:, :-1]
+                kl = (kl_divergence(logits, base) * completion_mask).sum()
+                loss = loss + self.config.kl * kl / completion_tokens
+                total_kl += float(kl.detach())
+            loss.backward()
+            tokens += int(mask.sum())
+        return total_kl / completion_tokens, tokens
+
+    def _nll_step(self, examples: Sequence[Example]) -> StepStats:
+        started = time.perf_counter()
+        sequences = []
+        for example, prompt in zip(examples, self._prompts(examples), strict=True):
+            reference = self.task.reference_completion(example)
+            if reference is None:
+                raise BadInputError(f"task {self.task.name!r} has no reference answers; --method nll needs them")
+            tail = self.loaded.tokenizer(reference, add_special_tokens=False)["input_ids"]
+            sequences.append((encode_prompt(self.loaded.tokenizer, prompt), tail))
+        # NLL per token: every reference token weighs the same, as in supervised fine-tuning.
+        count = sum(len(t) for _, t in sequences) or 1
+        kl, tokens = self._sequence_pass(sequences, torch.ones(len(sequences)), normaliser=count)
+        return StepStats(0.0, kl, tokens, grad_s=time.perf_counter() - started)
+
+    # ----- validation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self, z: dict[str, torch.Tensor] | None) -> float:
+        """Validation score in [0, 1] (accuracy for ±1 rewards) under z (None: the base model)."""
+        if not self.validation:
+            return float("nan")
+        mode = "choices" if self.rollout == "choices" else "generate"
+        self.engine.set_expert(z, self.policy.rule)
+        try:
+            result = evaluate(
+                self.engine,
+                self.task,
+                self.validation,
+                chat=self.loaded.chat,
+                mode=mode,
+                max_new_tokens=self.config.max_new_tokens,
+            )
+        finally:
+            self.engine.set_expert(None)
+        return result.score
+
+    # ----- checkpoints ------------------------------------------------------------------------
+
+    def _checkpoint_paths(self) -> tuple[Path, Path]:
+        return self.run_dir / "checkpoint.safetensors", self.run_dir / "checkpoint.json"
+
+    def save_checkpoint(self, state: RunState) -> None:
+        """δ, Adam's moments and the best z (safetensors) plus counters (JSON), each written atomically.
+
+        The JSON names the step and is replaced last, so a run killed between the two files
+        resumes from the previous complete checkpoint's counters only if the tensors match it.
+        """
+        from safetensors.torch import save_file
+
+        tensors_path, state_path = self._checkpoint_paths()
+        tensors: dict[str, torch.Tensor] = {}
+        adam_steps: dict[str, float] = {}
+        for name, delta in self.policy.delta.items():
+            tensors[f"delta/{name}"] = delta.detach().clone()
+            moments = self.optimizer.state.get(delta)
+            if moments:
+                tensors[f"exp_avg/{name}"] = moments["exp_avg"].clone()
+                tensors[f"exp_avg_sq/{name}"] = moments["exp_avg_sq"].clone()
+                adam_steps[name] = float(moments["step"])
+        tensors |= {f"best/{name}": z for name, z in state.best_z.items()}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        temp_tensors = tensors_path.with_suffix(".tmp")
+        save_file(tensors, str(temp_tensors), metadata={"step": str(state.step)})
+        os.replace(temp_tensors, tensors_path)
+        counters = {k: v for k, v in asdict(state).items() if k != "best_z"}
+        temp_state = state_path.with_suffix(".tmp")
+        temp_state.write_text(json.dumps(counters | {"adam_steps": adam_steps, "config": asdict(self.config)}) + "\n")
+        os.replace(temp_state, state_path)
+
+    def load_checkpoint(self) -> RunState | None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        tensors_path, state_path = self._checkpoint_paths()
+        if not state_path.exists() or not tensors_path.exists():
+            return None
+        saved = json.loads(state_path.read_text())
+        if saved.pop("config") != asdict(self.config):
+            raise BadInputError(
+                f"checkpoint in {self.run_dir} was made with other options; resume with the same options"
+            )
+        with safe_open(str(tensors_path), framework="pt") as handle:
+            if handle.metadata().get("step") != str(saved["step"]):
+                raise BadInputError(f"checkpoint in {self.run_dir} is incomplete; start again without --resume")
+        tensors = load_file(str(tensors_path))
+        adam_steps = saved.pop("adam_steps")
+        with torch.no_grad():
+            for name, delta in self.policy.delta.items():
+                delta.copy_(tensors[f"delta/{name}"])
+                if name in adam_steps:
+                    self.optimizer.state[delta] = {
+                        "step": torch.tensor(adam_steps[name]),
+                        "exp_avg": tensors[f"exp_avg/{name}"],
+                        "exp_avg_sq": tensors[f"exp_avg_sq/{name}"],
+                    }
+        best_z = {name.removeprefix("best/"): t for name, t in tensors.items() if name.startswith("best/")}
+        return RunState(best_z=best_z, **saved)
+
+    # ----- the loop ---------------------------------------------------------------------------
+
+    def run(self, *, resume: bool = False) -> TrainResult:
+        config = self.config
+        started = time.perf_counter()
+        state = self.load_checkpoint() if resume else None
+        log_path = self.run_dir / "log.jsonl"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            base_val = self.validate(None)
+            state = RunState(step=0, base_val=base_val, best_val=base_val, best_step=0, best_z=self.policy.z())
+            log_path.write_text("")
+        # Steps logged after the last checkpoint are redone, so drop their lines.
+        records = [StepRecord(**json.loads(line)) for line in log_path.read_text().splitlines() if line.strip()]
+        records = [r for r in records if r.step <= state.step]
+        log_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+        for step in range(state.step + 1, config.steps + 1):
+            examples = [self.train[i] for i in batch_at(len(self.train), config.batch_size, config.seed, step - 1)]
+            self.optimizer.zero_grad(set_to_none=True)
+            if config.method == "nll":
+                stats = self._nll_step(examples)
+            elif self.rollout == "choices":
+                stats = self._choice_step(examples)
+            else:
+                stats = self._generate_step(examples, step)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters, config.grad_clip))
+            if math.isfinite(grad_norm):
+                self.optimizer.step()
+            record = StepRecord(
+                step, stats.reward, stats.kl, grad_norm, stats.tokens, stats.sample_s, stats.score_s, stats.grad_s
+            )
+            if step % config.val_every == 0 or step == config.steps:
+                record.val_score = self.validate(self.policy.z())
+                if record.val_score > state.best_val:
+                    state.best_val, state.best_step, state.best_z = record.val_score, step, self.policy.z()
+            state.step = step
+            records.append(record)
+            with log_path.open("a") as log:
+                log.write(json.dumps(asdict(record)) + "\n")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                self.save_checkpoint(state)
+            if self.on_step is not None:
+                self.on_step(record)
+        return TrainResult(
+            z=state.best_z,
+            best_step=state.best_step,
+            best_val=state.best_val,
+            base_val=state.base_val,
+            steps=records,
+            rollout=self.rollout,
+            trainable_parameters=sum(d.numel() for d in self.policy.delta.values()),
+            peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            seconds=time.perf_counter() - started,
+        )
+
+
+def _chunks(indices: Sequence[int] | range, size: int) -> Iterator[list[int]]:
+    indices = list(indices)
+    for start in range(0, len(indices), size):
+        yield indices[start : start + size]

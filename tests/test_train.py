@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2cli.errors import BadInputError
+from t2cli.models import fingerprint, wrap_model
+from t2cli.tasks.base import Example, Task
+from t2cli.train import TrainConfig, Trainer, advantages, batch_at, kl_divergence
+from tests.conftest import build_tiny_model, tiny_tokenizer
+
+WORDS = ["the cat", "a dog", "my hat", "big sun", "red car", "old map", "hot tea", "wet fog", "fun day", "low sky"]
+
+
+class StartsWithVowel(Task):
+    """Reward +1 when the completion starts with a vowel: learnable from the first-token distribution."""
+
+    name = "vowel"
+    description = "say something starting with a vowel"
+    answer_cue = ""
+
+    def load(self, source=None, split="train", limit=None) -> list[Example]:
+        return [Example(id=f"{split}-{i}", question=w, reference=None) for i, w in enumerate(WORDS)][:limit]
+
+    def score(self, example: Example, completion: str) -> float:
+        return 1.0 if completion[:1] and completion[0] in "aeiou" else -1.0
+
+
+class AlwaysC(Task):
+    """Four choices, the answer is always the third one: a letter preference the policy can learn."""
+
+    name = "always-c"
+    description = "pick the third option"
+    answer_cue = ""
+
+    def load(self, source=None, split="train", limit=None) -> list[Example]:
+        return [
+            Example(id=f"{split}-{i}", question=w, reference="C", choices=("a", "b", "c", "d"), answer_index=2)
+            for i, w in enumerate(WORDS)
+        ][:limit]
+
+    def score(self, example: Example, completion: str) -> float:
+        return 1.0 if completion.strip().startswith("C") else -1.0
+
+    def reference_completion(self, example: Example) -> str:
+        return "C"
+
+
+@pytest.fixture
+def loaded(t2_home):
+    model = build_tiny_model("llama", seed=5, initializer_range=0.3)
+    model.generation_config.eos_token_id = 62
+    return wrap_model(model, tiny_tokenizer(), spec="tiny", model_id="tiny")
+
+
+def make_trainer(loaded, task: Task, tmp_path: Path, **options) -> Trainer:
+    config = TrainConfig(task=task.name, **options)
+    return Trainer(loaded, task, task.load(split="train"), task.load(split="validation"), config, run_dir=tmp_path)
+
+
+def test_reinforce_raises_the_reward_of_generated_completions(loaded, tmp_path) -> None:
+    trainer = make_trainer(
+        loaded,
+        StartsWithVowel(),
+        tmp_path,
+        rollout="generate",
+        steps=30,
+        batch_size=5,
+        samples=6,
+        lr=0.1,
+        kl=0.0,
+        max_new_tokens=2,
+        val_every=100,
+        micro_batch=32,
+    )
+    result = trainer.run()
+    rewards = [r.reward for r in result.steps]
+    assert len(rewards) == 30
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.5
+
+
+def test_exact_choice_gradient_learns_the_answer_letter(loaded, tmp_path) -> None:
+    trainer = make_trainer(loaded, AlwaysC(), tmp_path, steps=20, batch_size=5, lr=0.1, kl=0.01, val_every=10)
+    assert trainer.rollout == "choices"
+    result = trainer.run()
+    assert result.base_val < 0.5
+    assert result.best_val == 1.0 and result.best_step in (10, 20)
+    assert result.steps[-1].reward > result.steps[0].reward
+
+
+def test_gradients_touch_only_z(loaded, tmp_path) -> None:
+    before = fingerprint(loaded.model, loaded.targets)
+    params = {n: p.clone() for n, p in loaded.model.named_parameters()}
+    trainer = make_trainer(loaded, AlwaysC(), tmp_path, steps=3, batch_size=5, lr=0.1, val_every=100)
+    result = trainer.run()
+    assert fingerprint(loaded.model, loaded.targets) == before
+    assert all(torch.equal(p, params[n]) for n, p in loaded.model.named_parameters())
+    assert all(p.grad is None for p in loaded.model.parameters())
+    assert any(not torch.equal(d, torch.zeros_like(d)) for d in trainer.policy.delta.values())
+    assert result.trainable_parameters == sum(t.rank for t in loaded.targets)
+
+
+@pytest.mark.parametrize("rollout", ["generate", "choices"])
+def test_resume_equals_an_uninterrupted_run(loaded, tmp_path, rollout) -> None:
+    options = dict(
+        rollout=rollout,
+        steps=6,
+        batch_size=4,
+        samples=2,
+        lr=0.05,
+        kl=0.1,
+        max_new_tokens=3,
+        val_every=2,
+        checkpoint_every=3,
+    )
+    whole = make_trainer(loaded, AlwaysC(), tmp_path / "whole", **options).run()
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_four(record) -> None:
+        if record.step == 4:
+            raise Interrupted
+
+    first = make_trainer(loaded, AlwaysC(), tmp_path / "cut", **options)
+    first.on_step = stop_after_four
+    with pytest.raises(Interrupted):
+        first.run()
+    resumed = make_trainer(loaded, AlwaysC(), tmp_path / "cut", **options).run(resume=True)
+    assert [r.step for r in resumed.steps] == list(range(1, 7))
+    for name, z in whole.z.items():
+        assert torch.allclose(resumed.z[name], z, atol=1e-6)
+    assert resumed.best_val == whole.best_val and resumed.best_step == whole.best_step
+    lines = (tmp_path / "cut" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, 7))
+
+
+def test_resume_with_other_options_is_refused(loaded, tmp_path) -> None:
+    make_trainer(loaded, AlwaysC(), tmp_path, steps=2, batch_size=5, checkpoint_every=1, val_every=100).run()
+    with pytest.raises(BadInputError, match="other options"):
+        make_trainer(loaded, AlwaysC(), tmp_path, steps=4, batch_size=5, checkpoint_every=1, val_every=100).run(
+            resume=True
+        )
+
+
+def test_kl_is_zero_at_z_equal_one(loaded, tmp_path) -> None:
+    logits = torch.randn(3, 5, 64)
+    assert torch.allclose(kl_divergence(logits, logits), torch.zeros(3, 5), atol=1e-6)
+    trainer = make_trainer(
+        loaded,
+        StartsWithVowel(),
+        tmp_path,
+        rollout="generate",
+        steps=1,
+        batch_size=5,
+        samples=2,
+        kl=0.5,
+        max_new_tokens=3,
+        val_every=100,
+    )
+    assert trainer.run().steps[0].kl == pytest.approx(0.0, abs=1e-6)
+
+
+def test_nll_method_lowers_the_reference_loss(loaded, tmp_path) -> None:
+    trainer = make_trainer(
+        loaded, AlwaysC(), tmp_path, method="nll", steps=15, batch_size=5, lr=0.1, kl=0.0, val_every=15
+    )
+    assert trainer.rollout == "generate"
+    result = trainer.run()
+    assert result.best_val > result.base_val
+
+
+def test_baselines_and_batches() -> None:
+    rewards = torch.tensor([1.0, -1.0, 1.0, 1.0])
+    assert torch.equal(advantages(rewards, "none", 2), rewards)
+    assert torch.equal(advantages(rewards, "mean", 2), rewards - 0.5)
+    assert torch.equal(advantages(rewards, "group", 2), torch.tensor([1.0, -1.0, 0.0, 0.0]))
+    assert batch_at(10, 3, 0, 0) == batch_at(10, 3, 0, 0)
+    epoch = [i for step in range(3) for i in batch_at(10, 3, 0, step)]
+    assert len(set(epoch)) == 9
+    with pytest.raises(BadInputError, match="exceeds"):
+        batch_at(2, 3, 0, 0)
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(BadInputError, match="unknown baseline"):
+        TrainConfig(task="arc", baseline="median")
+    with pytest.raises(BadInputError, match="steps must be"):
+        TrainConfig(task="arc", steps=0)
