@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from t2cli import __version__
-from t2cli.cli import decompose
+from t2cli.cli import decompose, registry
 from t2cli.cli.common import CliSettings, stderr_console
 from t2cli.errors import T2Error
 
@@ -59,6 +59,7 @@ def root(
 
 
 app.command("decompose")(decompose.decompose_command)
+app.add_typer(registry.app, name="registry")
 
 
 def main() -> None:

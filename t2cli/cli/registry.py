@@ -1,0 +1,262 @@
+"""`t2 registry`: list, show, verify, remove, push and pull expert versions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from t2cli.cli.common import print_json, settings, stdout_console
+
+if TYPE_CHECKING:
+    from t2cli.remotes import Transfer
+    from t2cli.store import Registry
+
+app = typer.Typer(
+    name="registry",
+    help="Expert versions on disk (ROOT/<model>/<expert>/<version>/) and on remotes (file://, hf://).",
+    no_args_is_help=True,
+)
+
+RegistryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry",
+        help="Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Base model (id or registry folder name) when a name exists for several."),
+]
+SpecArgument = Annotated[str, typer.Argument(help="Expert: NAME (latest version) or NAME@VERSION.")]
+RemoteArgument = Annotated[str, typer.Argument(help="Remote: file:///absolute/path or hf://user/repo[@revision].")]
+
+
+def open_registry(root: Path | None) -> Registry:
+    from t2cli.store import Registry, resolve_root
+
+    return Registry(resolve_root(root))
+
+
+def model_slug(model: str | None) -> str | None:
+    from t2cli.models import slugify
+
+    return slugify(model) if model else None
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def version_list(versions: list[int]) -> str:
+    return ", ".join(map(str, versions)) if len(versions) <= 4 else f"{versions[0]}…{versions[-1]} ({len(versions)})"
+
+
+@app.command("list")
+def list_command(model: ModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False) -> None:
+    """List experts with their versions, base model, task, main metric, size and creation time.
+
+    Example: t2 registry list --model smollm2-135m
+    """
+    store = open_registry(registry)
+    summaries = store.list(model_slug(model))
+    if json_output:
+        print_json({"root": str(store.root), "experts": [asdict(s) for s in summaries]})
+        return
+    if not summaries:
+        stdout_console().print(f"no experts in {store.root}", markup=False)
+        return
+    table = Table(title=f"experts in {store.root}")
+    for column in ("name", "versions", "base", "task", "metric", "size", "created"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for s in summaries:
+        metric = f"{s.metric} {s.metric_value:.4g}" if s.metric is not None else ""
+        created = (s.created or "")[:16].replace("T", " ")
+        base = s.base_model or f"[red]{s.problem}[/red]"
+        table.add_row(s.name, version_list(s.versions), base, s.task or "", metric, human_size(s.size_bytes), created)
+    stdout_console().print(table)
+
+
+@app.command("show")
+def show_command(
+    spec: SpecArgument, model: ModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False
+) -> None:
+    """Show an expert's manifest and per-layer statistics of its z vectors (the version is verified first).
+
+    Example: t2 registry show arc@2
+    """
+    from t2cli.expert import z_stats
+
+    ref = open_registry(registry).resolve(spec, model_slug(model))
+    expert = ref.load()
+    manifest = expert.manifest
+    stats = z_stats(expert)
+    if json_output:
+        print_json(
+            {
+                "ref": ref.spec,
+                "model_slug": ref.model_slug,
+                "path": str(ref.path),
+                "manifest": manifest.to_dict(),
+                "z_stats": [asdict(s) for s in stats],
+            }
+        )
+        return
+    ranks: dict[str, set[int]] = {}
+    for info in manifest.targets.values():
+        ranks.setdefault(info.role, set()).add(info.rank)
+    about = Table(title=f"{ref.spec} ({ref.model_slug})", show_header=False)
+    about.add_row("path", str(ref.path))
+    about.add_row("base model", f"{manifest.base_model} (fingerprint {manifest.base_fingerprint[:16]})")
+    about.add_row("task", manifest.task or "")
+    about.add_row("description", manifest.description or "")
+    about.add_row("svf rule", manifest.svf_rule)
+    about.add_row(
+        "targets",
+        f"{len(manifest.targets)} matrices; ranks "
+        + ", ".join(f"{role} {'/'.join(map(str, sorted(r)))}" for role, r in ranks.items()),
+    )
+    about.add_row("metrics", ", ".join(f"{k} {v:.4g}" for k, v in manifest.metrics.items()))
+    about.add_row("provenance", json.dumps(manifest.provenance, default=str))
+    about.add_row("created", f"{manifest.created} with t2 {manifest.t2_version}")
+    about.add_row("sha256", manifest.sha256)
+    for name, digest in manifest.files.items():
+        about.add_row(f"file {name}", digest)
+    table = Table(title="z per matrix")
+    for column in ("layer", "role", "rank", "mean", "std", "min", "max"):
+        table.add_column(column, justify="left" if column == "role" else "right")
+    for i, s in enumerate(stats):
+        last_of_layer = i + 1 == len(stats) or stats[i + 1].layer != s.layer
+        table.add_row(
+            str(s.layer), s.role, str(s.rank), f"{s.mean:.4f}", f"{s.std:.4f}", f"{s.min:.4f}", f"{s.max:.4f}",
+            end_section=last_of_layer,
+        )  # fmt: skip
+    console = stdout_console()
+    console.print(about)
+    console.print(table)
+
+
+@app.command("verify")
+def verify_command(
+    spec: Annotated[str | None, typer.Argument(help="Only this expert (NAME or NAME@VERSION).")] = None,
+    model: ModelOption = None,
+    registry: RegistryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Check every version's manifest and checksums; exit 4 listing each problem found.
+
+    Example: t2 registry verify
+    """
+    from t2cli.errors import IntegrityError
+
+    store = open_registry(registry)
+    problems = store.verify(spec, model_slug(model))
+    if json_output:
+        print_json({"root": str(store.root), "ok": not problems, "problems": [asdict(p) for p in problems]})
+    elif problems:
+        table = Table(title=f"problems in {store.root}")
+        table.add_column("version")
+        table.add_column("problem")
+        for problem in problems:
+            table.add_row(problem.where, problem.message)
+        stdout_console().print(table)
+    else:
+        stdout_console().print(f"ok: every version in {store.root} verifies", markup=False)
+    if problems:
+        raise IntegrityError(
+            f"{len(problems)} corrupt version(s) in {store.root}; re-pull them from a remote "
+            "or remove them with `t2 registry rm NAME@VERSION`"
+        )
+
+
+@app.command("rm")
+def remove_command(
+    ctx: typer.Context,
+    spec: Annotated[str, typer.Argument(help="The version to delete: NAME@VERSION.")],
+    model: ModelOption = None,
+    registry: RegistryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete one version; its number is never reused.
+
+    Example: t2 registry rm arc@1
+    """
+    ref = open_registry(registry).remove(spec, model_slug(model))
+    if json_output:
+        print_json({"removed": ref.spec, "model_slug": ref.model_slug, "path": str(ref.path)})
+    elif not settings(ctx).quiet:
+        stdout_console().print(f"removed {ref.spec} ({ref.model_slug})", markup=False)
+
+
+def report(ctx: typer.Context, transfer: Transfer, json_output: bool, direction: str) -> None:
+    if json_output:
+        print_json(asdict(transfer))
+        return
+    if settings(ctx).quiet:
+        return
+    where = f"{transfer.spec} ({transfer.model_slug}) {direction} {transfer.remote}"
+    line = f"{transfer.action} {where}" if transfer.action != "unchanged" else f"unchanged: {where} already in place"
+    stdout_console().print(line, markup=False)
+
+
+@app.command("push")
+def push_command(
+    ctx: typer.Context,
+    spec: SpecArgument,
+    remote: RemoteArgument,
+    model: ModelOption = None,
+    registry: RegistryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Copy a version to a remote (verified first; a version the remote holds with other content is refused).
+
+    Examples: t2 registry push arc@2 hf://me/t2-experts ; t2 registry push arc file:///srv/t2-registry
+    """
+    from t2cli.remotes import push
+
+    report(ctx, push(open_registry(registry), spec, remote, model_slug=model_slug(model)), json_output, "to")
+
+
+@app.command("pull")
+def pull_command(
+    ctx: typer.Context,
+    remote: RemoteArgument,
+    spec: SpecArgument,
+    model: ModelOption = None,
+    registry: RegistryOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Install a version from a remote; it is verified against its checksums before it is installed.
+
+    Examples: t2 registry pull hf://me/t2-experts arc ; t2 registry pull file:///srv/t2-registry arc@2
+    """
+    from t2cli.remotes import pull
+
+    report(ctx, pull(open_registry(registry), remote, spec, model_slug=model_slug(model)), json_output, "from")
+
+
+@app.command("gc")
+def gc_command(ctx: typer.Context, registry: RegistryOption = None, json_output: JsonOption = False) -> None:
+    """Delete staging folders left by interrupted writes (publishing does it too, per expert).
+
+    Example: t2 registry gc
+    """
+    store = open_registry(registry)
+    removed = store.gc()
+    if json_output:
+        print_json({"root": str(store.root), "removed": removed})
+    elif not settings(ctx).quiet:
+        stdout_console().print(f"removed {removed} stale staging folder(s) in {store.root}", markup=False)
