@@ -1,0 +1,81 @@
+"""ARC (AI2 Reasoning Challenge, Easy and Challenge): multiple-choice science questions."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from t2cli.errors import BadInputError, NotFoundError
+from t2cli.tasks.base import Example, FileTask
+from t2cli.tasks.choice import LETTERS, extract_choice
+from t2cli.tasks.sources import SPLITS, Record, check_split, read_jsonl, resolve_source
+
+INSTRUCTION = "Answer with the letter of the correct choice."
+_SPLIT_FILES = {"train": "Train", "validation": "Dev", "test": "Test"}
+
+
+class ArcTask(FileTask):
+    """Data: {"id", "question": {"stem", "choices": [{"text", "label"}]}, "answerKey"} JSONL, 2-5 choices
+    labelled A-E or 1-5, always shown as A-E (the original labels are kept in meta["labels"]).
+    Source: one file (split is then ignored) or a folder with ARC-*-{Train,Dev,Test}.jsonl[.gz]
+    (train/validation/test). shuffle_seed permutes each example's choices deterministically, so that a
+    preference for one letter earns nothing in training."""
+
+    name = "arc"
+    description = "multiple-choice grade-school science questions"
+
+    def __init__(self, shuffle_seed: int | None = None) -> None:
+        self.shuffle_seed = shuffle_seed
+
+    def records(self, source: str | Path | None, split: str) -> list[Record]:
+        check_split(split, SPLITS, self.name)
+        path = resolve_source(
+            source,
+            task=self.name,
+            hint="no copy is bundled; pass --data PATH to an ARC jsonl file or a folder of ARC-*-Train/Dev/Test files",
+        )
+        return read_jsonl(_split_file(path, split) if path.is_dir() else path)
+
+    def to_example(self, record: Record) -> Example:
+        question = record.data["question"]
+        entries = [(str(choice["text"]), str(choice["label"])) for choice in question["choices"]]
+        if not 2 <= len(entries) <= len(LETTERS):
+            raise ValueError(f"expected 2 to {len(LETTERS)} choices, got {len(entries)}")
+        example_id = str(record.data.get("id", f"{self.name}/{record.index}"))
+        if self.shuffle_seed is not None:
+            # A string seed is hashed with SHA-512, so the order is the same in every run and process.
+            random.Random(f"{self.shuffle_seed}:{example_id}").shuffle(entries)
+        labels = [label for _, label in entries]
+        answer_key = str(record.data["answerKey"]).strip()
+        if answer_key not in labels:
+            raise ValueError(f"answerKey {answer_key!r} is not one of the labels {labels}")
+        answer = labels.index(answer_key)
+        listing = "\n".join(f"{LETTERS[index]}. {text}" for index, (text, _) in enumerate(entries))
+        return Example(
+            id=example_id,
+            question=f"{question['stem']}\n\n{listing}\n\n{INSTRUCTION}",
+            reference=LETTERS[answer],
+            choices=tuple(text for text, _ in entries),
+            answer_index=answer,
+            meta={"labels": labels},
+        )
+
+    def score(self, example: Example, completion: str) -> float:
+        picked = extract_choice(completion, len(example.choices), example.choices)
+        return 1.0 if picked == example.answer_index else -1.0
+
+    def reference_completion(self, example: Example) -> str:
+        return f"The answer is {example.reference}."
+
+
+def _split_file(folder: Path, split: str) -> Path:
+    suffix = _SPLIT_FILES[split]
+    matches = sorted(
+        path for path in folder.iterdir() if path.name.endswith((f"-{suffix}.jsonl", f"-{suffix}.jsonl.gz"))
+    )
+    if not matches:
+        raise NotFoundError(f"no ARC-*-{suffix}.jsonl in {folder}; pass the file itself with --data PATH")
+    if len(matches) > 1:
+        names = ", ".join(path.name for path in matches)
+        raise BadInputError(f"several {split} files in {folder} ({names}); pass one of them with --data PATH")
+    return matches[0]

