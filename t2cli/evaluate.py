@@ -20,7 +20,6 @@ from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Task
 
 MODES = ("generate", "choices", "likelihood")
-LETTERS = "ABCDEFGHIJ"
 
 
 @dataclass(frozen=True)
@@ -71,20 +70,20 @@ def _require_choices(task: Task, examples: Sequence[Example], mode: str) -> None
         raise BadInputError(f"mode {mode!r} needs a multiple-choice task and {task.name!r} is not one; use generate")
 
 
-def choice_picks(engine: Any, examples: Sequence[Example], prompts: Sequence[Prompt]) -> list[int]:
-    """The most likely choice letter for each example: one batched prefill per choice count."""
+def choice_picks(engine: Any, task: Task, examples: Sequence[Example], prompts: Sequence[Prompt]) -> list[int]:
+    """The most likely answer label (A, B, … or the task's own) for each example: one prefill per label set."""
     picks = [0] * len(examples)
-    by_count: dict[int, list[int]] = {}
+    by_labels: dict[tuple[str, ...], list[int]] = {}
     for index, example in enumerate(examples):
-        by_count.setdefault(len(example.choices), []).append(index)
-    for count, indices in by_count.items():
-        scores = engine.label_logprobs([prompts[i] for i in indices], LETTERS[:count])
+        by_labels.setdefault(task.choice_labels(example), []).append(index)
+    for labels, indices in by_labels.items():
+        scores = engine.label_logprobs([prompts[i] for i in indices], labels)
         for index, row in zip(indices, scores, strict=True):
             picks[index] = int(row.argmax())
     return picks
 
 
-def likelihood_picks(engine: Engine, examples: Sequence[Example], prompts: Sequence[Prompt]) -> list[int]:
+def likelihood_picks(engine: Engine, task: Task, examples: Sequence[Example], prompts: Sequence[Prompt]) -> list[int]:
     """The choice whose text is most likely as the answer, all choices scored in one batch."""
     pairs = [
         (i, prompt, f" {text}")
@@ -127,9 +126,9 @@ def evaluate(
         items = [ItemResult(e.id, g.text, r) for e, g, r in zip(examples, generations, rewards, strict=True)]
     else:
         _require_choices(task, examples, mode)
-        picks = (choice_picks if mode == "choices" else likelihood_picks)(engine, examples, prompts)
+        picks = (choice_picks if mode == "choices" else likelihood_picks)(engine, task, examples, prompts)
         items = [
-            ItemResult(e.id, LETTERS[p], 1.0 if p == e.answer_index else -1.0, p)
+            ItemResult(e.id, task.choice_labels(e)[p], 1.0 if p == e.answer_index else -1.0, p)
             for e, p in zip(examples, picks, strict=True)
         ]
     seconds = time.perf_counter() - started

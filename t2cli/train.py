@@ -19,6 +19,7 @@ Two rollout modes:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,19 +27,24 @@ import random
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from t2cli.engines.base import Prompt, Sampling, encode_prompt, label_token_ids, left_pad
 from t2cli.engines.hf import HFEngine
 from t2cli.errors import BadInputError
-from t2cli.evaluate import LETTERS, evaluate, prompt_for
+from t2cli.evaluate import evaluate, prompt_for
 from t2cli.models import LoadedModel, TargetMatrix
 from t2cli.svd import Factors, decompose
 from t2cli.svf import adapted_weights, check_rule, functional_forward
 from t2cli.tasks.base import Example, Task
+
+if TYPE_CHECKING:
+    from t2cli.store import ExpertRef, Registry
 
 METHODS = ("svf", "nll")
 ROLLOUTS = ("auto", "generate", "choices")
@@ -147,6 +153,7 @@ class SVFPolicy:
             name: torch.zeros_like(f.S, dtype=torch.float32, requires_grad=True) for name, f in factors.items()
         }
         self._params = dict(loaded.model.named_parameters())
+        self._leaves: dict[str, torch.Tensor] = {}
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -155,12 +162,36 @@ class SVFPolicy:
     def z(self) -> dict[str, torch.Tensor]:
         return {name: (1 + d).detach().clone() for name, d in self.delta.items()}
 
-    def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
-        """Logits of the last `keep` positions under W'(1 + δ), differentiable in δ."""
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        """Materialise W'(1 + δ) once for all micro-batches of a step, then back-propagate into δ once.
+
+        Micro-batches run against detached copies of W' that collect gradients; the single
+        backward through the W'(z) graph afterwards costs one materialisation per step instead of
+        one per micro-batch.
+        """
         z = {name: 1 + d for name, d in self.delta.items()}
-        weights = adapted_weights(self._params, self.factors, z, self.rule)
+        graph = adapted_weights(self._params, self.factors, z, self.rule)
+        self._leaves = {name: w.detach().requires_grad_() for name, w in graph.items()}
+        try:
+            yield
+            used = [name for name, leaf in self._leaves.items() if leaf.grad is not None]
+            if used:
+                torch.autograd.backward([graph[n] for n in used], [self._leaves[n].grad for n in used])
+        finally:
+            self._leaves = {}
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+        """Logits of the last `keep` positions under W'(1 + δ) (inside `step()`), differentiable in δ."""
+        if not self._leaves:
+            raise RuntimeError("SVFPolicy.logits runs inside `with policy.step():`")
         out = functional_forward(
-            self.loaded.model, weights, input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+            self.loaded.model,
+            self._leaves,
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            logits_to_keep=keep,
         )
         return out.logits.float()
 
@@ -240,14 +271,16 @@ class Trainer:
         self.run_dir = run_dir
         self.on_step = on_step
         self.pad_id = self.engine.pad_id
-        self._letters: dict[int, list[int]] = {}
+        self._labels: dict[tuple[str, ...], list[int]] = {}
+        self._base_choices: dict[str, torch.Tensor] = {}
 
     # ----- objectives -------------------------------------------------------------------------
 
-    def _letter_ids(self, count: int) -> list[int]:
-        if count not in self._letters:
-            self._letters[count] = label_token_ids(self.loaded.tokenizer, LETTERS[:count], chat=self.loaded.chat)
-        return self._letters[count]
+    def _label_ids(self, example: Example) -> list[int]:
+        labels = self.task.choice_labels(example)
+        if labels not in self._labels:
+            self._labels[labels] = label_token_ids(self.loaded.tokenizer, labels, chat=self.loaded.chat)
+        return self._labels[labels]
 
     def _prompts(self, examples: Sequence[Example]) -> list[Prompt]:
         return [prompt_for(self.task, e, self.loaded.chat) for e in examples]
@@ -261,13 +294,13 @@ class Trainer:
         for chunk in _chunks(range(len(examples)), self.config.micro_batch):
             ids, mask, positions = left_pad([encoded[i] for i in chunk], self.pad_id)
             logits = self.policy.logits(ids, mask, positions, keep=1)[:, -1]
-            base = self.policy.base_logits(ids, mask, positions, keep=1)[:, -1]
+            base = self._base_choice_logprobs([examples[i] for i in chunk], ids, mask, positions)
             loss = torch.zeros(())
             for row, index in enumerate(chunk):
                 example = examples[index]
-                letters = self._letter_ids(len(example.choices))
+                letters = self._label_ids(example)
                 logp = torch.log_softmax(logits[row, letters], dim=-1)
-                base_logp = torch.log_softmax(base[row, letters], dim=-1)
+                base_logp = base[row]
                 reward = -torch.ones(len(letters))
                 reward[example.answer_index] = 1.0
                 probs = logp.exp().detach()
@@ -282,6 +315,19 @@ class Trainer:
         return StepStats(
             total_reward / len(examples), total_kl / len(examples), tokens, grad_s=time.perf_counter() - started
         )
+
+    def _base_choice_logprobs(
+        self, examples: Sequence[Example], ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """The base model's distribution over each example's letters: fixed, so computed once per example."""
+        missing = [row for row, e in enumerate(examples) if e.id not in self._base_choices]
+        if missing:
+            rows = torch.tensor(missing)
+            base = self.policy.base_logits(ids[rows], mask[rows], positions[rows], keep=1)[:, -1]
+            for row, logits in zip(missing, base, strict=True):
+                letters = self._label_ids(examples[row])
+                self._base_choices[examples[row].id] = torch.log_softmax(logits[letters], dim=-1)
+        return [self._base_choices[e.id] for e in examples]
 
     def _generate_step(self, examples: Sequence[Example], step: int) -> StepStats:
         config = self.config
@@ -304,7 +350,8 @@ class Trainer:
             (encode_prompt(self.loaded.tokenizer, p), list(g.token_ids))
             for p, g in zip(prompts, generations, strict=True)
         ]
-        total_kl, tokens = self._sequence_pass(sequences, advantage, normaliser=len(sequences))
+        with self.policy.step():
+            total_kl, tokens = self._sequence_pass(sequences, advantage, normaliser=len(sequences))
         return StepStats(
             float(rewards.mean()), total_kl, tokens, sampled - started, scored - sampled, time.perf_counter() - scored
         )
@@ -354,6 +401,15 @@ class Trainer:
         count = sum(len(t) for _, t in sequences) or 1
         kl, tokens = self._sequence_pass(sequences, torch.ones(len(sequences)), normaliser=count)
         return StepStats(0.0, kl, tokens, grad_s=time.perf_counter() - started)
+
+    def _step(self, examples: Sequence[Example], step: int) -> StepStats:
+        if self.config.method == "nll":
+            with self.policy.step():
+                return self._nll_step(examples)
+        if self.rollout == "choices":
+            with self.policy.step():
+                return self._choice_step(examples)
+        return self._generate_step(examples, step)
 
     # ----- validation -------------------------------------------------------------------------
 
@@ -458,12 +514,7 @@ class Trainer:
         for step in range(state.step + 1, config.steps + 1):
             examples = [self.train[i] for i in batch_at(len(self.train), config.batch_size, config.seed, step - 1)]
             self.optimizer.zero_grad(set_to_none=True)
-            if config.method == "nll":
-                stats = self._nll_step(examples)
-            elif self.rollout == "choices":
-                stats = self._choice_step(examples)
-            else:
-                stats = self._generate_step(examples, step)
+            stats = self._step(examples, step)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters, config.grad_clip))
             if math.isfinite(grad_norm):
                 self.optimizer.step()
@@ -499,3 +550,83 @@ def _chunks(indices: Sequence[int] | range, size: int) -> Iterator[list[int]]:
     indices = list(indices)
     for start in range(0, len(indices), size):
         yield indices[start : start + size]
+
+
+def data_sha256(examples: Sequence[Example]) -> str:
+    """Identifies the training data by content (ids, questions, references), not by file path."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([example.id, example.question, example.reference], default=str).encode())
+    return digest.hexdigest()
+
+
+def training_data(
+    task_name: str, data: str | None, seed: int, registry: Registry, model_slug: str, experts: str | None
+) -> tuple[Task, list[Example], list[Example]]:
+    """The task with its train and validation examples.
+
+    ARC's choices are shuffled (seeded) so that a preference for one letter earns nothing. The
+    classification task `cls` is built from the experts named in `experts`: their manifests give
+    the categories (their tasks) and the data each was trained on.
+    """
+    from t2cli.tasks import get_task, resolve_task
+
+    if task_name == "cls":
+        if not experts:
+            raise BadInputError("--task cls needs --experts a,b,c: the experts whose tasks are the categories")
+        members, sources = [], {}
+        for spec in experts.split(","):
+            manifest = registry.resolve(spec.strip(), model_slug).manifest()
+            if not manifest.task:
+                raise BadInputError(f"expert {manifest.ref} records no task; it cannot be a category of cls")
+            members.append(resolve_task(manifest.task, **({"shuffle_seed": seed} if manifest.task == "arc" else {})))
+            sources[manifest.task] = manifest.provenance.get("data")
+        task = get_task("cls", tasks=members, sources=sources, seed=seed)
+        data = None
+    else:
+        task = resolve_task(task_name, **({"shuffle_seed": seed} if task_name == "arc" else {}))
+    return task, task.load(data, "train"), task.load(data, "validation")
+
+
+def publish(
+    registry: Registry,
+    loaded: LoadedModel,
+    task: Task,
+    data: str | None,
+    train: Sequence[Example],
+    config: TrainConfig,
+    result: TrainResult,
+    name: str,
+) -> ExpertRef:
+    """Store the best z as a new version, with full provenance and the validation metrics."""
+    from t2cli.expert import Expert, new_manifest
+
+    by_name = {t.name: t for t in loaded.targets}
+    provenance = {
+        "kind": "trained",
+        "task": task.name,
+        "data": data,
+        "data_sha256": data_sha256(train),
+        "method": config.method,
+        "rollout": result.rollout,
+        "hyperparameters": asdict(config),
+        "steps": len(result.steps),
+        "best_step": result.best_step,
+        "seed": config.seed,
+    }
+    manifest = new_manifest(
+        name=name,
+        base_model=loaded.model_id,
+        base_fingerprint=loaded.fingerprint,
+        targets=[by_name[n] for n in result.z],
+        provenance=provenance,
+        svf_rule=config.rule,
+        task=task.name,
+        description=task.description,
+        metrics={
+            "val_score": result.best_val,
+            "base_val_score": result.base_val,
+            "trainable_parameters": result.trainable_parameters,
+        },
+    )
+    return registry.publish(Expert(manifest, {n: z.float().contiguous() for n, z in result.z.items()}))

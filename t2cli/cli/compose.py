@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.registry import JsonOption, ModelOption, RegistryOption, open_registry
+from t2cli.cli.options import BaseModelOption, JsonOption, RegistryOption, open_registry
 
 
 def compose_command(
@@ -33,7 +33,7 @@ def compose_command(
             "--normalize/--no-normalize", help="Scale α to sum 1 per matrix (default: the recipe's, else off)."
         ),
     ] = None,
-    model: ModelOption = None,
+    model: BaseModelOption = None,
     registry: RegistryOption = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,6 +11,7 @@ from t2cli.cli.common import settings
 
 if TYPE_CHECKING:
     from t2cli.models import LoadedModel
+    from t2cli.store import Registry
 
 ModelArgument = Annotated[
     str | None,
@@ -32,3 +34,30 @@ def model_and_threads(ctx: typer.Context, spec: str | None) -> LoadedModel:
 
     configure_threads(settings(ctx).threads)
     return load_model(spec)
+
+
+RegistryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--registry",
+        help="Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+BaseModelOption = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="Base model (id or registry folder name) when a name exists for several."),
+]
+SpecArgument = Annotated[str, typer.Argument(help="Expert: NAME (latest version) or NAME@VERSION.")]
+
+
+def open_registry(root: Path | None) -> Registry:
+    from t2cli.store import Registry, resolve_root
+
+    return Registry(resolve_root(root))
+
+
+def model_slug(model: str | None) -> str | None:
+    from t2cli.models import slugify
+
+    return slugify(model) if model else None

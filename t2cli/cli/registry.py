@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
+from t2cli.cli.options import BaseModelOption, JsonOption, RegistryOption, SpecArgument, model_slug, open_registry
 
 if TYPE_CHECKING:
     from t2cli.remotes import Transfer
-    from t2cli.store import Registry
 
 app = typer.Typer(
     name="registry",
@@ -22,32 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RegistryOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--registry",
-        help="Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).",
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-ModelOption = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Base model (id or registry folder name) when a name exists for several."),
-]
-SpecArgument = Annotated[str, typer.Argument(help="Expert: NAME (latest version) or NAME@VERSION.")]
 RemoteArgument = Annotated[str, typer.Argument(help="Remote: file:///absolute/path or hf://user/repo[@revision].")]
-
-
-def open_registry(root: Path | None) -> Registry:
-    from t2cli.store import Registry, resolve_root
-
-    return Registry(resolve_root(root))
-
-
-def model_slug(model: str | None) -> str | None:
-    from t2cli.models import slugify
-
-    return slugify(model) if model else None
 
 
 def human_size(size: int) -> str:
@@ -66,7 +40,9 @@ def version_list(versions: list[int]) -> str:
 
 
 @app.command("list")
-def list_command(model: ModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False) -> None:
+def list_command(
+    model: BaseModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False
+) -> None:
     """List experts with their versions, base model, task, main metric, size and creation time.
 
     Example: t2 registry list --model smollm2-135m
@@ -92,7 +68,7 @@ def list_command(model: ModelOption = None, registry: RegistryOption = None, jso
 
 @app.command("show")
 def show_command(
-    spec: SpecArgument, model: ModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False
+    spec: SpecArgument, model: BaseModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False
 ) -> None:
     """Show an expert's manifest and per-layer statistics of its z vectors (the version is verified first).
 
@@ -152,7 +128,7 @@ def show_command(
 @app.command("verify")
 def verify_command(
     spec: Annotated[str | None, typer.Argument(help="Only this expert (NAME or NAME@VERSION).")] = None,
-    model: ModelOption = None,
+    model: BaseModelOption = None,
     registry: RegistryOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -186,7 +162,7 @@ def verify_command(
 def remove_command(
     ctx: typer.Context,
     spec: Annotated[str, typer.Argument(help="The version to delete: NAME@VERSION.")],
-    model: ModelOption = None,
+    model: BaseModelOption = None,
     registry: RegistryOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -217,7 +193,7 @@ def push_command(
     ctx: typer.Context,
     spec: SpecArgument,
     remote: RemoteArgument,
-    model: ModelOption = None,
+    model: BaseModelOption = None,
     registry: RegistryOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -235,7 +211,7 @@ def pull_command(
     ctx: typer.Context,
     remote: RemoteArgument,
     spec: SpecArgument,
-    model: ModelOption = None,
+    model: BaseModelOption = None,
     registry: RegistryOption = None,
     json_output: JsonOption = False,
 ) -> None:

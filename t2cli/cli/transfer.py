@@ -10,8 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.options import model_and_threads
-from t2cli.cli.registry import JsonOption, RegistryOption, SpecArgument, model_slug, open_registry
+from t2cli.cli.options import JsonOption, RegistryOption, SpecArgument, model_and_threads, model_slug, open_registry
 
 
 def transfer_command(
