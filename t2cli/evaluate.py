@@ -10,14 +10,20 @@ The score is the mean of (reward + 1) / 2, i.e. accuracy for ±1 rewards, in [0,
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from t2cli.engines.base import Engine, Prompt, Sampling
 from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Task
+
+if TYPE_CHECKING:
+    from t2cli.expert import Expert
 
 MODES = ("generate", "choices", "likelihood")
 
@@ -134,3 +140,40 @@ def evaluate(
     seconds = time.perf_counter() - started
     score = sum((item.reward + 1) / 2 for item in items) / len(items)
     return EvalResult(task.name, label, mode, len(items), score, tokens, seconds, items)
+
+
+def evaluate_experts(
+    engine: Any,
+    task: Task,
+    examples: Sequence[Example],
+    experts: Sequence[Expert | None],
+    *,
+    chat: bool,
+    mode: str = "generate",
+    max_new_tokens: int = 256,
+) -> list[EvalResult]:
+    """The same examples under each expert (None: the base model), side by side; the engine ends on base."""
+    results = []
+    try:
+        for expert in experts:
+            engine.set_expert(expert.z if expert else None, expert.manifest.svf_rule if expert else "none")
+            label = expert.manifest.ref if expert else "base"
+            results.append(
+                evaluate(engine, task, examples, chat=chat, mode=mode, max_new_tokens=max_new_tokens, label=label)
+            )
+    finally:
+        engine.set_expert(None)
+    return results
+
+
+def write_items(path: Path, results: Sequence[EvalResult]) -> None:
+    """Per-example JSONL (one line per example and expert), written atomically."""
+    lines = [
+        json.dumps({"task": r.task, "expert": r.label, "mode": r.mode, **asdict(item)})
+        for r in results
+        for item in r.items
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text("".join(line + "\n" for line in lines))
+    os.replace(temp, path)

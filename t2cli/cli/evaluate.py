@@ -1,0 +1,71 @@
+"""`t2 eval`: score the base model and experts on a task, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from t2cli.cli.common import print_json, settings, stdout_console
+from t2cli.cli.options import ModelOption, RegistryOption, model_and_threads, open_registry
+
+
+def eval_command(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Option("--task", "-t", help="Task name (arc, gsm8k, mbpp, …) or a YAML spec.")],
+    data: Annotated[str | None, typer.Option("--data", help="Data file or folder (default: the task's own).")] = None,
+    split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",
+    experts: Annotated[
+        list[str] | None, typer.Option("--expert", "-e", help="Expert NAME[@V]; repeat for a side-by-side table.")
+    ] = None,
+    base: Annotated[
+        bool, typer.Option("--base", help="Include the base model (the default with no --expert).")
+    ] = False,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Only the first N examples.")] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="generate, choices (answer-letter logits) or likelihood (choice texts).")
+    ] = "generate",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Generation length.")] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per generation batch.")] = 16,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Per-example results (JSONL).")] = None,
+    model: ModelOption = None,
+    registry: RegistryOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Evaluate the base model and/or experts on a task.
+
+    Example: t2 eval --task arc --data ../shared/data/arc_easy --split validation --base --expert arc -n 100
+    """
+    from t2cli.engines.hf import HFEngine
+    from t2cli.errors import BadInputError
+    from t2cli.evaluate import MODES, evaluate_experts, write_items
+    from t2cli.tasks import resolve_task
+
+    if mode not in MODES:
+        raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
+    task_obj = resolve_task(task)
+    store = open_registry(registry)
+    loaded = model_and_threads(ctx, model)
+    chosen = [store.resolve(spec, loaded.slug).load(fingerprint=loaded.fingerprint) for spec in experts or []]
+    lineup = ([None] if base or not chosen else []) + chosen
+    examples = task_obj.load(data, split, limit)
+    engine = HFEngine(loaded, batch_size=batch_size)
+    results = evaluate_experts(
+        engine, task_obj, examples, lineup, chat=loaded.chat, mode=mode, max_new_tokens=max_new_tokens
+    )
+    if output is not None:
+        write_items(output, results)
+    if json_output:
+        print_json([r.summary() for r in results])
+        return
+    if settings(ctx).quiet:
+        return
+    table = Table(title=f"{task_obj.name} ({split}, {mode}) on {loaded.model_id}")
+    for column in ("expert", "n", "score", "tokens/s"):
+        table.add_column(column, justify="left" if column == "expert" else "right")
+    for result in results:
+        speed = f"{result.tokens_per_second:.1f}" if mode == "generate" else "—"
+        table.add_row(result.label, str(result.n), f"{result.score:.3f}", speed)
+    stdout_console().print(table)
