@@ -67,8 +67,9 @@ class EvalResult:
 
 
 def prompt_for(task: Task, example: Example, chat: bool) -> Prompt:
-    """What the model is asked: the task's chat messages, or its plain prompt for base models."""
-    return task.messages(example) if chat else task.plain_prompt(example)
+    """What the model is asked: the task's chat messages, or its plain prompt for base models and for
+    tasks whose prompt style is plain text."""
+    return task.messages(example) if chat and task.uses_chat_template else task.plain_prompt(example)
 
 
 def _require_choices(task: Task, examples: Sequence[Example], mode: str) -> None:

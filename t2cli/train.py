@@ -15,6 +15,10 @@ Two rollout modes:
   — the REINFORCE gradient with every action enumerated, so no sampling noise.
 
 `nll` trains the same z on the reference answers' next-token loss (the paper's ablation).
+
+`lora` and `lora-nll` train a PEFT LoRA adapter on the same matrices with the same objectives, the
+baseline SVF is compared with (`t2cli.lora`). The trainer sees either through one policy interface
+(`Policy`). Under `accelerate launch` the batch is split across processes (`t2cli.distributed`).
 """
 
 from __future__ import annotations
@@ -26,18 +30,20 @@ import os
 import random
 import resource
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from t2cli.distributed import World
 from t2cli.engines.base import Prompt, Sampling, encode_prompt, label_token_ids, left_pad
 from t2cli.engines.hf import HFEngine
 from t2cli.errors import BadInputError
 from t2cli.evaluate import evaluate, prompt_for
+from t2cli.lora import DEFAULT_RANK
 from t2cli.models import LoadedModel, TargetMatrix
 from t2cli.svd import Factors, decompose
 from t2cli.svf import adapted_weights, check_rule, functional_forward
@@ -46,7 +52,7 @@ from t2cli.tasks.base import Example, Task
 if TYPE_CHECKING:
     from t2cli.store import ExpertRef, Registry
 
-METHODS = ("svf", "nll")
+METHODS = ("svf", "nll", "lora", "lora-nll")
 ROLLOUTS = ("auto", "generate", "choices")
 BASELINES = ("none", "mean", "group")
 
@@ -75,6 +81,18 @@ class TrainConfig:
     train_limit: int | None = None
     checkpoint_every: int = 10
     seed: int = 0
+    # LoRA rank r (lora methods only; DEFAULT_RANK when not given).
+    rank: int | None = None
+
+    @property
+    def adapter(self) -> str:
+        """What is trained: `svf` (z) or `lora` (a PEFT adapter)."""
+        return "lora" if self.method.startswith("lora") else "svf"
+
+    @property
+    def objective(self) -> str:
+        """`reinforce` (rollouts and rewards) or `nll` (the reference answers)."""
+        return "nll" if self.method.endswith("nll") else "reinforce"
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -90,6 +108,16 @@ class TrainConfig:
                 raise BadInputError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.kl < 0 or self.temperature <= 0:
             raise BadInputError("lr and temperature must be > 0 and kl >= 0; check --lr, --temperature, --kl")
+        if self.adapter == "svf":
+            if self.rank is not None:
+                raise BadInputError("--rank is the LoRA rank; use it with --method lora or lora-nll")
+            return
+        if self.rule != "none":
+            raise BadInputError(f"--rule {self.rule} applies to SVF's z; drop it with --method {self.method}")
+        if self.rank is None:
+            object.__setattr__(self, "rank", DEFAULT_RANK)  # frozen: fill the default once, here
+        elif self.rank < 1:
+            raise BadInputError(f"rank must be >= 1, got {self.rank}; pass --rank N")
 
 
 @dataclass
@@ -119,18 +147,18 @@ class StepStats:
 
 @dataclass
 class RunState:
-    """What a checkpoint must restore besides δ and Adam's moments."""
+    """What a checkpoint must restore besides the trained tensors and Adam's moments."""
 
     step: int
     base_val: float
     best_val: float
     best_step: int
-    best_z: dict[str, torch.Tensor]
+    best: dict[str, torch.Tensor]  # the policy's snapshot at the best validation score
 
 
 @dataclass
 class TrainResult:
-    z: dict[str, torch.Tensor]
+    z: dict[str, torch.Tensor]  # what the expert stores (the identity for LoRA)
     best_step: int
     best_val: float
     base_val: float
@@ -140,6 +168,48 @@ class TrainResult:
     peak_memory_mb: float
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    # Files published beside z (registry name -> path): LoRA's PEFT adapter; none for SVF.
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+class Policy(Protocol):
+    """What the trainer needs from a parametrisation: SVF's z (`SVFPolicy`) or a LoRA adapter (`LoRAPolicy`)."""
+
+    loaded: LoadedModel  # the model the engine runs
+
+    @property
+    def trainable(self) -> dict[str, torch.Tensor]:
+        """The tensors Adam trains, by name (checkpoints key on these names)."""
+        ...
+
+    @property
+    def parameters(self) -> list[torch.Tensor]: ...
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A detached copy of the trained state: what the best checkpoint keeps."""
+        ...
+
+    def step(self) -> AbstractContextManager[None]:
+        """Bracket the forward and backward passes of one optimiser step."""
+        ...
+
+    def serving(self, engine: HFEngine, adapted: bool = True) -> AbstractContextManager[None]:
+        """The engine generates as the current policy (or as the base model) inside."""
+        ...
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor: ...
+
+    def base_logits(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int
+    ) -> torch.Tensor: ...
+
+    def expert_z(self, snapshot: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The z vectors the published expert stores for a snapshot."""
+        ...
+
+    def write_files(self, snapshot: Mapping[str, torch.Tensor], folder: Path) -> dict[str, Path]:
+        """Write what the expert needs besides z into `folder`; return registry name -> path."""
+        ...
 
 
 class SVFPolicy:
@@ -156,11 +226,33 @@ class SVFPolicy:
         self._leaves: dict[str, torch.Tensor] = {}
 
     @property
+    def trainable(self) -> dict[str, torch.Tensor]:
+        return self.delta
+
+    @property
     def parameters(self) -> list[torch.Tensor]:
         return list(self.delta.values())
 
     def z(self) -> dict[str, torch.Tensor]:
         return {name: (1 + d).detach().clone() for name, d in self.delta.items()}
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        return self.z()
+
+    def expert_z(self, snapshot: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return dict(snapshot)
+
+    def write_files(self, snapshot: Mapping[str, torch.Tensor], folder: Path) -> dict[str, Path]:
+        return {}
+
+    @contextmanager
+    def serving(self, engine: HFEngine, adapted: bool = True) -> Iterator[None]:
+        """Swap W'(z) into the engine's model in place (or keep the base), and restore the base after."""
+        engine.set_expert(self.z() if adapted else None, self.rule)
+        try:
+            yield
+        finally:
+            engine.set_expert(None)
 
     @contextmanager
     def step(self) -> Iterator[None]:
@@ -204,7 +296,7 @@ class SVFPolicy:
 def resolve_rollout(config: TrainConfig, examples: Sequence[Example]) -> str:
     multiple_choice = all(e.choices and e.answer_index is not None for e in examples)
     if config.rollout == "auto":
-        return "choices" if multiple_choice and config.method == "svf" else "generate"
+        return "choices" if multiple_choice and config.objective == "reinforce" else "generate"
     if config.rollout == "choices" and not multiple_choice:
         raise BadInputError(f"--rollout choices needs a multiple-choice task, and {config.task!r} is not one")
     return config.rollout
@@ -242,7 +334,11 @@ def batch_at(count: int, batch_size: int, seed: int, step: int) -> list[int]:
 
 
 class Trainer:
-    """Runs the optimisation; the CLI and tests drive it, the registry stores what it returns."""
+    """Runs the optimisation; the CLI and tests drive it, the registry stores what it returns.
+
+    With a `world` of several processes each one rolls out and back-propagates its slice of every
+    batch; losses keep the whole batch's normalisers, so the summed gradients equal one process's.
+    """
 
     def __init__(
         self,
@@ -255,6 +351,7 @@ class Trainer:
         targets: Sequence[TargetMatrix] | None = None,
         run_dir: Path,
         on_step: Callable[[StepRecord], None] | None = None,
+        world: World | None = None,
     ) -> None:
         if not train:
             raise BadInputError(f"task {task.name!r} gave no training examples; check --data and --split")
@@ -263,11 +360,18 @@ class Trainer:
         self.train = list(train if config.train_limit is None else train[: config.train_limit])
         self.validation = list(validation if config.val_limit is None else validation[: config.val_limit])
         self.config = config
+        self.world = world or World()
         self.rollout = resolve_rollout(config, self.train)
         selected = list(targets) if targets is not None else loaded.select(config.targets)
-        self.policy = SVFPolicy(loaded, decompose(loaded, selected).factors, config.rule)
+        self.policy: Policy
+        if config.adapter == "lora":
+            from t2cli.lora import LoRAPolicy
+
+            self.policy = LoRAPolicy(loaded, selected, config.rank, seed=config.seed)
+        else:
+            self.policy = SVFPolicy(loaded, decompose(loaded, selected).factors, config.rule)
         self.optimizer = torch.optim.Adam(self.policy.parameters, lr=config.lr)
-        self.engine = HFEngine(loaded, batch_size=max(config.batch_size * config.samples, 1))
+        self.engine = HFEngine(self.policy.loaded, batch_size=max(config.batch_size * config.samples, 1))
         self.run_dir = run_dir
         self.on_step = on_step
         self.pad_id = self.engine.pad_id
@@ -285,19 +389,24 @@ class Trainer:
     def _prompts(self, examples: Sequence[Example]) -> list[Prompt]:
         return [prompt_for(self.task, e, self.loaded.chat) for e in examples]
 
+    def _local(self, examples: Sequence[Example]) -> list[Example]:
+        """This process's slice of the batch (all of it in one process)."""
+        return [examples[i] for i in self.world.shard(len(examples))]
+
     def _choice_step(self, examples: Sequence[Example]) -> StepStats:
         """Exact expected-reward gradient over the choice letters; returns reward, kl, tokens, times."""
         started = time.perf_counter()
-        encoded = [encode_prompt(self.loaded.tokenizer, p) for p in self._prompts(examples)]
+        local = self._local(examples)
+        encoded = [encode_prompt(self.loaded.tokenizer, p) for p in self._prompts(local)]
         total_reward = total_kl = 0.0
         tokens = 0
-        for chunk in _chunks(range(len(examples)), self.config.micro_batch):
+        for chunk in _chunks(range(len(local)), self.config.micro_batch):
             ids, mask, positions = left_pad([encoded[i] for i in chunk], self.pad_id)
             logits = self.policy.logits(ids, mask, positions, keep=1)[:, -1]
-            base = self._base_choice_logprobs([examples[i] for i in chunk], ids, mask, positions)
+            base = self._base_choice_logprobs([local[i] for i in chunk], ids, mask, positions)
             loss = torch.zeros(())
             for row, index in enumerate(chunk):
-                example = examples[index]
+                example = local[index]
                 letters = self._label_ids(example)
                 logp = torch.log_softmax(logits[row, letters], dim=-1)
                 base_logp = base[row]
@@ -312,8 +421,12 @@ class Trainer:
                 total_kl += float(kl.detach())
             loss.backward()
             tokens += int(mask.sum())
+        total_reward, total_kl, total_tokens = self.world.sum(total_reward, total_kl, tokens)
         return StepStats(
-            total_reward / len(examples), total_kl / len(examples), tokens, grad_s=time.perf_counter() - started
+            total_reward / len(examples),
+            total_kl / len(examples),
+            int(total_tokens),
+            grad_s=time.perf_counter() - started,
         )
 
     def _base_choice_logprobs(
@@ -331,36 +444,47 @@ class Trainer:
 
     def _generate_step(self, examples: Sequence[Example], step: int) -> StepStats:
         config = self.config
-        prompts = [p for p in self._prompts(examples) for _ in range(config.samples)]
-        repeated = [e for e in examples for _ in range(config.samples)]
+        shard = self.world.shard(len(examples))
+        local = [examples[i] for i in shard]
+        prompts = [p for p in self._prompts(local) for _ in range(config.samples)]
+        repeated = [e for e in local for _ in range(config.samples)]
         started = time.perf_counter()
-        self.engine.set_expert(self.policy.z(), self.policy.rule)
-        try:
-            sampling = Sampling(
-                max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed * 100_003 + step
-            )
+        # Each process samples its slice with its own seed; process 0 (or a lone one) keeps the usual seed.
+        sampling = Sampling(
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            seed=config.seed * 100_003 + step + self.world.rank * 1_000_003,
+        )
+        with self.policy.serving(self.engine):
             generations = self.engine.generate(prompts, sampling)
-        finally:
-            self.engine.set_expert(None)
         sampled = time.perf_counter()
-        rewards = torch.tensor(self.task.score_many(repeated, [g.text for g in generations]), dtype=torch.float32)
+        local_rewards = torch.tensor(self.task.score_many(repeated, [g.text for g in generations]), dtype=torch.float32)
         scored = time.perf_counter()
-        advantage = advantages(rewards, config.baseline, config.samples)
+        # Baselines compare rewards across the batch, so every process needs the whole reward vector.
+        first = shard.start * config.samples
+        rewards = self.world.assemble(local_rewards, first, len(examples) * config.samples)
+        advantage = advantages(rewards, config.baseline, config.samples)[first : first + len(local_rewards)]
         sequences = [
             (encode_prompt(self.loaded.tokenizer, p), list(g.token_ids))
             for p, g in zip(prompts, generations, strict=True)
         ]
         with self.policy.step():
-            total_kl, tokens = self._sequence_pass(sequences, advantage, normaliser=len(sequences))
+            total_kl, tokens = self._sequence_pass(sequences, advantage, normaliser=len(rewards))
         return StepStats(
             float(rewards.mean()), total_kl, tokens, sampled - started, scored - sampled, time.perf_counter() - scored
         )
 
     def _sequence_pass(
-        self, sequences: Sequence[tuple[list[int], list[int]]], weights: torch.Tensor, normaliser: int
+        self, sequences: Sequence[tuple[list[int], list[int]]], weights: torch.Tensor, normaliser: int | None
     ) -> tuple[float, int]:
-        """Backward of −Σ w·log π(y|x)/n + β·KL over completion tokens; returns (mean KL per token, tokens)."""
-        completion_tokens = sum(len(c) for _, c in sequences) or 1
+        """Backward of −Σ w·log π(y|x)/n + β·KL over completion tokens; returns (mean KL per token, tokens).
+
+        `sequences` are this process's; n (`normaliser`, or the batch's completion-token count when
+        None) and the KL's token count are the whole batch's, and the returned figures too.
+        """
+        (completion_tokens,) = self.world.sum(sum(len(c) for _, c in sequences))
+        completion_tokens = completion_tokens or 1
+        normaliser = normaliser or completion_tokens
         total_kl = 0.0
         tokens = 0
         for chunk in _chunks(range(len(sequences)), self.config.micro_batch):
@@ -386,24 +510,27 @@ class Trainer:
                 total_kl += float(kl.detach())
             loss.backward()
             tokens += int(mask.sum())
-        return total_kl / completion_tokens, tokens
+        total_kl, total_tokens = self.world.sum(total_kl, tokens)
+        return total_kl / completion_tokens, int(total_tokens)
 
     def _nll_step(self, examples: Sequence[Example]) -> StepStats:
         started = time.perf_counter()
         sequences = []
-        for example, prompt in zip(examples, self._prompts(examples), strict=True):
+        local = self._local(examples)
+        for example, prompt in zip(local, self._prompts(local), strict=True):
             reference = self.task.reference_completion(example)
             if reference is None:
-                raise BadInputError(f"task {self.task.name!r} has no reference answers; --method nll needs them")
+                raise BadInputError(
+                    f"task {self.task.name!r} has no reference answers; --method {self.config.method} needs them"
+                )
             tail = self.loaded.tokenizer(reference, add_special_tokens=False)["input_ids"]
             sequences.append((encode_prompt(self.loaded.tokenizer, prompt), tail))
         # NLL per token: every reference token weighs the same, as in supervised fine-tuning.
-        count = sum(len(t) for _, t in sequences) or 1
-        kl, tokens = self._sequence_pass(sequences, torch.ones(len(sequences)), normaliser=count)
+        kl, tokens = self._sequence_pass(sequences, torch.ones(len(sequences)), normaliser=None)
         return StepStats(0.0, kl, tokens, grad_s=time.perf_counter() - started)
 
     def _step(self, examples: Sequence[Example], step: int) -> StepStats:
-        if self.config.method == "nll":
+        if self.config.objective == "nll":
             with self.policy.step():
                 return self._nll_step(examples)
         if self.rollout == "choices":
@@ -414,24 +541,28 @@ class Trainer:
     # ----- validation -------------------------------------------------------------------------
 
     @torch.no_grad()
-    def validate(self, z: dict[str, torch.Tensor] | None) -> float:
-        """Validation score in [0, 1] (accuracy for ±1 rewards) under z (None: the base model)."""
+    def validate(self, adapted: bool = True) -> float:
+        """Validation score in [0, 1] (accuracy for ±1 rewards) of the current policy (adapted=False: the base).
+
+        Each process scores its slice of the validation examples; the sums are added up.
+        """
         if not self.validation:
             return float("nan")
-        mode = "choices" if self.rollout == "choices" else "generate"
-        self.engine.set_expert(z, self.policy.rule)
-        try:
-            result = evaluate(
-                self.engine,
-                self.task,
-                self.validation,
-                chat=self.loaded.chat,
-                mode=mode,
-                max_new_tokens=self.config.max_new_tokens,
-            )
-        finally:
-            self.engine.set_expert(None)
-        return result.score
+        local = self._local(self.validation)
+        total = 0.0
+        if local:
+            with self.policy.serving(self.engine, adapted):
+                result = evaluate(
+                    self.engine,
+                    self.task,
+                    local,
+                    chat=self.loaded.chat,
+                    mode="choices" if self.rollout == "choices" else "generate",
+                    max_new_tokens=self.config.max_new_tokens,
+                )
+            total = result.score * len(local)
+        (total,) = self.world.sum(total)
+        return total / len(self.validation)
 
     # ----- checkpoints ------------------------------------------------------------------------
 
@@ -439,7 +570,7 @@ class Trainer:
         return self.run_dir / "checkpoint.safetensors", self.run_dir / "checkpoint.json"
 
     def save_checkpoint(self, state: RunState) -> None:
-        """δ, Adam's moments and the best z (safetensors) plus counters (JSON), each written atomically.
+        """Trained tensors, Adam's moments and the best snapshot (safetensors) plus counters (JSON), each atomic.
 
         The JSON names the step and is replaced last, so a run killed between the two files
         resumes from the previous complete checkpoint's counters only if the tensors match it.
@@ -449,19 +580,20 @@ class Trainer:
         tensors_path, state_path = self._checkpoint_paths()
         tensors: dict[str, torch.Tensor] = {}
         adam_steps: dict[str, float] = {}
-        for name, delta in self.policy.delta.items():
-            tensors[f"delta/{name}"] = delta.detach().clone()
-            moments = self.optimizer.state.get(delta)
+        # "delta/" names the trained tensors (δ for SVF, A and B for LoRA); SVF checkpoints predate LoRA.
+        for name, trained in self.policy.trainable.items():
+            tensors[f"delta/{name}"] = trained.detach().clone()
+            moments = self.optimizer.state.get(trained)
             if moments:
                 tensors[f"exp_avg/{name}"] = moments["exp_avg"].clone()
                 tensors[f"exp_avg_sq/{name}"] = moments["exp_avg_sq"].clone()
                 adam_steps[name] = float(moments["step"])
-        tensors |= {f"best/{name}": z for name, z in state.best_z.items()}
+        tensors |= {f"best/{name}": t for name, t in state.best.items()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         temp_tensors = tensors_path.with_suffix(".tmp")
         save_file(tensors, str(temp_tensors), metadata={"step": str(state.step)})
         os.replace(temp_tensors, tensors_path)
-        counters = {k: v for k, v in asdict(state).items() if k != "best_z"}
+        counters = {k: v for k, v in asdict(state).items() if k != "best"}
         temp_state = state_path.with_suffix(".tmp")
         temp_state.write_text(json.dumps(counters | {"adam_steps": adam_steps, "config": asdict(self.config)}) + "\n")
         os.replace(temp_state, state_path)
@@ -474,7 +606,12 @@ class Trainer:
         if not state_path.exists() or not tensors_path.exists():
             return None
         saved = json.loads(state_path.read_text())
-        if saved.pop("config") != asdict(self.config):
+        # Rebuilt through TrainConfig, so options added since the checkpoint compare at their defaults.
+        try:
+            same = TrainConfig(**saved.pop("config")) == self.config
+        except (TypeError, BadInputError):
+            same = False
+        if not same:
             raise BadInputError(
                 f"checkpoint in {self.run_dir} was made with other options; resume with the same options"
             )
@@ -484,37 +621,49 @@ class Trainer:
         tensors = load_file(str(tensors_path))
         adam_steps = saved.pop("adam_steps")
         with torch.no_grad():
-            for name, delta in self.policy.delta.items():
-                delta.copy_(tensors[f"delta/{name}"])
+            for name, trained in self.policy.trainable.items():
+                trained.copy_(tensors[f"delta/{name}"])
                 if name in adam_steps:
-                    self.optimizer.state[delta] = {
+                    self.optimizer.state[trained] = {
                         "step": torch.tensor(adam_steps[name]),
                         "exp_avg": tensors[f"exp_avg/{name}"],
                         "exp_avg_sq": tensors[f"exp_avg_sq/{name}"],
                     }
-        best_z = {name.removeprefix("best/"): t for name, t in tensors.items() if name.startswith("best/")}
-        return RunState(best_z=best_z, **saved)
+        best = {name.removeprefix("best/"): t for name, t in tensors.items() if name.startswith("best/")}
+        return RunState(best=best, **saved)
 
     # ----- the loop ---------------------------------------------------------------------------
 
     def run(self, *, resume: bool = False) -> TrainResult:
+        """Train, validate and checkpoint; every process runs this, only the main one writes files.
+
+        The main process's result holds the whole log; the others hold the steps they ran.
+        """
         config = self.config
+        main = self.world.main
         started = time.perf_counter()
         state = self.load_checkpoint() if resume else None
+        # Every process starts from the main one's parameters (LoRA's random A included).
+        self.world.broadcast_(self.policy.parameters)
         log_path = self.run_dir / "log.jsonl"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if state is None:
-            base_val = self.validate(None)
-            state = RunState(step=0, base_val=base_val, best_val=base_val, best_step=0, best_z=self.policy.z())
-            log_path.write_text("")
-        # Steps logged after the last checkpoint are redone, so drop their lines.
-        records = [StepRecord(**json.loads(line)) for line in log_path.read_text().splitlines() if line.strip()]
-        records = [r for r in records if r.step <= state.step]
-        log_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+            base_val = self.validate(adapted=False)
+            state = RunState(step=0, base_val=base_val, best_val=base_val, best_step=0, best=self.policy.snapshot())
+            if main:
+                log_path.write_text("")
+        records: list[StepRecord] = []
+        if main:
+            # Steps logged after the last checkpoint are redone, so drop their lines.
+            records = [StepRecord(**json.loads(line)) for line in log_path.read_text().splitlines() if line.strip()]
+            records = [r for r in records if r.step <= state.step]
+            log_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
         for step in range(state.step + 1, config.steps + 1):
             examples = [self.train[i] for i in batch_at(len(self.train), config.batch_size, config.seed, step - 1)]
             self.optimizer.zero_grad(set_to_none=True)
             stats = self._step(examples, step)
+            self.world.sum_gradients(self.policy.parameters)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters, config.grad_clip))
             if math.isfinite(grad_norm):
                 self.optimizer.step()
@@ -522,27 +671,30 @@ class Trainer:
                 step, stats.reward, stats.kl, grad_norm, stats.tokens, stats.sample_s, stats.score_s, stats.grad_s
             )
             if step % config.val_every == 0 or step == config.steps:
-                record.val_score = self.validate(self.policy.z())
+                record.val_score = self.validate()
                 if record.val_score > state.best_val:
-                    state.best_val, state.best_step, state.best_z = record.val_score, step, self.policy.z()
+                    state.best_val, state.best_step, state.best = record.val_score, step, self.policy.snapshot()
             state.step = step
             records.append(record)
-            with log_path.open("a") as log:
-                log.write(json.dumps(asdict(record)) + "\n")
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                self.save_checkpoint(state)
+            if main:
+                with log_path.open("a") as log:
+                    log.write(json.dumps(asdict(record)) + "\n")
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    self.save_checkpoint(state)
             if self.on_step is not None:
                 self.on_step(record)
+        files = self.policy.write_files(state.best, self.run_dir / "adapter") if main else {}
         return TrainResult(
-            z=state.best_z,
+            z=self.policy.expert_z(state.best),
             best_step=state.best_step,
             best_val=state.best_val,
             base_val=state.base_val,
             steps=records,
             rollout=self.rollout,
-            trainable_parameters=sum(d.numel() for d in self.policy.delta.values()),
+            trainable_parameters=sum(p.numel() for p in self.policy.parameters),
             peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             seconds=time.perf_counter() - started,
+            files=files,
         )
 
 
@@ -598,7 +750,7 @@ def publish(
     result: TrainResult,
     name: str,
 ) -> ExpertRef:
-    """Store the best z as a new version, with full provenance and the validation metrics."""
+    """Store the best z (and a LoRA run's adapter files) as a new version, with provenance and metrics."""
     from t2cli.expert import Expert, new_manifest
 
     by_name = {t.name: t for t in loaded.targets}
@@ -614,6 +766,10 @@ def publish(
         "best_step": result.best_step,
         "seed": config.seed,
     }
+    if config.adapter == "lora":
+        from t2cli.lora import adapter_provenance
+
+        provenance["adapter"] = adapter_provenance(config.rank)
     manifest = new_manifest(
         name=name,
         base_model=loaded.model_id,
@@ -629,4 +785,5 @@ def publish(
             "trainable_parameters": result.trainable_parameters,
         },
     )
-    return registry.publish(Expert(manifest, {n: z.float().contiguous() for n, z in result.z.items()}))
+    z = {n: z.float().contiguous() for n, z in result.z.items()}
+    return registry.publish(Expert(manifest, z), extra_files=result.files)

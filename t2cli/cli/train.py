@@ -1,16 +1,47 @@
-"""`t2 train`: train one SVF expert and publish it as a new registry version."""
+"""`t2 train`: train one SVF expert (or the LoRA baseline) and publish it as a new registry version.
+
+Under `accelerate launch` (or `torchrun`) every process runs this command; they split each batch
+between them and only the main one prints and publishes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stdout_console
 from t2cli.cli.options import ModelOption, RegistryOption, TargetsOption, model_and_threads
+
+if TYPE_CHECKING:
+    from t2cli.train import StepRecord
+
+
+@contextmanager
+def progress_reporter(
+    ctx: typer.Context, name: str, steps: int, enabled: bool
+) -> Iterator[Callable[[StepRecord], None] | None]:
+    """An on_step callback that drives a progress bar (None where this process does not report)."""
+    if not enabled:
+        yield None
+        return
+    with make_progress(ctx, transient=False) as progress:
+        bar = progress.add_task(f"training {name}", total=steps)
+
+        def on_step(record: StepRecord) -> None:
+            val = f" val {record.val_score:.3f}" if record.val_score is not None else ""
+            progress.update(
+                bar,
+                completed=record.step,
+                description=f"training {name}: reward {record.reward:+.3f} kl {record.kl:.4f}{val}",
+            )
+
+        yield on_step
 
 
 def train_command(
@@ -24,8 +55,15 @@ def train_command(
         str | None, typer.Option("--experts", help="For --task cls: the experts whose tasks are the categories.")
     ] = None,
     method: Annotated[
-        str, typer.Option("--method", help="svf (REINFORCE, default) or nll (reference answers).")
+        str,
+        typer.Option(
+            "--method",
+            help="svf (REINFORCE, default), nll (reference answers), or the LoRA baseline: lora, lora-nll.",
+        ),
     ] = "svf",
+    rank: Annotated[
+        int | None, typer.Option("--rank", help="LoRA rank r for --method lora/lora-nll (default 16).")
+    ] = None,
     rollout: Annotated[
         str, typer.Option("--rollout", help="auto, generate, or choices (exact gradient over answer letters).")
     ] = "auto",
@@ -33,7 +71,7 @@ def train_command(
     steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 100,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per step.")] = 8,
     samples: Annotated[int, typer.Option("--samples", help="Completions sampled per prompt (generate).")] = 4,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate on z.")] = 2e-3,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate on z (or the LoRA factors).")] = 2e-3,
     kl: Annotated[float, typer.Option("--kl", help="β of the KL(π_z ‖ π_base) penalty.")] = 0.05,
     temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature of rollouts.")] = 1.0,
     baseline: Annotated[str, typer.Option("--baseline", help="Reward baseline: none, mean or group.")] = "group",
@@ -52,9 +90,14 @@ def train_command(
 ) -> None:
     """Train an SVF expert by REINFORCE with a KL penalty and publish it to the registry.
 
+    --method lora trains the baseline instead: a PEFT LoRA adapter on the same matrices, saved in PEFT's format.
+
     Example: t2 train --task arc --data ../shared/data/arc_easy --steps 120 -o arc
+
+    On several processes: accelerate launch --multi_gpu --num_processes 4 -m t2cli train --task arc …
     """
     from t2cli.config import t2_home
+    from t2cli.distributed import launched_world
     from t2cli.store import Registry, resolve_root
     from t2cli.train import TrainConfig, Trainer, publish, training_data
 
@@ -77,31 +120,27 @@ def train_command(
         val_limit=val_limit,
         train_limit=train_limit,
         seed=seed,
+        rank=rank,
     )
     store = Registry(resolve_root(registry))
-    loaded = model_and_threads(ctx, model)
-    task_obj, train, validation = training_data(task, data, seed, store, loaded.slug, experts)
-    name = output or task_obj.name
-    folder = run_dir or t2_home() / "runs" / loaded.slug / name
-    with make_progress(ctx, transient=False) as progress:
-        bar = progress.add_task(f"training {name}", total=config.steps)
-
-        def on_step(record) -> None:
-            val = f" val {record.val_score:.3f}" if record.val_score is not None else ""
-            progress.update(
-                bar,
-                completed=record.step,
-                description=f"training {name}: reward {record.reward:+.3f} kl {record.kl:.4f}{val}",
-            )
-
-        trainer = Trainer(loaded, task_obj, train, validation, config, run_dir=folder, on_step=on_step)
-        result = trainer.run(resume=resume)
+    with launched_world() as world:
+        loaded = model_and_threads(ctx, model)
+        task_obj, train, validation = training_data(task, data, seed, store, loaded.slug, experts)
+        name = output or task_obj.name
+        folder = run_dir or t2_home() / "runs" / loaded.slug / name
+        with progress_reporter(ctx, name, config.steps, enabled=world.main) as on_step:
+            trainer = Trainer(loaded, task_obj, train, validation, config, run_dir=folder, on_step=on_step, world=world)
+            result = trainer.run(resume=resume)
+    if not world.main:
+        return
     ref = publish(store, loaded, task_obj, data, train, config, result, name)
     summary = {
         "expert": ref.spec,
         "model": loaded.model_id,
         "registry": str(store.root),
         "run_dir": str(folder),
+        "method": config.method,
+        "processes": world.size,
         "rollout": result.rollout,
         "steps": len(result.steps),
         "best_step": result.best_step,

@@ -12,6 +12,7 @@ from t2cli.tasks.sources import SPLITS, Record, check_split, read_jsonl, resolve
 
 INSTRUCTION = "Answer with the letter of the correct choice."
 _SPLIT_FILES = {"train": "Train", "validation": "Dev", "test": "Test"}
+STYLES = ("letters", "cloze")
 
 
 class ArcTask(FileTask):
@@ -19,13 +20,21 @@ class ArcTask(FileTask):
     labelled A-E or 1-5, always shown as A-E (the original labels are kept in meta["labels"]).
     Source: one file (split is then ignored) or a folder with ARC-*-{Train,Dev,Test}.jsonl[.gz]
     (train/validation/test). shuffle_seed permutes each example's choices deterministically, so that a
-    preference for one letter earns nothing in training."""
+    preference for one letter earns nothing in training.
+
+    style "letters" (default) lists the choices and asks for a letter; style "cloze" asks the bare
+    question as plain text ("Question: …\nAnswer:"), to be answered with a choice's text — the form in
+    which small models' knowledge shows when each choice is scored by its likelihood."""
 
     name = "arc"
     description = "multiple-choice grade-school science questions"
 
-    def __init__(self, shuffle_seed: int | None = None) -> None:
+    def __init__(self, shuffle_seed: int | None = None, style: str = "letters") -> None:
+        if style not in STYLES:
+            raise BadInputError(f"unknown arc style {style!r}; use one of {', '.join(STYLES)}")
         self.shuffle_seed = shuffle_seed
+        self.style = style
+        self.uses_chat_template = style == "letters"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
         check_split(split, SPLITS, self.name)
@@ -51,9 +60,14 @@ class ArcTask(FileTask):
             raise ValueError(f"answerKey {answer_key!r} is not one of the labels {labels}")
         answer = labels.index(answer_key)
         listing = "\n".join(f"{LETTERS[index]}. {text}" for index, (text, _) in enumerate(entries))
+        prompt = (
+            f"Question: {question['stem']}"
+            if self.style == "cloze"
+            else f"{question['stem']}\n\n{listing}\n\n{INSTRUCTION}"
+        )
         return Example(
             id=example_id,
-            question=f"{question['stem']}\n\n{listing}\n\n{INSTRUCTION}",
+            question=prompt,
             reference=LETTERS[answer],
             choices=tuple(text for text, _ in entries),
             answer_index=answer,

@@ -32,6 +32,8 @@ class Task(ABC):
     description: str  # one sentence; routing prompts show it next to the name
     system: str | None = None
     answer_cue: str = "Answer:"  # ends plain prompts for models without a chat template
+    # False for prompt formats meant as plain text even on chat models (e.g. ARC's cloze style).
+    uses_chat_template: bool = True
 
     @abstractmethod
     def load(self, source: str | Path | None = None, split: str = "test", limit: int | None = None) -> list[Example]:

@@ -55,10 +55,12 @@ def task_names() -> list[str]:
 
 
 def resolve_task(name_or_spec: str | Path, **options: Any) -> Task:
-    """What a --task value means: a path ending in .yaml/.yml is a user spec, anything else a task name."""
+    """What a --task value means: a path ending in .yaml/.yml is a user spec, `name:style` a task in one
+    of its prompt styles (e.g. `arc:cloze`), anything else a task name."""
     if str(name_or_spec).endswith((".yaml", ".yml")):
         return get_task("jsonl", spec=name_or_spec, **options)
-    return get_task(str(name_or_spec), **options)
+    name, _, style = str(name_or_spec).partition(":")
+    return get_task(name, **options, **({"style": style} if style else {}))
 
 
 def get_task(name: str, **options: Any) -> Task:

@@ -1,0 +1,135 @@
+"""Benchmark: what Transformer²'s two passes cost — `t2 run --adapt prompt` against `--adapt none`.
+
+    python tests/bench/bench_two_pass.py [--model smollm2-135m] [--registry PATH] [--n 64]
+                                         [--max-new-tokens 64] [--threads 2] [--repeats 1]
+
+Both runs answer the same N prompts (examples/prompts.jsonl repeated) through the `t2 run` command
+line, alternating, --repeats times each. Without --registry a temporary one gets synthetic experts
+(gsm8k, mbpp, arc; z = 1 + small noise on the --targets matrices) for the model. Columns (medians):
+- wall: the whole command, model loading included; run: the two passes alone (t2's own timer);
+- pass 1 / pass 2: routing (one labelled prefill) and the grouped generation;
+- groups, swaps: expert groups and weight swaps in pass 2; chars: mean completion length, since
+  another expert can answer longer or shorter and that, not routing, moves pass 2.
+The ratio is prompt/none over `run`; the target is <= 1.15x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from t2cli.expert import Expert, new_manifest
+from t2cli.models import load_model
+from t2cli.store import Registry
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "prompts.jsonl"
+TARGET_RATIO = 1.15
+
+
+def write_prompts(path: Path, count: int) -> None:
+    rows = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
+    with path.open("w") as handle:
+        for index, row in zip(range(count), itertools.cycle(rows)):
+            handle.write(json.dumps({**row, "id": f"{row['id']}-{index}"}) + "\n")
+
+
+def synthetic_registry(root: Path, model: str, targets: str) -> None:
+    """Experts of the model for three tasks, so routing has somewhere to send prompts."""
+    loaded = load_model(model)
+    registry = Registry(root)
+    generator = torch.Generator().manual_seed(0)
+    for task in ("gsm8k", "mbpp", "arc"):
+        selected = loaded.select(targets)
+        manifest = new_manifest(
+            name=f"{task}-synthetic",
+            base_model=loaded.model_id,
+            base_fingerprint=loaded.fingerprint,
+            targets=selected,
+            provenance={"kind": "imported"},
+            task=task,
+            description=f"synthetic {task} expert for benchmarking",
+        )
+        z = {t.name: 1 + 0.01 * torch.randn(t.rank, generator=generator) for t in selected}
+        registry.publish(Expert(manifest, z))
+
+
+def run_once(args: argparse.Namespace, adapt: str, prompts: Path, registry: str, out: Path) -> dict:
+    command = [
+        sys.executable, "-c", "from t2cli.cli.app import main; main()",
+        "--threads", str(args.threads), "--quiet", "run", str(prompts), "--adapt", adapt, "--model", args.model,
+        "--registry", registry, "--max-new-tokens", str(args.max_new_tokens), "-o", str(out), "--no-resume", "--json",
+    ]  # fmt: skip
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"t2 run --adapt {adapt} failed ({result.returncode}): {result.stderr.strip()}")
+    summary = json.loads(result.stdout)
+    completions = [json.loads(line)["completion"] for line in out.read_text().splitlines()]
+    return {**summary, "wall": wall, "chars": statistics.mean(len(c) for c in completions)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--registry", help="a registry with the model's experts (default: synthetic ones)")
+    parser.add_argument("--targets", default="mlp", help="matrices of the synthetic experts")
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("T2_THREADS", "2")))
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="t2-bench-") as scratch:
+        work = Path(scratch)
+        prompts = work / "prompts.jsonl"
+        write_prompts(prompts, args.n)
+        registry = args.registry
+        if registry is None:
+            registry = str(work / "registry")
+            synthetic_registry(Path(registry), args.model, args.targets)
+        runs: dict[str, list[dict]] = {"none": [], "prompt": []}
+        for _ in range(args.repeats):
+            for adapt in runs:
+                runs[adapt].append(run_once(args, adapt, prompts, registry, work / f"out-{adapt}.jsonl"))
+
+    def median(adapt: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[adapt])
+
+    table = Table(title=f"t2 run on {args.n} prompts, {args.model}, {args.threads} threads, medians of {args.repeats}")
+    for column in ("adapt", "wall s", "run s", "pass 1 s", "pass 2 s", "groups", "swaps", "chars", "experts"):
+        table.add_column(column, justify="left" if column in ("adapt", "experts") else "right")
+    for adapt, results in runs.items():
+        experts = ", ".join(f"{name} {count}" for name, count in results[-1]["experts"].items())
+        table.add_row(
+            adapt,
+            f"{median(adapt, 'wall'):.2f}",
+            f"{median(adapt, 'seconds'):.2f}",
+            f"{median(adapt, 'pass1_seconds'):.2f}",
+            f"{median(adapt, 'pass2_seconds'):.2f}",
+            str(results[-1]["groups"]),
+            str(results[-1]["swaps"]),
+            f"{median(adapt, 'chars'):.0f}",
+            experts,
+        )
+    console = Console()
+    console.print(table)
+    ratio = median("prompt", "seconds") / median("none", "seconds")
+    verdict = "within" if ratio <= TARGET_RATIO else "over"
+    console.print(f"ratio prompt/none (run s): {ratio:.2f}x — {verdict} the {TARGET_RATIO:.2f}x target")
+
+
+if __name__ == "__main__":
+    main()
