@@ -90,10 +90,15 @@ def choice_picks(engine: Any, task: Task, examples: Sequence[Example], prompts: 
     return picks
 
 
+def choice_continuation(text: str) -> str:
+    """How a choice's text follows the prompt when it is scored as the answer."""
+    return f" {text}"
+
+
 def likelihood_picks(engine: Engine, task: Task, examples: Sequence[Example], prompts: Sequence[Prompt]) -> list[int]:
     """The choice whose text is most likely as the answer, all choices scored in one batch."""
     pairs = [
-        (i, prompt, f" {text}")
+        (i, prompt, choice_continuation(text))
         for i, (e, prompt) in enumerate(zip(examples, prompts, strict=True))
         for text in e.choices
     ]

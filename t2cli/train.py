@@ -42,7 +42,7 @@ from t2cli.distributed import World
 from t2cli.engines.base import Prompt, Sampling, encode_prompt, label_token_ids, left_pad
 from t2cli.engines.hf import HFEngine
 from t2cli.errors import BadInputError
-from t2cli.evaluate import evaluate, prompt_for
+from t2cli.evaluate import choice_continuation, evaluate, prompt_for
 from t2cli.lora import DEFAULT_RANK
 from t2cli.models import LoadedModel, TargetMatrix
 from t2cli.svd import Factors, decompose
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from t2cli.store import ExpertRef, Registry
 
 METHODS = ("svf", "nll", "lora", "lora-nll")
-ROLLOUTS = ("auto", "generate", "choices")
+ROLLOUTS = ("auto", "generate", "choices", "likelihood")
 BASELINES = ("none", "mean", "group")
 
 
@@ -293,13 +293,36 @@ class SVFPolicy:
         return out.logits.float()
 
 
-def resolve_rollout(config: TrainConfig, examples: Sequence[Example]) -> str:
+def resolve_rollout(config: TrainConfig, task: Task, examples: Sequence[Example]) -> str:
+    """`auto`: for multiple choice, answer letters when the prompt lists lettered choices and choice
+    likelihoods when it is a plain cloze question; otherwise free generation."""
     multiple_choice = all(e.choices and e.answer_index is not None for e in examples)
     if config.rollout == "auto":
-        return "choices" if multiple_choice and config.objective == "reinforce" else "generate"
-    if config.rollout == "choices" and not multiple_choice:
-        raise BadInputError(f"--rollout choices needs a multiple-choice task, and {config.task!r} is not one")
+        if not multiple_choice or config.objective != "reinforce":
+            return "generate"
+        return "choices" if task.uses_chat_template else "likelihood"
+    if config.rollout in ("choices", "likelihood") and not multiple_choice:
+        raise BadInputError(f"--rollout {config.rollout} needs a multiple-choice task, and {config.task!r} is not one")
     return config.rollout
+
+
+def choice_objective(
+    logp: torch.Tensor, base_logp: torch.Tensor, answer_index: int, baseline: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """REINFORCE over a handful of answers, with every answer enumerated instead of sampled.
+
+    For π = softmax over the answers, rewards r (+1 right, −1 wrong) and b = Σ π r (or 0): the
+    surrogate −Σ_c sg(π_c)(r_c − b) log π_c has the exact expected-reward gradient. Returns the
+    surrogate, the expected reward and KL(π ‖ π_base); `logp` must be log-normalised.
+    """
+    reward = -torch.ones_like(logp)
+    reward[answer_index] = 1.0
+    probs = logp.exp()
+    expected = (probs.detach() * reward).sum()
+    advantage = reward - (expected if baseline != "none" else 0.0)
+    surrogate = -(probs.detach() * advantage * logp).sum()
+    kl = (probs * (logp - base_logp)).sum()
+    return surrogate, expected.detach(), kl
 
 
 def advantages(rewards: torch.Tensor, baseline: str, group_size: int) -> torch.Tensor:
@@ -361,7 +384,7 @@ class Trainer:
         self.validation = list(validation if config.val_limit is None else validation[: config.val_limit])
         self.config = config
         self.world = world or World()
-        self.rollout = resolve_rollout(config, self.train)
+        self.rollout = resolve_rollout(config, task, self.train)
         selected = list(targets) if targets is not None else loaded.select(config.targets)
         self.policy: Policy
         if config.adapter == "lora":
@@ -407,16 +430,9 @@ class Trainer:
             loss = torch.zeros(())
             for row, index in enumerate(chunk):
                 example = local[index]
-                letters = self._label_ids(example)
-                logp = torch.log_softmax(logits[row, letters], dim=-1)
-                base_logp = base[row]
-                reward = -torch.ones(len(letters))
-                reward[example.answer_index] = 1.0
-                probs = logp.exp().detach()
-                expected = (probs * reward).sum()
-                advantage = reward - (expected if self.config.baseline != "none" else 0.0)
-                kl = (logp.exp() * (logp - base_logp)).sum()
-                loss = loss + (-(probs * advantage * logp).sum() + self.config.kl * kl) / len(examples)
+                logp = torch.log_softmax(logits[row, self._label_ids(example)], dim=-1)
+                surrogate, expected, kl = choice_objective(logp, base[row], example.answer_index, self.config.baseline)
+                loss = loss + (surrogate + self.config.kl * kl) / len(examples)
                 total_reward += float(expected)
                 total_kl += float(kl.detach())
             loss.backward()
@@ -440,6 +456,62 @@ class Trainer:
             for row, logits in zip(missing, base, strict=True):
                 letters = self._label_ids(examples[row])
                 self._base_choices[examples[row].id] = torch.log_softmax(logits[letters], dim=-1)
+        return [self._base_choices[e.id] for e in examples]
+
+    def _likelihood_step(self, examples: Sequence[Example]) -> StepStats:
+        """Exact expected-reward gradient over the choices, each scored by its text's log-likelihood."""
+        started = time.perf_counter()
+        local = self._local(examples)
+        encoded = [encode_prompt(self.loaded.tokenizer, p) for p in self._prompts(local)]
+        total_reward = total_kl = 0.0
+        tokens = 0
+        for chunk in _chunks(range(len(local)), self.config.micro_batch):
+            sequences = [
+                (encoded[i], self.loaded.tokenizer(choice_continuation(text), add_special_tokens=False)["input_ids"])
+                for i in chunk
+                for text in local[i].choices
+            ]
+            ids, mask, positions, keep, completion_mask = _continuation_batch(sequences, self.pad_id)
+            scores = sequence_logprobs(self.policy.logits(ids, mask, positions, keep), ids, completion_mask)
+            base = self._base_likelihoods([local[i] for i in chunk], ids, mask, positions, keep, completion_mask)
+            loss = torch.zeros(())
+            start = 0
+            for index, base_logp in zip(chunk, base, strict=True):
+                example = local[index]
+                count = len(example.choices)
+                logp = torch.log_softmax(scores[start : start + count], dim=-1)
+                surrogate, expected, kl = choice_objective(logp, base_logp, example.answer_index, self.config.baseline)
+                loss = loss + (surrogate + self.config.kl * kl) / len(examples)
+                total_reward += float(expected)
+                total_kl += float(kl.detach())
+                start += count
+            loss.backward()
+            tokens += int(mask.sum())
+        total_reward, total_kl, total_tokens = self.world.sum(total_reward, total_kl, tokens)
+        return StepStats(
+            total_reward / len(examples),
+            total_kl / len(examples),
+            int(total_tokens),
+            grad_s=time.perf_counter() - started,
+        )
+
+    def _base_likelihoods(
+        self,
+        examples: Sequence[Example],
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        keep: int,
+        completion_mask: torch.Tensor,
+    ) -> list[torch.Tensor]:
+        """The base model's distribution over each example's choices: fixed, so computed once per example."""
+        if any(e.id not in self._base_choices for e in examples):
+            scores = sequence_logprobs(self.policy.base_logits(ids, mask, positions, keep), ids, completion_mask)
+            start = 0
+            for example in examples:
+                count = len(example.choices)
+                self._base_choices[example.id] = torch.log_softmax(scores[start : start + count], dim=-1)
+                start += count
         return [self._base_choices[e.id] for e in examples]
 
     def _generate_step(self, examples: Sequence[Example], step: int) -> StepStats:
@@ -488,24 +560,16 @@ class Trainer:
         total_kl = 0.0
         tokens = 0
         for chunk in _chunks(range(len(sequences)), self.config.micro_batch):
-            rows = [sequences[i][0] + sequences[i][1] for i in chunk]
-            ids, mask, positions = left_pad(rows, self.pad_id)
-            keep = max(len(sequences[i][1]) for i in chunk) + 1
+            ids, mask, positions, keep, completion_mask = _continuation_batch(
+                [sequences[i] for i in chunk], self.pad_id
+            )
             if keep == 1:
                 continue
-            logits = self.policy.logits(ids, mask, positions, keep)[:, :-1]
-            targets = ids[:, -keep + 1 :]
-            completion_mask = torch.zeros_like(targets, dtype=torch.float32)
-            for row, index in enumerate(chunk):
-                length = len(sequences[index][1])
-                if length:
-                    completion_mask[row, -length:] = 1.0
-            token_logp = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            sequence_logp = (token_logp * completion_mask).sum(-1)
-            loss = -(weights[list(chunk)] * sequence_logp).sum() / normaliser
+            logits = self.policy.logits(ids, mask, positions, keep)
+            loss = -(weights[list(chunk)] * sequence_logprobs(logits, ids, completion_mask)).sum() / normaliser
             if self.config.kl > 0:
                 base = self.policy.base_logits(ids, mask, positions, keep)[:, :-1]
-                kl = (kl_divergence(logits, base) * completion_mask).sum()
+                kl = (kl_divergence(logits[:, :-1], base) * completion_mask).sum()
                 loss = loss + self.config.kl * kl / completion_tokens
                 total_kl += float(kl.detach())
             loss.backward()
@@ -536,6 +600,9 @@ class Trainer:
         if self.rollout == "choices":
             with self.policy.step():
                 return self._choice_step(examples)
+        if self.rollout == "likelihood":
+            with self.policy.step():
+                return self._likelihood_step(examples)
         return self._generate_step(examples, step)
 
     # ----- validation -------------------------------------------------------------------------
@@ -557,7 +624,7 @@ class Trainer:
                     self.task,
                     local,
                     chat=self.loaded.chat,
-                    mode="choices" if self.rollout == "choices" else "generate",
+                    mode=self.rollout if self.rollout in ("choices", "likelihood") else "generate",
                     max_new_tokens=self.config.max_new_tokens,
                 )
             total = result.score * len(local)
@@ -696,6 +763,28 @@ class Trainer:
             seconds=time.perf_counter() - started,
             files=files,
         )
+
+
+def _continuation_batch(
+    sequences: Sequence[tuple[list[int], list[int]]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """Left-padded prompt+continuation rows, the logits window `keep` that covers every
+    continuation, and the mask of continuation tokens among the last keep − 1 positions."""
+    ids, mask, positions = left_pad([prompt + tail for prompt, tail in sequences], pad_id)
+    keep = max(len(tail) for _, tail in sequences) + 1
+    completion_mask = torch.zeros((len(sequences), keep - 1), dtype=torch.float32)
+    for row, (_, tail) in enumerate(sequences):
+        if tail:
+            completion_mask[row, -len(tail) :] = 1.0
+    return ids, mask, positions, keep, completion_mask
+
+
+def sequence_logprobs(logits: torch.Tensor, ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """Σ log p(token) over each row's continuation, from the logits of the last `keep` positions."""
+    keep = logits.shape[1]
+    targets = ids[:, -keep + 1 :]
+    token_logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (token_logp * completion_mask).sum(-1)
 
 
 def _chunks(indices: Sequence[int] | range, size: int) -> Iterator[list[int]]:

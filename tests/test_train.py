@@ -190,3 +190,19 @@ def test_bad_options_are_refused() -> None:
         TrainConfig(task="arc", baseline="median")
     with pytest.raises(BadInputError, match="steps must be"):
         TrainConfig(task="arc", steps=0)
+
+
+class ClozeThird(AlwaysC):
+    """The same choices scored by the likelihood of their text after a plain question."""
+
+    name = "cloze-third"
+    uses_chat_template = False
+
+
+def test_likelihood_rollout_learns_the_right_choice_text(loaded, tmp_path) -> None:
+    trainer = make_trainer(loaded, ClozeThird(), tmp_path, steps=20, batch_size=5, lr=0.1, kl=0.01, val_every=10)
+    assert trainer.rollout == "likelihood"
+    result = trainer.run()
+    assert result.base_val < 0.5
+    assert result.best_val == 1.0
+    assert result.steps[-1].reward > result.steps[0].reward
