@@ -23,7 +23,8 @@ from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Task
 
 if TYPE_CHECKING:
-    from t2cli.expert import Expert
+    from t2cli.models import LoadedModel
+    from t2cli.store import ExpertRef
 
 MODES = ("generate", "choices", "likelihood")
 
@@ -149,23 +150,41 @@ def evaluate(
 
 
 def evaluate_experts(
+    loaded: LoadedModel,
     engine: Any,
     task: Task,
     examples: Sequence[Example],
-    experts: Sequence[Expert | None],
+    experts: Sequence[ExpertRef | None],
     *,
-    chat: bool,
     mode: str = "generate",
     max_new_tokens: int = 256,
 ) -> list[EvalResult]:
-    """The same examples under each expert (None: the base model), side by side; the engine ends on base."""
+    """The same examples under each expert (None: the base model), side by side.
+
+    SVF experts are swapped into `engine` in place (it ends on the base weights); a LoRA expert gets
+    an engine of its own over the PEFT-wrapped model, since its behaviour lives in an adapter.
+    """
+    from dataclasses import replace
+
+    from t2cli.lora import is_lora_expert, load_lora_adapter
+
     results = []
     try:
-        for expert in experts:
-            engine.set_expert(expert.z if expert else None, expert.manifest.svf_rule if expert else "none")
-            label = expert.manifest.ref if expert else "base"
+        for ref in experts:
+            runner = engine
+            if ref is None:
+                engine.set_expert(None)
+            elif is_lora_expert(ref.manifest()):
+                adapted = load_lora_adapter(loaded.model, ref.path, fingerprint=loaded.fingerprint)
+                runner = type(engine)(replace(loaded, model=adapted), batch_size=engine.batch_size)
+            else:
+                expert = ref.load(fingerprint=loaded.fingerprint)
+                engine.set_expert(expert.z, expert.manifest.svf_rule)
+            label = ref.spec if ref else "base"
             results.append(
-                evaluate(engine, task, examples, chat=chat, mode=mode, max_new_tokens=max_new_tokens, label=label)
+                evaluate(
+                    runner, task, examples, chat=loaded.chat, mode=mode, max_new_tokens=max_new_tokens, label=label
+                )
             )
     finally:
         engine.set_expert(None)

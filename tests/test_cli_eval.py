@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,13 @@ import torch
 from typer.testing import CliRunner
 
 from t2cli.cli.app import app
+from t2cli.engines.hf import HFEngine
+from t2cli.evaluate import choice_picks, prompt_for
 from t2cli.expert import Expert, new_manifest
+from t2cli.lora import load_lora_adapter
 from t2cli.models import load_model
 from t2cli.store import Registry
+from t2cli.tasks import resolve_task
 from tests.test_cli_train import make_model_folder
 
 ARC_ROWS = [
@@ -141,3 +146,42 @@ def test_bad_mode_and_unknown_expert_fail_clearly(setup) -> None:
         ],
     )
     assert generate_only.exit_code == 2
+
+
+def test_a_lora_expert_is_evaluated_through_its_adapter(setup, tmp_path) -> None:
+    folder, _, registry = setup
+    # The answer is always the third choice (ARC shuffles choices in training): a rank-2 adapter finds a
+    # preference that beats the base on validation, so the published adapter is a trained one.
+    rows = [
+        {"id": f"q{i}", "question": {"stem": w, "choices": [{"text": t, "label": t} for t in "ABCD"]}, "answerKey": "C"}
+        for i, w in enumerate(["sun", "ice", "rain", "sand", "fog", "dew"])
+    ]
+    data = tmp_path / "third.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    runner = CliRunner()
+    train = ["train", "--task", "arc", "--data", str(data), "--model", str(folder), "--registry", str(registry)]
+    train += ["--method", "lora", "--rank", "2", "--steps", "6", "--batch-size", "3", "--lr", "0.05"]
+    trained = runner.invoke(app, [*train, "--val-every", "3", "--json", "-o", "sci-lora"])
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout)
+    assert summary["best_step"] > 0 and summary["val_score"] > summary["base_val_score"]
+
+    items_path = tmp_path / "items.jsonl"
+    evaluate = ["eval", "--task", "arc", "--data", str(data), "--model", str(folder), "--registry", str(registry)]
+    result = runner.invoke(
+        app, [*evaluate, "--base", "--expert", "sci-lora", "--mode", "choices", "--json", "-o", str(items_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert [r["expert"] for r in json.loads(result.stdout)] == ["base", "sci-lora@1"]
+    picks = {(i["expert"], i["id"]): i["pick"] for i in map(json.loads, items_path.read_text().splitlines())}
+
+    # The eval's answers are the PEFT-wrapped model's, whose letter probabilities differ from the base's.
+    loaded = load_model(str(folder))
+    ref = Registry(registry).resolve("sci-lora")
+    adapted = HFEngine(replace(loaded, model=load_lora_adapter(loaded.model, ref.path, fingerprint=loaded.fingerprint)))
+    task = resolve_task("arc")
+    examples = task.load(str(data), "test")
+    prompts = [prompt_for(task, e, loaded.chat) for e in examples]
+    assert [picks[("sci-lora@1", e.id)] for e in examples] == choice_picks(adapted, task, examples, prompts)
+    base = HFEngine(loaded).label_logprobs(prompts, "ABCD")
+    assert not torch.allclose(adapted.label_logprobs(prompts, "ABCD"), base, atol=1e-3)

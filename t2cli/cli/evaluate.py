@@ -48,13 +48,11 @@ def eval_command(
     task_obj = resolve_task(task)
     store = open_registry(registry)
     loaded = model_and_threads(ctx, model)
-    chosen = [store.resolve(spec, loaded.slug).load(fingerprint=loaded.fingerprint) for spec in experts or []]
+    chosen = [store.resolve(spec, loaded.slug) for spec in experts or []]
     lineup = ([None] if base or not chosen else []) + chosen
     examples = task_obj.load(data, split, limit)
     engine = HFEngine(loaded, batch_size=batch_size)
-    results = evaluate_experts(
-        engine, task_obj, examples, lineup, chat=loaded.chat, mode=mode, max_new_tokens=max_new_tokens
-    )
+    results = evaluate_experts(loaded, engine, task_obj, examples, lineup, mode=mode, max_new_tokens=max_new_tokens)
     if output is not None:
         write_items(output, results)
     if json_output:
