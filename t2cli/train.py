@@ -459,34 +459,51 @@ class Trainer:
         return [self._base_choices[e.id] for e in examples]
 
     def _likelihood_step(self, examples: Sequence[Example]) -> StepStats:
-        """Exact expected-reward gradient over the choices, each scored by its text's log-likelihood."""
+        """Exact expected-reward gradient over the choices, each scored by its text's log-likelihood.
+
+        Every (question, choice) sequence is scored in micro-batches of similar length (the choices of
+        one question rarely share a length), then each question's choices are normalised together and
+        one backward runs over the whole step.
+        """
         started = time.perf_counter()
         local = self._local(examples)
         encoded = [encode_prompt(self.loaded.tokenizer, p) for p in self._prompts(local)]
-        total_reward = total_kl = 0.0
+        sequences, owners = [], []
+        for index, example in enumerate(local):
+            for text in example.choices:
+                tail = self.loaded.tokenizer(choice_continuation(text), add_special_tokens=False)["input_ids"]
+                sequences.append((encoded[index], tail))
+                owners.append(index)
+        members = [[i for i, owner in enumerate(owners) if owner == index] for index in range(len(local))]
+        uncached = {i for i, e in enumerate(local) if e.id not in self._base_choices}
+        scores: dict[int, torch.Tensor] = {}
+        base_scores: dict[int, float] = {}
         tokens = 0
-        for chunk in _chunks(range(len(local)), self.config.micro_batch):
-            sequences = [
-                (encoded[i], self.loaded.tokenizer(choice_continuation(text), add_special_tokens=False)["input_ids"])
-                for i in chunk
-                for text in local[i].choices
-            ]
-            ids, mask, positions, keep, completion_mask = _continuation_batch(sequences, self.pad_id)
-            scores = sequence_logprobs(self.policy.logits(ids, mask, positions, keep), ids, completion_mask)
-            base = self._base_likelihoods([local[i] for i in chunk], ids, mask, positions, keep, completion_mask)
-            loss = torch.zeros(())
-            start = 0
-            for index, base_logp in zip(chunk, base, strict=True):
-                example = local[index]
-                count = len(example.choices)
-                logp = torch.log_softmax(scores[start : start + count], dim=-1)
-                surrogate, expected, kl = choice_objective(logp, base_logp, example.answer_index, self.config.baseline)
-                loss = loss + (surrogate + self.config.kl * kl) / len(examples)
-                total_reward += float(expected)
-                total_kl += float(kl.detach())
-                start += count
-            loss.backward()
+        order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
+        for chunk in _chunks(order, self.config.micro_batch):
+            ids, mask, positions, keep, completion_mask = _continuation_batch(
+                [sequences[i] for i in chunk], self.pad_id
+            )
+            logits = self.policy.logits(ids, mask, positions, keep)
+            scores.update(zip(chunk, sequence_logprobs(logits, ids, completion_mask), strict=True))
+            if any(owners[i] in uncached for i in chunk):
+                base = sequence_logprobs(self.policy.base_logits(ids, mask, positions, keep), ids, completion_mask)
+                base_scores.update(zip(chunk, base.tolist(), strict=True))
             tokens += int(mask.sum())
+        for index in uncached:
+            base_logp = torch.log_softmax(torch.tensor([base_scores[i] for i in members[index]]), dim=-1)
+            self._base_choices[local[index].id] = base_logp
+        loss = torch.zeros(())
+        total_reward = total_kl = 0.0
+        for index, example in enumerate(local):
+            logp = torch.log_softmax(torch.stack([scores[i] for i in members[index]]), dim=-1)
+            surrogate, expected, kl = choice_objective(
+                logp, self._base_choices[example.id], example.answer_index, self.config.baseline
+            )
+            loss = loss + (surrogate + self.config.kl * kl) / len(examples)
+            total_reward += float(expected)
+            total_kl += float(kl.detach())
+        loss.backward()
         total_reward, total_kl, total_tokens = self.world.sum(total_reward, total_kl, tokens)
         return StepStats(
             total_reward / len(examples),
@@ -494,25 +511,6 @@ class Trainer:
             int(total_tokens),
             grad_s=time.perf_counter() - started,
         )
-
-    def _base_likelihoods(
-        self,
-        examples: Sequence[Example],
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        positions: torch.Tensor,
-        keep: int,
-        completion_mask: torch.Tensor,
-    ) -> list[torch.Tensor]:
-        """The base model's distribution over each example's choices: fixed, so computed once per example."""
-        if any(e.id not in self._base_choices for e in examples):
-            scores = sequence_logprobs(self.policy.base_logits(ids, mask, positions, keep), ids, completion_mask)
-            start = 0
-            for example in examples:
-                count = len(example.choices)
-                self._base_choices[example.id] = torch.log_softmax(scores[start : start + count], dim=-1)
-                start += count
-        return [self._base_choices[e.id] for e in examples]
 
     def _generate_step(self, examples: Sequence[Example], step: int) -> StepStats:
         config = self.config
