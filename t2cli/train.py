@@ -437,13 +437,12 @@ class Trainer:
                 total_kl += float(kl.detach())
             loss.backward()
             tokens += int(mask.sum())
-        total_reward, total_kl, total_tokens = self.world.sum(total_reward, total_kl, tokens)
-        return StepStats(
-            total_reward / len(examples),
-            total_kl / len(examples),
-            int(total_tokens),
-            grad_s=time.perf_counter() - started,
-        )
+        return self._choice_stats(total_reward, total_kl, tokens, len(examples), started)
+
+    def _choice_stats(self, reward: float, kl: float, tokens: int, count: int, started: float) -> StepStats:
+        """Step figures of an enumerated-choice objective, summed over the processes."""
+        reward, kl, tokens = self.world.sum(reward, kl, tokens)
+        return StepStats(reward / count, kl / count, int(tokens), grad_s=time.perf_counter() - started)
 
     def _base_choice_logprobs(
         self, examples: Sequence[Example], ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
@@ -504,13 +503,7 @@ class Trainer:
             total_reward += float(expected)
             total_kl += float(kl.detach())
         loss.backward()
-        total_reward, total_kl, total_tokens = self.world.sum(total_reward, total_kl, tokens)
-        return StepStats(
-            total_reward / len(examples),
-            total_kl / len(examples),
-            int(total_tokens),
-            grad_s=time.perf_counter() - started,
-        )
+        return self._choice_stats(total_reward, total_kl, tokens, len(examples), started)
 
     def _generate_step(self, examples: Sequence[Example], step: int) -> StepStats:
         config = self.config
