@@ -36,9 +36,30 @@ def test_train_publishes_a_verified_expert_with_provenance(tmp_path, t2_home) ->
     spec = make_task(tmp_path)
     registry = tmp_path / "registry"
     runner = CliRunner()
-    args = ["train", "--task", str(spec), "--model", str(folder), "--steps", "3", "--batch-size", "2",
-            "--samples", "2", "--max-new-tokens", "2", "--val-every", "3", "--val-limit", "2",
-            "--registry", str(registry), "-o", "first", "--json"]
+    args = [
+        "train",
+        "--task",
+        str(spec),
+        "--model",
+        str(folder),
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "2",
+        "--val-every",
+        "3",
+        "--val-limit",
+        "2",
+        "--registry",
+        str(registry),
+        "-o",
+        "first",
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
