@@ -78,3 +78,49 @@ def test_hf_engine_greedy_matches_plain_generate_on_chat_prompts(smollm2) -> Non
         expected = plain[0, ids.shape[1] :].tolist()
         assert list(generation.token_ids) == expected
         assert generation.text.strip()
+
+
+def test_eval_command_on_a_few_arc_items(smollm2, smollm2_home, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("T2_HOME", str(smollm2_home))
+    rows = [
+        {
+            "id": "sun",
+            "question": {
+                "stem": "What gives Earth most of its light?",
+                "choices": [
+                    {"text": "the Sun", "label": "A"},
+                    {"text": "the Moon", "label": "B"},
+                    {"text": "a candle", "label": "C"},
+                ],
+            },
+            "answerKey": "A",
+        },
+        {
+            "id": "ice",
+            "question": {
+                "stem": "Water that freezes becomes",
+                "choices": [{"text": "steam", "label": "A"}, {"text": "ice", "label": "B"}],
+            },
+            "answerKey": "B",
+        },
+    ]
+    data = tmp_path / "arc.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--task",
+            "arc:cloze",
+            "--data",
+            str(data),
+            "--mode",
+            "likelihood",
+            "--registry",
+            str(tmp_path / "empty"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["expert"] == "base" and row["n"] == 2 and row["score"] in (0.0, 0.5, 1.0)
