@@ -19,12 +19,15 @@ def configure_threads(threads: int | None) -> int:
     """
     import torch
 
+    from t2cli.errors import BadInputError
+
     if threads is None and os.environ.get("T2_THREADS"):
-        threads = int(os.environ["T2_THREADS"])
+        raw = os.environ["T2_THREADS"]
+        if not raw.strip().isdigit():
+            raise BadInputError(f"T2_THREADS={raw!r} is not a thread count; set it to an integer >= 1 or unset it")
+        threads = int(raw)
     if threads is not None:
         if threads < 1:
-            from t2cli.errors import BadInputError
-
             raise BadInputError(f"thread count must be >= 1, got {threads}; pass --threads N with N >= 1")
         torch.set_num_threads(threads)
     return torch.get_num_threads()

@@ -90,3 +90,13 @@ def test_local_folder_round_trip(tmp_path) -> None:
     assert loaded.model_id == "tiny" and loaded.slug == "tiny"
     assert loaded.fingerprint == fingerprint(model, find_targets(model))
     assert loaded.tokenizer.pad_token == "<pad>"
+
+
+def test_a_bad_thread_count_is_a_one_line_error(monkeypatch) -> None:
+    from t2cli.config import configure_threads
+
+    monkeypatch.setenv("T2_THREADS", "two")
+    with pytest.raises(BadInputError, match="T2_THREADS='two' is not a thread count"):
+        configure_threads(None)
+    with pytest.raises(BadInputError, match="must be >= 1"):
+        configure_threads(0)
