@@ -26,10 +26,10 @@ _t2_command() {  # sets commands and options of command path $1
         "t2 decompose") commands="" options="--targets --force --driver --json --help" ;;
         "t2 compose") commands="" options="--recipe -r --output -o --normalize --no-normalize --model -m --registry --json --help" ;;
         "t2 transfer") commands="" options="--to --strength --output -o --targets --from --model -m --registry --json --help" ;;
-        "t2 train") commands="" options="--task -t --data --output -o --model -m --targets --experts --method --rank --rollout --rule --steps --batch-size --samples --lr --kl --temperature --baseline --max-new-tokens --micro-batch --val-every --val-limit --train-limit --seed --run-dir --resume --registry --json --help" ;;
-        "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --batch-size --output -o --model -m --registry --json --help" ;;
-        "t2 dispatch") commands="" options="--strategy -s --output -o --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --engine --batch-size --json --help" ;;
-        "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --json --help" ;;
+        "t2 train") commands="" options="--task -t --data --output -o --model -m --targets --experts --method --rank --rollout --rule --steps --batch-size --samples --lr --kl --temperature --baseline --max-new-tokens --micro-batch --val-every --val-limit --train-limit --seed --run-dir --resume --registry --engine --json --help" ;;
+        "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --batch-size --output -o --engine --tp --model -m --registry --json --help" ;;
+        "t2 dispatch") commands="" options="--strategy -s --output -o --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --engine --tp --batch-size --json --help" ;;
+        "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --tp --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --json --help" ;;
         "t2 doctor") commands="" options="--json --help" ;;
         "t2 registry") commands="list show verify rm push pull gc" options="--help" ;;
         "t2 registry list") commands="" options="--model -m --registry --json --help" ;;
@@ -82,6 +82,7 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 train --seed") nargs=1 ;;
         "t2 train --run-dir") nargs=1 ;;
         "t2 train --registry") nargs=1 ;;
+        "t2 train --engine") nargs=1 ;;
         "t2 eval --task" | "t2 eval -t") nargs=1 ;;
         "t2 eval --data") nargs=1 ;;
         "t2 eval --split") nargs=1 ;;
@@ -91,6 +92,8 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 eval --max-new-tokens") nargs=1 ;;
         "t2 eval --batch-size") nargs=1 ;;
         "t2 eval --output" | "t2 eval -o") nargs=1 ;;
+        "t2 eval --engine") nargs=1 ;;
+        "t2 eval --tp") nargs=1 ;;
         "t2 eval --model" | "t2 eval -m") nargs=1 ;;
         "t2 eval --registry") nargs=1 ;;
         "t2 dispatch --strategy" | "t2 dispatch -s") nargs=1 ;;
@@ -110,11 +113,13 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 dispatch --cem-max-new-tokens") nargs=1 ;;
         "t2 dispatch --save-as") nargs=1 ;;
         "t2 dispatch --engine") nargs=1 ;;
+        "t2 dispatch --tp") nargs=1 ;;
         "t2 dispatch --batch-size") nargs=1 ;;
         "t2 run --adapt" | "t2 run -a") nargs=1 ;;
         "t2 run --output" | "t2 run -o") nargs=1 ;;
         "t2 run --max-new-tokens") nargs=1 ;;
         "t2 run --engine") nargs=1 ;;
+        "t2 run --tp") nargs=1 ;;
         "t2 run --batch-size") nargs=1 ;;
         "t2 run --model" | "t2 run -m") nargs=1 ;;
         "t2 run --registry") nargs=1 ;;

@@ -95,6 +95,8 @@ function __t2_state
                 set pending 1
             case 't2 train --registry'
                 set pending 1
+            case 't2 train --engine'
+                set pending 1
             case 't2 eval --task' 't2 eval -t'
                 set pending 1
             case 't2 eval --data'
@@ -112,6 +114,10 @@ function __t2_state
             case 't2 eval --batch-size'
                 set pending 1
             case 't2 eval --output' 't2 eval -o'
+                set pending 1
+            case 't2 eval --engine'
+                set pending 1
+            case 't2 eval --tp'
                 set pending 1
             case 't2 eval --model' 't2 eval -m'
                 set pending 1
@@ -151,6 +157,8 @@ function __t2_state
                 set pending 1
             case 't2 dispatch --engine'
                 set pending 1
+            case 't2 dispatch --tp'
+                set pending 1
             case 't2 dispatch --batch-size'
                 set pending 1
             case 't2 run --adapt' 't2 run -a'
@@ -160,6 +168,8 @@ function __t2_state
             case 't2 run --max-new-tokens'
                 set pending 1
             case 't2 run --engine'
+                set pending 1
+            case 't2 run --tp'
                 set pending 1
             case 't2 run --batch-size'
                 set pending 1
@@ -315,6 +325,7 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l seed -x -d 'Seed for batches, sampli
 complete -c t2 -n '__t2_in \'t2 train\'' -l run-dir -r -F -d 'Checkpoints and log (default: $T2_HOME/runs/MODEL/NAME).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l resume -d 'Continue from the run folder\'s last checkpoint.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l json -d 'Print the summary as JSON.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l help -d 'Show this message and exit.'
 
@@ -329,6 +340,8 @@ complete -c t2 -n '__t2_in \'t2 eval\'' -l mode -x -d 'generate, choices (answer
 complete -c t2 -n '__t2_in \'t2 eval\'' -l max-new-tokens -x -d 'Generation length.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l batch-size -x -d 'Prompts per generation batch.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l output -s o -r -F -d 'Per-example results (JSONL).'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l tp -x -d 'vllm: GPUs to shard the model over (tensor parallelism).'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l json -d 'Print the summary as JSON.'
@@ -353,7 +366,8 @@ complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-seed -x -d 'few-shot: seed of
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-max-new-tokens -x -d 'few-shot: answer length when scoring candidates by reward.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l save-as -x -d 'few-shot: registry name of the found mix (default: TASK-fewshot).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l force -d 'few-shot: search again even if a saved search matches the shots and bank.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l engine -x -d 'Inference engine: hf (transformers).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l tp -x -d 'vllm: GPUs to shard the model over (tensor parallelism).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l json -d 'Print the result as JSON.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l help -d 'Show this message and exit.'
@@ -365,7 +379,8 @@ complete -c t2 -n '__t2_in \'t2 run\'' -l output -s o -r -F -d 'Output JSONL, on
 complete -c t2 -n '__t2_in \'t2 run\'' -l max-new-tokens -x -d 'Tokens to generate per prompt.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l strict -d 'Stop (exit 2) on malformed input lines instead of skipping them.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l resume -l no-resume -d 'Reuse finished lines of -o and its .partial journal (same input).'
-complete -c t2 -n '__t2_in \'t2 run\'' -l engine -x -d 'Inference engine: hf (transformers).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l tp -x -d 'vllm: GPUs to shard the model over (tensor parallelism).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'

@@ -76,6 +76,8 @@ class DoctorReport:
     t2_home: str
     registry_root: str
     registry_source: str
+    bank_root: str | None  # the bundled expert bank (t2cli.bank), imported into <t2 home>/registry
+    bank_versions: int
     caches: list[FolderUsage]  # converted models, SVD cache, runs, and the registry in use
     hf_token: bool
     problems: list[str]
@@ -178,6 +180,16 @@ def registry_source(root: Path) -> str:
     return "t2 home"
 
 
+def bank_problems(bank: Path, problems: list[str]) -> int:
+    """Verify the bundled bank (reading only); add a problem per bad version and return how many versions it has."""
+    from t2cli.bank import bank_versions
+    from t2cli.store import Registry
+
+    for problem in Registry(bank).verify():
+        problems.append(f"bundled expert {problem.where} cannot be used ({problem.message}); reinstall t2")
+    return len(bank_versions(bank))
+
+
 def hf_token_present() -> bool:
     """Whether huggingface_hub has a token: $HF_TOKEN (or its legacy name) or a saved token file.
 
@@ -193,6 +205,7 @@ def hf_token_present() -> bool:
 
 def collect() -> DoctorReport:
     """The report for this process and environment (run configure_threads first to see t2's count)."""
+    from t2cli.bank import bundled_bank
     from t2cli.config import t2_home
     from t2cli.models import DEFAULT_MODEL
     from t2cli.store import resolve_root
@@ -204,6 +217,8 @@ def collect() -> DoctorReport:
         problems.append(problem)
     home = t2_home()
     root = resolve_root(None)
+    bank = bundled_bank()
+    bank_versions = bank_problems(bank, problems) if bank is not None else 0
     models = model_packages(home)
     default = next(m for m in models if m.model == DEFAULT_MODEL)
     if not default.installed:
@@ -221,6 +236,8 @@ def collect() -> DoctorReport:
         t2_home=str(home),
         registry_root=str(root),
         registry_source=registry_source(root),
+        bank_root=str(bank) if bank is not None else None,
+        bank_versions=bank_versions,
         caches=[
             folder_usage("converted models", home / MODELS_DIR),
             folder_usage("SVD cache", cache_path("").parent),  # the folder of every fingerprint's file

@@ -166,6 +166,7 @@ def evaluate_experts(
     """
     from dataclasses import replace
 
+    from t2cli.engines.hf import HFEngine
     from t2cli.lora import is_lora_expert, load_lora_adapter
 
     results = []
@@ -176,7 +177,8 @@ def evaluate_experts(
                 engine.set_expert(None)
             elif is_lora_expert(ref.manifest()):
                 adapted = load_lora_adapter(loaded.model, ref.path, fingerprint=loaded.fingerprint)
-                runner = type(engine)(replace(loaded, model=adapted), batch_size=engine.batch_size)
+                # The adapter lives in the PEFT-wrapped transformers model, which only the hf engine runs.
+                runner = HFEngine(replace(loaded, model=adapted), batch_size=engine.batch_size)
             else:
                 expert = ref.load(fingerprint=loaded.fingerprint)
                 engine.set_expert(expert.z, expert.manifest.svf_rule)

@@ -108,6 +108,8 @@ class LoadedModel:
     tokenizer: Any
     fingerprint: str
     targets: list[TargetMatrix]
+    # The folder or HF id the weights were read from; None for a model built in memory.
+    source: str | None = None
 
     def select(self, selection: str | None) -> list[TargetMatrix]:
         return select_targets(self.targets, selection)
@@ -288,10 +290,10 @@ def load_model(spec: str | None = None, *, dtype: torch.dtype = torch.float32, d
     model.requires_grad_(False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return wrap_model(model, tokenizer, spec=spec, model_id=model_id)
+    return wrap_model(model, tokenizer, spec=spec, model_id=model_id, source=source)
 
 
-def wrap_model(model: Any, tokenizer: Any, *, spec: str, model_id: str) -> LoadedModel:
+def wrap_model(model: Any, tokenizer: Any, *, spec: str, model_id: str, source: str | None = None) -> LoadedModel:
     """Describe an already-built model (tests build tiny ones from configs)."""
     targets = find_targets(model)
     return LoadedModel(
@@ -302,4 +304,5 @@ def wrap_model(model: Any, tokenizer: Any, *, spec: str, model_id: str) -> Loade
         tokenizer=tokenizer,
         fingerprint=fingerprint(model, targets),
         targets=targets,
+        source=source,
     )

@@ -15,29 +15,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from t2cli.dispatch import Decision, ExpertSlot, Router
-from t2cli.engines.base import Engine, Sampling
+from t2cli.engines.base import Sampling
 from t2cli.errors import BadInputError
 from t2cli.runio import InputLine, Journal, canonical_json, example_for, line_key
 
 if TYPE_CHECKING:
-    from t2cli.models import LoadedModel
     from t2cli.tasks import Example, Task
-
-ENGINES = ("hf",)
-
-
-def check_engine(name: str) -> str:
-    if name not in ENGINES:
-        raise BadInputError(f"unknown engine {name!r}; use one of: {', '.join(ENGINES)}")
-    return name
-
-
-def make_engine(name: str, loaded: LoadedModel, *, batch_size: int = 16) -> Engine:
-    """The one place an engine is picked by name; another engine (vLLM) joins here."""
-    check_engine(name)
-    from t2cli.engines.hf import HFEngine
-
-    return HFEngine(loaded, batch_size=batch_size)
 
 
 @dataclass

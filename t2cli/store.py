@@ -46,6 +46,11 @@ _VERSION_DIR = re.compile(r"[1-9][0-9]*")
 Catalog = dict[str, dict[str, list[int]]]
 
 
+def user_root() -> Path:
+    """The user-level registry, <t2 home>/registry: the fallback root, seeded from the bundled bank."""
+    return t2_home() / "registry"
+
+
 def resolve_root(explicit: str | Path | None = None) -> Path:
     """The registry root: --registry, else $T2_REGISTRY, else ./registry if it exists, else <t2 home>/registry."""
     if explicit:
@@ -55,7 +60,23 @@ def resolve_root(explicit: str | Path | None = None) -> Path:
     local = Path.cwd() / "registry"
     if local.is_dir():
         return local
-    return t2_home() / "registry"
+    return user_root()
+
+
+def open_registry(explicit: str | Path | None = None) -> Registry:
+    """The registry at resolve_root(explicit); the user-level one first takes in the bundled bank.
+
+    Whichever rule picks <t2 home>/registry, bundled versions whose numbers it has never issued are
+    imported into it (see t2cli.bank), so a pip-installed t2 starts with the experts it ships.
+    Every other root is used exactly as it is.
+    """
+    from t2cli.bank import bundled_bank, seed
+
+    registry = Registry(resolve_root(explicit))
+    bank = bundled_bank()
+    if bank is not None and registry.root.resolve() == user_root().resolve():
+        seed(registry, bank)
+    return registry
 
 
 def parse_spec(spec: str) -> tuple[str, int | None]:
@@ -257,10 +278,11 @@ class Registry:
     # ---- writing -------------------------------------------------------------------------------
 
     @contextmanager
-    def _locked(self, model_slug: str, name: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[Path]:
+    def _locked(self, model_slug: str, name: str) -> Iterator[Path]:
         """Hold one expert's lock; yield its folder with stale staging folders removed."""
         from filelock import FileLock, Timeout
 
+        timeout = LOCK_TIMEOUT_S  # read at call time, so a test can shorten it
         folder = self.root / model_slug / check_name(name)
         folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -273,6 +295,14 @@ class Registry:
             raise T2Error(
                 f"expert {model_slug}/{name} has been locked by another t2 process for {timeout:.0f} s; retry later"
             ) from None
+
+    def issued(self, model_slug: str, name: str) -> int:
+        """The highest version number ever issued for an expert here (0 for none): present or removed."""
+        folder = self.root / model_slug / name
+        if not folder.is_dir():
+            return 0
+        present = [int(p.name) for p in folder.iterdir() if p.is_dir() and _VERSION_DIR.fullmatch(p.name)]
+        return max([*present, self._last_version(folder)])
 
     def _last_version(self, folder: Path) -> int:
         path = folder / LAST_VERSION_FILE
@@ -307,8 +337,7 @@ class Registry:
         slug = slugify(expert.manifest.base_model)
         name = expert.manifest.name
         with self._locked(slug, name) as folder:
-            versions = self.catalog().get(slug, {}).get(name, [])
-            version = max([*versions, self._last_version(folder)]) + 1
+            version = self.issued(slug, name) + 1
             versioned = Expert(replace(expert.manifest, version=version), expert.z)
             self._commit(folder, version, lambda stage: save_expert_files(versioned, stage, extra_files=extra_files))
         return self.ref(slug, name, version)
@@ -334,6 +363,22 @@ class Registry:
                 )
             self._commit(folder, version, lambda stage: _copy_expert(source, manifest, stage))
         return ref, True
+
+    def adopt_version(self, source: Path, model_slug: str, name: str, version: int) -> ExpertRef | None:
+        """Install a verified copy of a version whose number was never issued here; else None.
+
+        How the bundled bank seeds the user-level registry: a number this registry already used,
+        for a version it holds (the same or its own) or one it removed, is left alone, so a user's
+        version is never overwritten and a removed one never comes back.
+        """
+        source = Path(source)
+        manifest = read_manifest(source)
+        check_placement(manifest, model_slug, name, version, str(source))
+        with self._locked(model_slug, name) as folder:
+            if version <= self.issued(model_slug, name):
+                return None
+            self._commit(folder, version, lambda stage: _copy_expert(source, manifest, stage))
+        return self.ref(model_slug, name, version)
 
     def remove(self, spec: str, model_slug: str | None = None) -> ExpertRef:
         """Delete one version (`name@V` only); its number is never issued again."""

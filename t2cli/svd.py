@@ -149,7 +149,8 @@ def _map_tensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return metadata, tensors
 
 
-def _probe(weight: torch.Tensor, factors: Factors, generator: torch.Generator) -> float:
+def probe_error(weight: torch.Tensor, factors: Factors, generator: torch.Generator) -> float:
+    """Relative error of U diag(S) Vh x against W x for one random x: a cheap check that factors fit W."""
     x = torch.randn(weight.shape[1], generator=generator, dtype=torch.float32)
     exact = weight.float() @ x
     rebuilt = factors.U @ (factors.S * (factors.Vh @ x))
@@ -186,7 +187,7 @@ def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path
             tuple(factors.U.shape) != (m, r)
             or tuple(factors.S.shape) != (r,)
             or tuple(factors.Vh.shape) != (r, n)
-            or _probe(params[target.name].detach(), factors, generator) > PROBE_TOLERANCE
+            or probe_error(params[target.name].detach(), factors, generator) > PROBE_TOLERANCE
         ):
             raise IntegrityError(
                 f"SVD cache {path} does not reproduce {target.name} (tampered or stale); run `t2 decompose --force`"

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from t2cli.distributed import World
-from t2cli.engines.base import Prompt, Sampling, encode_prompt, label_token_ids, left_pad
-from t2cli.engines.hf import HFEngine
+from t2cli.engines import make_engine
+from t2cli.engines.base import Engine, Prompt, Sampling, encode_prompt, label_token_ids, left_pad, pad_token_id
 from t2cli.errors import BadInputError
 from t2cli.evaluate import choice_continuation, evaluate, prompt_for
 from t2cli.lora import DEFAULT_RANK
@@ -193,7 +193,7 @@ class Policy(Protocol):
         """Bracket the forward and backward passes of one optimiser step."""
         ...
 
-    def serving(self, engine: HFEngine, adapted: bool = True) -> AbstractContextManager[None]:
+    def serving(self, engine: Engine, adapted: bool = True) -> AbstractContextManager[None]:
         """The engine generates as the current policy (or as the base model) inside."""
         ...
 
@@ -246,7 +246,7 @@ class SVFPolicy:
         return {}
 
     @contextmanager
-    def serving(self, engine: HFEngine, adapted: bool = True) -> Iterator[None]:
+    def serving(self, engine: Engine, adapted: bool = True) -> Iterator[None]:
         """Swap W'(z) into the engine's model in place (or keep the base), and restore the base after."""
         engine.set_expert(self.z() if adapted else None, self.rule)
         try:
@@ -375,6 +375,7 @@ class Trainer:
         run_dir: Path,
         on_step: Callable[[StepRecord], None] | None = None,
         world: World | None = None,
+        engine: str = "hf",
     ) -> None:
         if not train:
             raise BadInputError(f"task {task.name!r} gave no training examples; check --data and --split")
@@ -394,10 +395,14 @@ class Trainer:
         else:
             self.policy = SVFPolicy(loaded, decompose(loaded, selected).factors, config.rule)
         self.optimizer = torch.optim.Adam(self.policy.parameters, lr=config.lr)
-        self.engine = HFEngine(self.policy.loaded, batch_size=max(config.batch_size * config.samples, 1))
+        self.engine = make_engine(
+            rollout_engine(engine, config, self.rollout),
+            self.policy.loaded,
+            batch_size=max(config.batch_size * config.samples, 1),
+        )
         self.run_dir = run_dir
         self.on_step = on_step
-        self.pad_id = self.engine.pad_id
+        self.pad_id = pad_token_id(loaded.tokenizer)
         self._labels: dict[tuple[str, ...], list[int]] = {}
         self._base_choices: dict[str, torch.Tensor] = {}
 
@@ -776,6 +781,19 @@ def sequence_logprobs(logits: torch.Tensor, ids: torch.Tensor, completion_mask: 
     targets = ids[:, -keep + 1 :]
     token_logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return (token_logp * completion_mask).sum(-1)
+
+
+def rollout_engine(name: str, config: TrainConfig, rollout: str) -> str:
+    """The engine that samples rollouts and validates: `auto` takes vLLM only where it pays, for
+    generated rollouts of an SVF policy (the other rollouts score on the training model itself)."""
+    from t2cli.engines import check_engine
+
+    check_engine(name)
+    if config.adapter == "lora" and name == "vllm":
+        raise BadInputError("--engine vllm serves SVF experts; LoRA training samples with --engine hf")
+    if name == "auto" and (config.adapter != "svf" or rollout != "generate"):
+        return "hf"
+    return name
 
 
 def _chunks(indices: Sequence[int] | range, size: int) -> Iterator[list[int]]:

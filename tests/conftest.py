@@ -104,3 +104,9 @@ def smollm2(smollm2_home: Path) -> LoadedModel:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("T2_HOME", str(smollm2_home))
         return load_model("smollm2-135m")
+
+
+@pytest.fixture(autouse=True)
+def transformers_engine_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--engine auto` would start vLLM wherever it is installed; tests ask for it by name instead."""
+    monkeypatch.setenv("T2_ENGINE", "hf")

@@ -118,3 +118,24 @@ def test_gc_reports_removed_staging(registry: Registry) -> None:
     (registry.root / "tiny-llama" / "arc" / ".staging-dead").mkdir()
     code, out, _ = run(registry, "gc", "--json")
     assert code == 0 and json.loads(out)["removed"] == 1
+
+
+def test_quiet_prints_no_tables_but_keeps_json_and_exit_codes(registry: Registry) -> None:
+    def quiet(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, ["--quiet", "registry", *args, "--registry", str(registry.root)])
+        return result.exit_code, result.stdout, result.stderr
+
+    for args in (["list"], ["show", "arc"], ["verify"], ["gc"]):
+        assert quiet(*args) == (0, "", "")
+    code, out, _ = quiet("list", "--json")
+    assert code == 0 and [e["name"] for e in json.loads(out)["experts"]] == ["arc", "gsm8k"]
+    path = registry.resolve("arc@1").path / Z_FILE
+    path.write_bytes(path.read_bytes()[:-4])
+    code, out, err = quiet("verify")
+    assert (code, out) == (4, "") and err.startswith("error: 1 corrupt version(s)")
+
+
+def test_manifest_text_is_shown_literally_not_as_markup(registry: Registry) -> None:
+    registry.publish(make_expert("odd", description="maps [bold]x[/bold] to [a-z] lists"))
+    code, out, _ = run(registry, "show", "odd")
+    assert code == 0 and "maps [bold]x[/bold] to [a-z] lists" in out

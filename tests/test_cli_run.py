@@ -131,7 +131,7 @@ def test_clear_errors_for_missing_pieces(world) -> None:
     no_output = invoke(world, "run", str(world["prompts"]), "--json")
     assert no_output.exit_code == 2 and "pass -o FILE" in no_output.stderr
     engine = invoke(world, "run", str(world["prompts"]), "--engine", "vllm-next", "-o", "x.jsonl")
-    assert engine.exit_code == 2 and "unknown engine 'vllm-next'; use one of: hf" in engine.stderr
+    assert engine.exit_code == 2 and "unknown engine 'vllm-next'; use one of: auto, hf, vllm" in engine.stderr
     few_shot = CliRunner().invoke(app, ["run", str(world["prompts"]), "--adapt", "few-shot", "--model", "/nowhere"])
     assert few_shot.exit_code == 2 and "needs --task T and --shots FILE" in few_shot.stderr  # before any loading
     strategy = invoke(world, "dispatch", str(world["prompts"]), "--strategy", "arc-svf")

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stderr_console, stdout_console
+from t2cli.cli.engine_options import EngineOption, TensorParallelOption
 from t2cli.cli.options import ModelOption, model_and_threads
 from t2cli.cli.registry import JsonOption, RegistryOption, open_registry
 
@@ -74,7 +75,6 @@ CalibrateOption = Annotated[
         "--calibrate/--no-calibrate", help="prompt, classifier: remove the labels' prior (a content-free request)."
     ),
 ]
-EngineOption = Annotated[str, typer.Option("--engine", help="Inference engine: hf (transformers).")]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Prompts per forward pass.")]
 
 
@@ -120,15 +120,16 @@ def read_prompt_lines(ctx: typer.Context, path: Path, *, strict: bool = False) -
 
 
 def open_slot(
-    ctx: typer.Context, model: str | None, registry: Path | None, engine: str, batch_size: int
+    ctx: typer.Context, model: str | None, registry: Path | None, engine: str, batch_size: int, tensor_parallel: int
 ) -> tuple[LoadedModel, ExpertSlot]:
     """Load the model, start the engine, and wrap it with the registry in an ExpertSlot."""
     from t2cli.dispatch import ExpertSlot
-    from t2cli.pipeline import check_engine, make_engine
+    from t2cli.engines import check_engine, make_engine
 
-    check_engine(engine)  # refuse before spending seconds on the model
+    check_engine(engine, tensor_parallel)  # refuse before spending seconds on the model
     loaded = model_and_threads(ctx, model)
-    return loaded, ExpertSlot(make_engine(engine, loaded, batch_size=batch_size), open_registry(registry), loaded)
+    started = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
+    return loaded, ExpertSlot(started, open_registry(registry), loaded)
 
 
 def search_callback(progress: Progress, options: StrategyOptions) -> Callable[[int, Score], None]:
@@ -168,7 +169,8 @@ def dispatch_command(
     cem_tokens: CemTokensOption = 128,
     save_as: SaveAsOption = None,
     force: ForceOption = False,
-    engine: EngineOption = "hf",
+    engine: EngineOption = "auto",
+    tensor_parallel: TensorParallelOption = 1,
     batch_size: BatchSizeOption = 16,
     json_output: JsonOption = False,
 ) -> None:
@@ -186,7 +188,7 @@ def dispatch_command(
     options = strategy_options(ctx.params)
     options.check(strategy)
     lines = read_prompt_lines(ctx, prompts)
-    loaded, slot = open_slot(ctx, model, registry, engine, batch_size)
+    loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
     started = time.perf_counter()
     with make_progress(ctx) as progress:
         router = make_router(strategy, slot, loaded, slot.registry, options, search_callback(progress, options))
@@ -205,6 +207,7 @@ def dispatch_command(
         print_json(
             {
                 "strategy": strategy,
+                "engine": slot.engine.name,
                 "decisions": len(decisions),
                 **asdict(report),
                 "seconds": round(seconds, 3),
@@ -217,12 +220,12 @@ def dispatch_command(
         return
     if router.note:
         stdout_console().print(router.note, markup=False)
-    print_report(report, strategy, seconds)
+    print_report(report, strategy, slot.engine.name, seconds)
 
 
-def print_report(report: RoutingReport, strategy: str, seconds: float) -> None:
+def print_report(report: RoutingReport, strategy: str, engine: str, seconds: float) -> None:
     console = stdout_console()
-    table = Table(title=f"routing ({strategy}, {seconds:.2f} s)")
+    table = Table(title=f"routing ({strategy}, {engine} engine, {seconds:.2f} s)")
     table.add_column("expert")
     table.add_column("prompts", justify="right")
     for expert, count in sorted(report.experts.items(), key=lambda item: -item[1]):

@@ -39,6 +39,13 @@ def folder_line(folder: FolderUsage) -> str:
     return f"{human_size(folder.size_bytes)} in {files} ({folder.path})"
 
 
+def bank_line(report: DoctorReport) -> str:
+    if report.bank_root is None:
+        return "none"
+    versions = "1 version" if report.bank_versions == 1 else f"{report.bank_versions} versions"
+    return f"{versions} in {report.bank_root}, imported into {report.t2_home}/registry when t2 uses it"
+
+
 def report_table(report: DoctorReport) -> Table:
     torch = report.torch
     threads_env = report.t2_threads_env or "unset"
@@ -59,6 +66,7 @@ def report_table(report: DoctorReport) -> Table:
         [
             ("t2 home", report.t2_home),
             ("registry root", f"{report.registry_root} (from {report.registry_source})"),
+            ("bundled bank", bank_line(report)),
             *((folder.name, folder_line(folder)) for folder in report.caches),
         ],
         [("HF token", yes_no(report.hf_token))],

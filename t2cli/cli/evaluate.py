@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
+from t2cli.cli.engine_options import EngineOption, TensorParallelOption
 from t2cli.cli.options import ModelOption, RegistryOption, model_and_threads, open_registry
 
 
@@ -30,6 +31,8 @@ def eval_command(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Generation length.")] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per generation batch.")] = 16,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Per-example results (JSONL).")] = None,
+    engine: EngineOption = "auto",
+    tensor_parallel: TensorParallelOption = 1,
     model: ModelOption = None,
     registry: RegistryOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -38,29 +41,30 @@ def eval_command(
 
     Example: t2 eval --task arc --data ../shared/data/arc_easy --split validation --base --expert arc -n 100
     """
-    from t2cli.engines.hf import HFEngine
+    from t2cli.engines import check_engine, make_engine
     from t2cli.errors import BadInputError
     from t2cli.evaluate import MODES, evaluate_experts, write_items
     from t2cli.tasks import resolve_task
 
     if mode not in MODES:
         raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
+    check_engine(engine, tensor_parallel)
     task_obj = resolve_task(task)
     store = open_registry(registry)
     loaded = model_and_threads(ctx, model)
     chosen = [store.resolve(spec, loaded.slug) for spec in experts or []]
     lineup = ([None] if base or not chosen else []) + chosen
     examples = task_obj.load(data, split, limit)
-    engine = HFEngine(loaded, batch_size=batch_size)
-    results = evaluate_experts(loaded, engine, task_obj, examples, lineup, mode=mode, max_new_tokens=max_new_tokens)
+    runner = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
+    results = evaluate_experts(loaded, runner, task_obj, examples, lineup, mode=mode, max_new_tokens=max_new_tokens)
     if output is not None:
         write_items(output, results)
     if json_output:
-        print_json([r.summary() for r in results])
+        print_json([r.summary() | {"engine": runner.name} for r in results])
         return
     if settings(ctx).quiet:
         return
-    table = Table(title=f"{task_obj.name} ({split}, {mode}) on {loaded.model_id}")
+    table = Table(title=f"{task_obj.name} ({split}, {mode}) on {loaded.model_id}, {runner.name} engine")
     for column in ("expert", "n", "score", "tokens/s"):
         table.add_column(column, justify="left" if column == "expert" else "right")
     for result in results:

@@ -52,9 +52,10 @@ SpecArgument = Annotated[str, typer.Argument(help="Expert: NAME (latest version)
 
 
 def open_registry(root: Path | None) -> Registry:
-    from t2cli.store import Registry, resolve_root
+    """The registry the options choose; the user-level one first takes in the bundled bank."""
+    from t2cli.store import open_registry
 
-    return Registry(resolve_root(root))
+    return open_registry(root)
 
 
 def model_slug(model: str | None) -> str | None:

@@ -7,13 +7,17 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
 from t2cli.cli.options import BaseModelOption, JsonOption, RegistryOption, SpecArgument, model_slug, open_registry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from t2cli.remotes import Transfer
+    from t2cli.store import Problem
 
 app = typer.Typer(
     name="registry",
@@ -41,7 +45,7 @@ def version_list(versions: list[int]) -> str:
 
 @app.command("list")
 def list_command(
-    model: BaseModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False
+    ctx: typer.Context, model: BaseModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False
 ) -> None:
     """List experts with their versions, base model, task, main metric, size and creation time.
 
@@ -52,23 +56,31 @@ def list_command(
     if json_output:
         print_json({"root": str(store.root), "experts": [asdict(s) for s in summaries]})
         return
+    if settings(ctx).quiet:
+        return
     if not summaries:
         stdout_console().print(f"no experts in {store.root}", markup=False)
         return
-    table = Table(title=f"experts in {store.root}")
+    table = Table(title=escape(f"experts in {store.root}"))
     for column in ("name", "versions", "base", "task", "metric", "size", "created"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for s in summaries:
         metric = f"{s.metric} {s.metric_value:.4g}" if s.metric is not None else ""
         created = (s.created or "")[:16].replace("T", " ")
-        base = s.base_model or f"[red]{s.problem}[/red]"
-        table.add_row(s.name, version_list(s.versions), base, s.task or "", metric, human_size(s.size_bytes), created)
+        base = escape(s.base_model) if s.base_model else f"[red]{escape(s.problem or '')}[/red]"
+        table.add_row(
+            s.name, version_list(s.versions), base, escape(s.task or ""), metric, human_size(s.size_bytes), created
+        )
     stdout_console().print(table)
 
 
 @app.command("show")
 def show_command(
-    spec: SpecArgument, model: BaseModelOption = None, registry: RegistryOption = None, json_output: JsonOption = False
+    ctx: typer.Context,
+    spec: SpecArgument,
+    model: BaseModelOption = None,
+    registry: RegistryOption = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Show an expert's manifest and per-layer statistics of its z vectors (the version is verified first).
 
@@ -91,26 +103,28 @@ def show_command(
             }
         )
         return
+    if settings(ctx).quiet:
+        return
     ranks: dict[str, set[int]] = {}
     for info in manifest.targets.values():
         ranks.setdefault(info.role, set()).add(info.rank)
     about = Table(title=f"{ref.spec} ({ref.model_slug})", show_header=False)
-    about.add_row("path", str(ref.path))
-    about.add_row("base model", f"{manifest.base_model} (fingerprint {manifest.base_fingerprint[:16]})")
-    about.add_row("task", manifest.task or "")
-    about.add_row("description", manifest.description or "")
+    about.add_row("path", escape(str(ref.path)))
+    about.add_row("base model", escape(f"{manifest.base_model} (fingerprint {manifest.base_fingerprint[:16]})"))
+    about.add_row("task", escape(manifest.task or ""))
+    about.add_row("description", escape(manifest.description or ""))
     about.add_row("svf rule", manifest.svf_rule)
     about.add_row(
         "targets",
         f"{len(manifest.targets)} matrices; ranks "
         + ", ".join(f"{role} {'/'.join(map(str, sorted(r)))}" for role, r in ranks.items()),
     )
-    about.add_row("metrics", ", ".join(f"{k} {v:.4g}" for k, v in manifest.metrics.items()))
-    about.add_row("provenance", json.dumps(manifest.provenance, default=str))
+    about.add_row("metrics", escape(", ".join(f"{k} {v:.4g}" for k, v in manifest.metrics.items())))
+    about.add_row("provenance", escape(json.dumps(manifest.provenance, default=str)))
     about.add_row("created", f"{manifest.created} with t2 {manifest.t2_version}")
     about.add_row("sha256", manifest.sha256)
     for name, digest in manifest.files.items():
-        about.add_row(f"file {name}", digest)
+        about.add_row(escape(f"file {name}"), digest)
     table = Table(title="z per matrix")
     for column in ("layer", "role", "rank", "mean", "std", "min", "max"):
         table.add_column(column, justify="left" if column == "role" else "right")
@@ -125,8 +139,21 @@ def show_command(
     console.print(table)
 
 
+def print_problems(root: Path, problems: list[Problem]) -> None:
+    if not problems:
+        stdout_console().print(f"ok: every version in {root} verifies", markup=False)
+        return
+    table = Table(title=escape(f"problems in {root}"))
+    table.add_column("version")
+    table.add_column("problem")
+    for problem in problems:
+        table.add_row(escape(problem.where), escape(problem.message))
+    stdout_console().print(table)
+
+
 @app.command("verify")
 def verify_command(
+    ctx: typer.Context,
     spec: Annotated[str | None, typer.Argument(help="Only this expert (NAME or NAME@VERSION).")] = None,
     model: BaseModelOption = None,
     registry: RegistryOption = None,
@@ -142,15 +169,8 @@ def verify_command(
     problems = store.verify(spec, model_slug(model))
     if json_output:
         print_json({"root": str(store.root), "ok": not problems, "problems": [asdict(p) for p in problems]})
-    elif problems:
-        table = Table(title=f"problems in {store.root}")
-        table.add_column("version")
-        table.add_column("problem")
-        for problem in problems:
-            table.add_row(problem.where, problem.message)
-        stdout_console().print(table)
-    else:
-        stdout_console().print(f"ok: every version in {store.root} verifies", markup=False)
+    elif not settings(ctx).quiet:
+        print_problems(store.root, problems)
     if problems:
         raise IntegrityError(
             f"{len(problems)} corrupt version(s) in {store.root}; re-pull them from a remote "

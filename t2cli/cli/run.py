@@ -19,7 +19,6 @@ from t2cli.cli.dispatch import (
     CemTokensOption,
     ClassifierOption,
     ElitesOption,
-    EngineOption,
     ExpertsOption,
     ForceOption,
     GranularityOption,
@@ -35,6 +34,7 @@ from t2cli.cli.dispatch import (
     search_callback,
     strategy_options,
 )
+from t2cli.cli.engine_options import EngineOption, TensorParallelOption
 from t2cli.cli.options import ModelOption
 from t2cli.cli.registry import JsonOption, RegistryOption
 
@@ -58,7 +58,8 @@ def run_command(
         bool,
         typer.Option("--resume/--no-resume", help="Reuse finished lines of -o and its .partial journal (same input)."),
     ] = True,
-    engine: EngineOption = "hf",
+    engine: EngineOption = "auto",
+    tensor_parallel: TensorParallelOption = 1,
     batch_size: BatchSizeOption = 16,
     model: ModelOption = None,
     registry: RegistryOption = None,
@@ -95,7 +96,7 @@ def run_command(
     options.check(adapt)
     lines = read_prompt_lines(ctx, prompts, strict=strict)
     started = time.perf_counter()
-    loaded, slot = open_slot(ctx, model, registry, engine, batch_size)
+    loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
     load_seconds = time.perf_counter() - started
     journal = Journal(output) if output is not None else None
     notes: list[str] = []
@@ -122,7 +123,7 @@ def run_command(
         sys.stdout.flush()
     report = {
         "adapt": adapt,
-        "engine": engine,
+        "engine": slot.engine.name,
         "model": loaded.model_id,
         "output": str(output) if output else None,
         **summary.to_dict(),

@@ -16,7 +16,8 @@ import typer
 from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stdout_console
-from t2cli.cli.options import ModelOption, RegistryOption, TargetsOption, model_and_threads
+from t2cli.cli.engine_options import EngineOption
+from t2cli.cli.options import ModelOption, RegistryOption, TargetsOption, model_and_threads, open_registry
 
 if TYPE_CHECKING:
     from t2cli.train import StepRecord
@@ -86,6 +87,7 @@ def train_command(
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
     registry: RegistryOption = None,
+    engine: EngineOption = "auto",
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train an SVF expert by REINFORCE with a KL penalty and publish it to the registry.
@@ -98,7 +100,7 @@ def train_command(
     """
     from t2cli.config import t2_home
     from t2cli.distributed import launched_world
-    from t2cli.store import Registry, resolve_root
+    from t2cli.engines import check_engine
     from t2cli.train import TrainConfig, Trainer, publish, training_data
 
     config = TrainConfig(
@@ -122,14 +124,25 @@ def train_command(
         seed=seed,
         rank=rank,
     )
-    store = Registry(resolve_root(registry))
+    check_engine(engine)
+    store = open_registry(registry)
     with launched_world() as world:
         loaded = model_and_threads(ctx, model)
         task_obj, train, validation = training_data(task, data, seed, store, loaded.slug, experts)
         name = output or task_obj.name
         folder = run_dir or t2_home() / "runs" / loaded.slug / name
         with progress_reporter(ctx, name, config.steps, enabled=world.main) as on_step:
-            trainer = Trainer(loaded, task_obj, train, validation, config, run_dir=folder, on_step=on_step, world=world)
+            trainer = Trainer(
+                loaded,
+                task_obj,
+                train,
+                validation,
+                config,
+                run_dir=folder,
+                on_step=on_step,
+                world=world,
+                engine=engine,
+            )
             result = trainer.run(resume=resume)
     if not world.main:
         return
@@ -142,6 +155,7 @@ def train_command(
         "method": config.method,
         "processes": world.size,
         "rollout": result.rollout,
+        "engine": trainer.engine.name,
         "steps": len(result.steps),
         "best_step": result.best_step,
         "base_val_score": result.base_val,

