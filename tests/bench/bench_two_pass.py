@@ -1,7 +1,7 @@
 """Benchmark: what Transformer²'s two passes cost — `t2 run --adapt prompt` against `--adapt none`.
 
     python tests/bench/bench_two_pass.py [--model smollm2-135m] [--registry PATH] [--n 64]
-                                         [--max-new-tokens 64] [--threads 2] [--repeats 1]
+                                         [--max-new-tokens 64] [--threads 2] [--repeats 1] [--engine hf]
 
 Both runs answer the same N prompts (examples/prompts.jsonl repeated) through the `t2 run` command
 line, alternating, --repeats times each. Without --registry a temporary one gets synthetic experts
@@ -65,11 +65,12 @@ def synthetic_registry(root: Path, model: str, targets: str) -> None:
         registry.publish(Expert(manifest, z))
 
 
-def run_once(args: argparse.Namespace, adapt: str, prompts: Path, registry: str, out: Path) -> dict:
+def run_once(args: argparse.Namespace, adapt: str, prompts: Path, registry: str, out: Path, engine: str) -> dict:
     command = [
         sys.executable, "-c", "from t2cli.cli.app import main; main()",
         "--threads", str(args.threads), "--quiet", "run", str(prompts), "--adapt", adapt, "--model", args.model,
         "--registry", registry, "--max-new-tokens", str(args.max_new_tokens), "-o", str(out), "--no-resume", "--json",
+        "--engine", engine,
     ]  # fmt: skip
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("T2_THREADS", "2")))
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--engine", default="hf", help="hf, vllm or auto (both runs use it)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="t2-bench-") as scratch:
@@ -103,12 +105,13 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"none": [], "prompt": []}
         for _ in range(args.repeats):
             for adapt in runs:
-                runs[adapt].append(run_once(args, adapt, prompts, registry, work / f"out-{adapt}.jsonl"))
+                runs[adapt].append(run_once(args, adapt, prompts, registry, work / f"out-{adapt}.jsonl", args.engine))
 
     def median(adapt: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[adapt])
 
-    table = Table(title=f"t2 run on {args.n} prompts, {args.model}, {args.threads} threads, medians of {args.repeats}")
+    title = f"t2 run on {args.n} prompts, {args.model}, {args.engine} engine, {args.threads} threads"
+    table = Table(title=f"{title}, medians of {args.repeats}")
     for column in ("adapt", "wall s", "run s", "pass 1 s", "pass 2 s", "groups", "swaps", "chars", "experts"):
         table.add_column(column, justify="left" if column in ("adapt", "experts") else "right")
     for adapt, results in runs.items():
