@@ -26,7 +26,7 @@ _t2_command() {  # sets commands and options of command path $1
         "t2 decompose") commands="" options="--targets --force --driver --json --help" ;;
         "t2 compose") commands="" options="--recipe -r --output -o --normalize --no-normalize --model -m --registry --json --help" ;;
         "t2 transfer") commands="" options="--to --strength --output -o --targets --from --model -m --registry --json --help" ;;
-        "t2 train") commands="" options="--task -t --data --output -o --model -m --targets --experts --method --rank --rollout --rule --steps --batch-size --samples --lr --kl --temperature --baseline --max-new-tokens --micro-batch --val-every --val-limit --train-limit --seed --run-dir --resume --registry --engine --json --help" ;;
+        "t2 train") commands="" options="--task -t --data --output -o --model -m --targets --experts --method --rank --rollout --rule --steps --batch-size --samples --lr --kl --temperature --baseline --max-new-tokens --micro-batch --val-every --select --val-limit --train-limit --seed --run-dir --resume --registry --engine --json --help" ;;
         "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --batch-size --output -o --engine --tp --model -m --registry --json --help" ;;
         "t2 dispatch") commands="" options="--strategy -s --output -o --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --engine --tp --batch-size --json --help" ;;
         "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --tp --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --json --help" ;;
@@ -77,6 +77,7 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 train --max-new-tokens") nargs=1 ;;
         "t2 train --micro-batch") nargs=1 ;;
         "t2 train --val-every") nargs=1 ;;
+        "t2 train --select") nargs=1 ;;
         "t2 train --val-limit") nargs=1 ;;
         "t2 train --train-limit") nargs=1 ;;
         "t2 train --seed") nargs=1 ;;

@@ -85,6 +85,8 @@ function __t2_state
                 set pending 1
             case 't2 train --val-every'
                 set pending 1
+            case 't2 train --select'
+                set pending 1
             case 't2 train --val-limit'
                 set pending 1
             case 't2 train --train-limit'
@@ -319,6 +321,7 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l baseline -x -d 'Reward baseline: non
 complete -c t2 -n '__t2_in \'t2 train\'' -l max-new-tokens -x -d 'Rollout and validation length.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l micro-batch -x -d 'Sequences per backward pass.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l val-every -x -d 'Validate every N steps.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l select -x -d 'Publish the best validated step (ties: the earlier, base first) or the last.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l val-limit -x -d 'Validation examples (default 100).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l train-limit -x -d 'Use only the first N examples.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l seed -x -d 'Seed for batches, sampling and choice order.'

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 METHODS = ("svf", "nll", "lora", "lora-nll")
 ROLLOUTS = ("auto", "generate", "choices", "likelihood")
+SELECTIONS = ("best", "last")
 BASELINES = ("none", "mean", "group")
 
 
@@ -83,6 +84,9 @@ class TrainConfig:
     seed: int = 0
     # LoRA rank r (lora methods only; DEFAULT_RANK when not given).
     rank: int | None = None
+    # Which weights are published: `best` validation score (the base wins ties: a run that never
+    # beats it publishes z = 1), or the `last` step's (for objectives validation cannot yet see).
+    select: str = "best"
 
     @property
     def adapter(self) -> str:
@@ -99,6 +103,7 @@ class TrainConfig:
             ("method", self.method, METHODS),
             ("rollout", self.rollout, ROLLOUTS),
             ("baseline", self.baseline, BASELINES),
+            ("select", self.select, SELECTIONS),
         ):
             if value not in allowed:
                 raise BadInputError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
@@ -735,7 +740,8 @@ class Trainer:
             )
             if step % config.val_every == 0 or step == config.steps:
                 record.val_score = self.validate()
-                if record.val_score > state.best_val:
+                last = config.select == "last" and step == config.steps
+                if record.val_score > state.best_val or last:
                     state.best_val, state.best_step, state.best = record.val_score, step, self.policy.snapshot()
             state.step = step
             records.append(record)

@@ -165,3 +165,33 @@ def test_a_two_group_run_swaps_twice_on_vllm(vllm_engine, smollm2, tmp_path: Pat
     assert vllm_engine.swaps - before == 3  # two groups, then back to the base
     assert [row["expert"] for row in rows] == ["left@1", "right@1", "left@1", "right@1"]
     assert rows[0]["completion"] != rows[1]["completion"]
+
+
+def test_training_picks_vllm_only_for_generated_svf_rollouts() -> None:
+    from t2cli.train import TrainConfig, rollout_engine
+
+    assert rollout_engine("auto", TrainConfig(task="t"), "likelihood") == "hf"
+    assert rollout_engine("auto", TrainConfig(task="t", method="lora"), "generate") == "hf"
+    assert rollout_engine("auto", TrainConfig(task="t"), "generate") == "auto"
+    with pytest.raises(BadInputError, match="LoRA training samples with --engine hf"):
+        rollout_engine("vllm", TrainConfig(task="t", method="lora"), "generate")
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_reinforce_rollouts_sample_on_vllm_and_leave_it_on_the_base(vllm_engine, smollm2, tmp_path: Path) -> None:
+    from t2cli.tasks import resolve_task
+    from t2cli.train import TrainConfig, Trainer
+
+    task = resolve_task(str(Path(__file__).parents[1] / "examples" / "capitals.yaml"))
+    config = TrainConfig(
+        task=task.name, rollout="generate", steps=1, batch_size=2, samples=2, max_new_tokens=6, val_every=1, val_limit=2
+    )
+    trainer = Trainer(smollm2, task, task.load(split="train"), task.load(split="validation"), config, run_dir=tmp_path)
+    trainer.engine = vllm_engine  # the module's engine: one vLLM instance per process
+    before = vllm_engine.swaps
+    base = [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)]
+    result = trainer.run()
+    assert len(result.steps) == 1 and result.best_val is not None
+    assert vllm_engine.swaps - before >= 4  # rollouts and validations swap z in, then the base back
+    assert [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)] == base

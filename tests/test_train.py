@@ -91,6 +91,16 @@ def test_exact_choice_gradient_learns_the_answer_letter(loaded, tmp_path) -> Non
     assert result.steps[-1].reward > result.steps[0].reward
 
 
+def test_ties_with_the_base_publish_z_1_unless_the_last_step_is_selected(loaded, tmp_path) -> None:
+    # A step far too small to change any answer: validation ties with the base at every check.
+    options = {"steps": 2, "batch_size": 5, "lr": 1e-7, "kl": 0.0, "val_every": 1}
+    best = make_trainer(loaded, AlwaysC(), tmp_path / "best", **options).run()
+    assert best.best_step == 0 and all(bool(torch.all(z == 1)) for z in best.z.values())
+    last = make_trainer(loaded, AlwaysC(), tmp_path / "last", select="last", **options).run()
+    assert last.best_step == 2 and last.best_val == best.base_val
+    assert any(bool(torch.any(z != 1)) for z in last.z.values())
+
+
 def test_gradients_touch_only_z(loaded, tmp_path) -> None:
     before = fingerprint(loaded.model, loaded.targets)
     params = {n: p.clone() for n, p in loaded.model.named_parameters()}

@@ -79,6 +79,10 @@ def train_command(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Rollout and validation length.")] = 128,
     micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per backward pass.")] = 8,
     val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 20,
+    select: Annotated[
+        str,
+        typer.Option("--select", help="Publish the best validated step (ties: the earlier, base first) or the last."),
+    ] = "best",
     val_limit: Annotated[int | None, typer.Option("--val-limit", help="Validation examples (default 100).")] = 100,
     train_limit: Annotated[int | None, typer.Option("--train-limit", help="Use only the first N examples.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for batches, sampling and choice order.")] = 0,
@@ -123,6 +127,7 @@ def train_command(
         train_limit=train_limit,
         seed=seed,
         rank=rank,
+        select=select,
     )
     check_engine(engine)
     store = open_registry(registry)
