@@ -76,7 +76,8 @@ def parse_line(text: str, number: int) -> InputLine | LineProblem:
     if "prompt" in data:
         if not isinstance(data["prompt"], str) or not data["prompt"].strip():
             return LineProblem(number, "`prompt` must be a non-empty string")
-        return InputLine(number, data, data["prompt"])
+        # A request to an instruct model: its chat template wraps it (base models see the text as is).
+        return InputLine(number, data, [{"role": "user", "content": data["prompt"]}])
     if "messages" in data:
         problem = _messages_problem(data["messages"])
         if problem:

@@ -102,6 +102,7 @@ class VLLMEngine:
                 tensor_parallel_size=tensor_parallel_size,
                 worker_extension_cls=WORKER_EXTENSION,
                 enable_prefix_caching=True,
+                use_tqdm_on_load=False,  # t2 reads the checkpoint again at every first swap; no bars
             )
         except (RuntimeError, ValueError, OSError) as error:
             raise EngineError(f"vLLM could not start on {loaded.model_id}: {error}; try --engine hf") from None

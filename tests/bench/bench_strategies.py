@@ -32,7 +32,7 @@ from t2cli.dispatch import ExpertSlot, LabelRouter, find_classifier, load_bank
 from t2cli.engines import make_engine
 from t2cli.errors import NotFoundError
 from t2cli.evaluate import evaluate, prompt_for
-from t2cli.fewshot import SearchConfig, make_recipe, search_alpha
+from t2cli.fewshot import SearchConfig, alpha_summary, make_recipe, search_alpha
 from t2cli.models import load_model
 from t2cli.store import open_registry
 from t2cli.tasks import resolve_task
@@ -121,7 +121,7 @@ def main() -> None:
             first.svf_rule,
         )
         row["few-shot"] = statistics.mean(run("few-shot"))
-        alphas[bench.name] = " ".join(f"{e.name}={float(e.alpha):.2f}" for e in recipe.experts)
+        alphas[bench.name] = " ".join(f"{name}={value:.2f}" for name, value in alpha_summary(recipe).items())
         slot.hold(None)
         scores[bench.name] = row
 
