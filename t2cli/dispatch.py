@@ -256,8 +256,23 @@ class Router(Protocol):
     def decide(self, prompts: Sequence[Prompt]) -> list[Decision]: ...
 
 
+def require_label_logprobs(engine: Engine) -> None:
+    if not hasattr(engine, "label_logprobs"):
+        raise EngineError(f"engine {engine.name!r} cannot read label probabilities; use --engine hf for routing")
+
+
+def label_decisions(probabilities: torch.Tensor, categories: Sequence[str], bank: Bank) -> list[Decision]:
+    """One decision per row of category probabilities: the likeliest category's expert (or the base)."""
+    decisions = []
+    for row in probabilities:
+        label = categories[int(row.argmax())]
+        scores = {name: round(float(p), 4) for name, p in zip(categories, row, strict=True)}
+        decisions.append(Decision(bank.expert_for(label), None, label, scores))
+    return decisions
+
+
 class LabelRouter:
-    """The `prompt` strategy (base weights) or, with a classifier expert, the `classifier` strategy.
+    """The `prompt` strategy: the base model is asked which category a request is.
 
     With `calibrate`, a content-free request ("N/A") rides along in the same prefill and its label
     log-probabilities are subtracted from every row ("calibrate before use", Zhao et al. 2021): small
@@ -270,18 +285,14 @@ class LabelRouter:
         slot: ExpertSlot,
         loaded: LoadedModel,
         bank: Bank,
-        classifier: str | None = None,
         *,
         calibrate: bool = True,
     ) -> None:
-        if not hasattr(slot.engine, "label_logprobs"):
-            raise EngineError(
-                f"engine {slot.engine.name!r} cannot read label probabilities; use --engine hf for routing"
-            )
-        self.slot, self.loaded, self.bank, self.classifier, self.calibrate = slot, loaded, bank, classifier, calibrate
+        require_label_logprobs(slot.engine)
+        self.slot, self.loaded, self.bank, self.calibrate = slot, loaded, bank, calibrate
         self.categories = [name for name, _ in bank.categories]
-        # A classifier expert answers with the task names it was trained on; the base model with words.
-        words = self.categories if classifier else [ROUTING_WORDS.get(name, name) for name in self.categories]
+        # The base model answers with plain words it knows ("math", "code") rather than task names.
+        words = [ROUTING_WORDS.get(name, name) for name in self.categories]
         self.shown = [(word, description) for word, (_, description) in zip(words, bank.categories, strict=True)]
         self.labels = routing_labels(loaded.tokenizer, words, loaded.chat)
         self.note = None
@@ -289,9 +300,8 @@ class LabelRouter:
     @property
     def identity(self) -> dict[str, Any]:
         return {
-            "strategy": "classifier" if self.classifier else "prompt",
+            "strategy": "prompt",
             "bank": [e.ref.spec for e in self.bank.experts],
-            "classifier": self.classifier,
             "labels": self.labels,
             "calibrate": self.calibrate,
         }
@@ -299,7 +309,7 @@ class LabelRouter:
     def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
         if not prompts:
             return []
-        self.slot.hold(self.classifier)
+        self.slot.hold(None)
         questions = [question_text(p) for p in prompts] + ([NULL_REQUEST] if self.calibrate else [])
         routing = [
             routing_prompt(self.loaded.tokenizer, question, self.shown, self.labels, self.loaded.chat)
@@ -308,12 +318,51 @@ class LabelRouter:
         logprobs = self.slot.engine.label_logprobs(routing, answer_labels(self.labels, self.loaded.chat))
         if self.calibrate:
             logprobs = torch.log_softmax(logprobs[:-1] - logprobs[-1], dim=-1)
-        decisions = []
-        for row in logprobs.exp():
-            label = self.categories[int(row.argmax())]
-            scores = {name: round(float(p), 4) for name, p in zip(self.categories, row, strict=True)}
-            decisions.append(Decision(self.bank.expert_for(label), None, label, scores))
-        return decisions
+        return label_decisions(logprobs.exp(), self.categories, self.bank)
+
+
+def classifier_categories(manifest: Manifest, bank: Bank) -> list[tuple[str, str]]:
+    """The (name, description) list a classifier expert was trained to choose from, in its order.
+
+    Newer `cls` experts record it (`provenance.categories`); for older ones it is rebuilt as
+    `t2 train --task cls --experts` builds it, from the bank's tasks in name order.
+    """
+    recorded = manifest.provenance.get("categories")
+    if recorded:
+        return [(str(name), str(description)) for name, description in recorded]
+    return [(e.task, e.description) for e in bank.experts]
+
+
+class ClassifierRouter:
+    """The `classifier` strategy: the `cls` expert asked exactly as it was trained — the cls task's
+    question over the categories it learnt, its answer read as the categories' first-token
+    probabilities after the assistant header — so pass 1 sees the format its training optimised.
+    A category with no expert in the bank (or `other`) routes to the base weights."""
+
+    def __init__(self, slot: ExpertSlot, loaded: LoadedModel, bank: Bank, classifier: ExpertRef) -> None:
+        require_label_logprobs(slot.engine)
+        self.slot, self.loaded, self.bank, self.classifier = slot, loaded, bank, classifier.spec
+        self.shown = classifier_categories(classifier.manifest(), bank)
+        self.categories = [name for name, _ in self.shown]
+        self.note = None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {
+            "strategy": "classifier",
+            "bank": [e.ref.spec for e in self.bank.experts],
+            "classifier": self.classifier,
+            "categories": self.categories,
+        }
+
+    def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
+        if not prompts:
+            return []
+        self.slot.hold(self.classifier)
+        asked = [classification_messages(question_text(p), self.shown) for p in prompts]
+        return label_decisions(
+            self.slot.engine.label_logprobs(asked, self.categories).exp(), self.categories, self.bank
+        )
 
 
 @dataclass(frozen=True)
@@ -381,8 +430,7 @@ def make_router(
     if adapt == "prompt":
         return LabelRouter(slot, loaded, bank, calibrate=options.calibrate)
     if adapt == "classifier":
-        classifier = find_classifier(registry, loaded.slug, options.classifier).spec
-        return LabelRouter(slot, loaded, bank, classifier, calibrate=options.calibrate)
+        return ClassifierRouter(slot, loaded, bank, find_classifier(registry, loaded.slug, options.classifier))
     task_name, shots = options.few_shot_inputs()
     task = resolve_task(task_name)
     ref, searched = few_shot_expert(

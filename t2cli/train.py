@@ -870,6 +870,10 @@ def publish(
         "best_step": result.best_step,
         "seed": config.seed,
     }
+    categories = getattr(task, "categories", None)
+    if categories:
+        # A classifier is asked over exactly these categories, in this order, when it routes.
+        provenance["categories"] = [list(category) for category in categories]
     if config.adapter == "lora":
         from t2cli.lora import adapter_provenance
 

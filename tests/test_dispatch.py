@@ -16,6 +16,7 @@ from t2cli.dispatch import (
     BASE,
     CUE,
     OTHER,
+    ClassifierRouter,
     Decision,
     ExpertSlot,
     FixedRouter,
@@ -33,6 +34,7 @@ from t2cli.errors import BadInputError, EngineError, NotFoundError
 from t2cli.expert import Expert, new_manifest
 from t2cli.models import LoadedModel, wrap_model
 from t2cli.store import ExpertRef, Registry
+from t2cli.tasks import classification_messages
 from tests.conftest import build_tiny_model, tiny_tokenizer
 
 TRAINED = {"kind": "trained", "data_sha256": "ab" * 32, "method": "svf", "hyperparameters": {}, "steps": 1, "seed": 0}
@@ -255,7 +257,28 @@ def test_classifier_strategy_scores_with_the_classifier_applied(registry, loaded
     assert router.identity["classifier"] == "router@1"
     assert [d.expert for d in router.decide(["what is 2 plus 2?"])] == ["gsm8k-svf@1"]
     assert engine.set_calls == ["z=0.90"] and slot.current == "router@1"
-    assert engine.label_calls[0][1] == ["arc", "gsm8k", OTHER]  # the task names cls experts learn
+    [(asked, labels)] = engine.label_calls
+    assert labels == ["arc", "gsm8k"]  # the categories cls experts learn, without `other`
+    assert asked[0] == classification_messages(
+        "what is 2 plus 2?", [(e.task, e.description) for e in router.bank.experts]
+    )
+
+
+def test_a_classifier_is_asked_over_the_categories_its_manifest_records(registry, loaded) -> None:
+    from dataclasses import replace
+
+    ref = registry.resolve("router", loaded.slug)
+    expert = ref.load(loaded.fingerprint)
+    recorded = [["gsm8k", "sums"], ["arc", "science"], ["mbpp", "code"]]
+    provenance = {**expert.manifest.provenance, "categories": recorded}
+    registry.publish(Expert(replace(expert.manifest, name="router-ordered", provenance=provenance), expert.z))
+    engine = FakeEngine(routes={"plus": 1})
+    bank = load_bank(registry, loaded.slug)
+    router = ClassifierRouter(ExpertSlot(engine, registry, loaded), loaded, bank, registry.resolve("router-ordered"))
+    assert router.categories == ["gsm8k", "arc", "mbpp"]
+    # Index 1 is now arc; mbpp, which the classifier knows but the bank lacks, would go to the base.
+    assert [(d.label, d.expert) for d in router.decide(["what is 2 plus 2?"])] == [("arc", "arc-svf@1")]
+    assert "- gsm8k: sums" in engine.label_calls[0][0][0][-1]["content"]
 
 
 def test_missing_classifier_says_how_to_train_one(tmp_path, loaded) -> None:

@@ -5,8 +5,9 @@
 
 Rows:
 - generation: tokens/s of each engine, greedy, on the same N chat prompts (GSM8K questions);
-- swap: seconds to put one expert's W'(z) in place (median of 3), next to a pure reload of the
-  base weights from the checkpoint (vllm: `reload_weights` from disk; hf: `load_state_dict`);
+- swap / restore: seconds to put one expert's W'(z) in place and to take it out again (medians of
+  3 pairs), next to a pure reload of the base weights from the checkpoint (vllm: `reload_weights`
+  from disk; hf: `load_state_dict`);
 - two-pass: `t2 run --adapt prompt` wall time over `--adapt none` on the same prompts, per engine
   (tests/bench/bench_two_pass.py's runner: the command line, pass-1 routing included).
 Without vLLM installed the vllm rows are left out and the reason printed.
@@ -90,8 +91,11 @@ def main() -> None:
         gen_seconds = time.perf_counter() - started
         tokens = sum(len(g.token_ids) for g in outputs)
         speeds[name] = tokens / gen_seconds
-        swap = timed(lambda engine=engine: engine.set_expert(expert.z, expert.manifest.svf_rule), repeats=3)
-        restore = timed(lambda engine=engine: engine.set_expert(None), repeats=3)
+        swaps, restores = [], []
+        for _ in range(3):  # pairs, so every restore has an expert to take out
+            swaps.append(timed(lambda engine=engine: engine.set_expert(expert.z, expert.manifest.svf_rule)))
+            restores.append(timed(lambda engine=engine: engine.set_expert(None)))
+        swap, restore = statistics.median(swaps), statistics.median(restores)
         reload = timed(pure_reload(engine, loaded.source or ""), repeats=3)
         row = (start_seconds, tokens, gen_seconds, speeds[name], swap, restore, reload)
         table.add_row(name, *(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row))

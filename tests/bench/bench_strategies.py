@@ -28,7 +28,7 @@ from rich.table import Table
 
 from t2cli.cem import CemConfig
 from t2cli.compose import compose_vectors
-from t2cli.dispatch import ExpertSlot, LabelRouter, find_classifier, load_bank
+from t2cli.dispatch import ClassifierRouter, ExpertSlot, LabelRouter, find_classifier, load_bank
 from t2cli.engines import make_engine
 from t2cli.errors import NotFoundError
 from t2cli.evaluate import evaluate, prompt_for
@@ -77,7 +77,7 @@ def main() -> None:
     slot = ExpertSlot(make_engine(args.engine, loaded, batch_size=16), registry, loaded)
     routers = {"prompt": LabelRouter(slot, loaded, bank)}
     try:
-        routers["classifier"] = LabelRouter(slot, loaded, bank, find_classifier(registry, loaded.slug).spec)
+        routers["classifier"] = ClassifierRouter(slot, loaded, bank, find_classifier(registry, loaded.slug))
     except NotFoundError as missing:
         Console().print(f"no classifier row: {missing}")
     bank_experts = [e.ref.load(loaded.fingerprint) for e in bank.experts]
