@@ -59,6 +59,18 @@ def vllm_environment(threads: int, *, cuda: bool) -> dict[str, str]:
     return {key: value for key, value in wanted.items() if key not in os.environ}
 
 
+def start_llm(**options: Any) -> Any:
+    """vLLM's `LLM`, without the deprecation warnings its import and start print about its own code."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from vllm import LLM
+
+        return LLM(**options)
+
+
 class VLLMEngine:
     """Engine over vLLM (see `t2cli.engines.base.Engine`); `swaps` counts expert changes."""
 
@@ -86,13 +98,11 @@ class VLLMEngine:
             )
         # vLLM reads its settings from the environment when it is imported and started.
         os.environ.update(vllm_environment(torch.get_num_threads(), cuda=torch.cuda.is_available()))
-        from vllm import LLM
-
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.batch_size = batch_size
         try:
-            self.llm = LLM(
+            self.llm = start_llm(
                 model=loaded.source,
                 dtype=dtype,
                 seed=seed,
@@ -104,7 +114,7 @@ class VLLMEngine:
                 enable_prefix_caching=True,
                 use_tqdm_on_load=False,  # t2 reads the checkpoint again at every first swap; no bars
             )
-        except (RuntimeError, ValueError, OSError) as error:
+        except (ImportError, RuntimeError, ValueError, OSError) as error:
             raise EngineError(f"vLLM could not start on {loaded.model_id}: {error}; try --engine hf") from None
         self._prepared: set[str] = set()
         self.swaps = 0
