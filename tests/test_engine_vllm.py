@@ -195,3 +195,46 @@ def test_reinforce_rollouts_sample_on_vllm_and_leave_it_on_the_base(vllm_engine,
     assert len(result.steps) == 1 and result.best_val is not None
     assert vllm_engine.swaps - before >= 4  # rollouts and validations swap z in, then the base back
     assert [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)] == base
+
+
+class RecordingLLM:
+    """Stands in for vllm.LLM at the `collective_rpc` boundary: records what crosses to the worker."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+        self.prefix_resets = 0
+
+    def collective_rpc(self, method: str, args: tuple = ()) -> list[None]:
+        self.calls.append((method, args))
+        return [None]
+
+    def reset_prefix_cache(self) -> None:
+        self.prefix_resets += 1
+
+
+def test_swaps_prepare_new_matrices_once_and_check_every_vector(t2_home: Path) -> None:
+    from t2cli.engines.vllm import VLLMEngine
+    from tests.test_dispatch import tiny_model
+
+    loaded = tiny_model()
+    engine = VLLMEngine.__new__(VLLMEngine)  # the driver side alone; its LLM is the recorder
+    engine.loaded, engine.llm, engine._factors, engine.swaps = loaded, RecordingLLM(), {}, 0
+    mlp = {t.name: torch.full((t.rank,), 1.1) for t in loaded.select("mlp")}
+    every = {t.name: torch.full((t.rank,), 0.9) for t in loaded.targets}
+
+    engine.set_expert(mlp)
+    engine.set_expert(every)  # attention matrices are new; the MLP ones were prepared by the first swap
+    engine.set_expert(None)
+    prepared = [args[1] for method, args in engine.llm.calls if method == "t2_prepare"]
+    assert prepared == [sorted(mlp), sorted(set(every) - set(mlp))]
+    swaps = [args for method, args in engine.llm.calls if method == "t2_swap"]
+    assert [sorted(payload or {}) for payload, _ in swaps] == [sorted(mlp), sorted(every), []]
+    assert swaps[1][0][next(iter(every))] == pytest.approx([0.9] * len(swaps[1][0][next(iter(every))]))
+    assert engine.llm.prefix_resets == 3 and engine.swaps == 3
+
+    short = dict(every, **{next(iter(mlp)): torch.ones(2)})
+    with pytest.raises(BadInputError, match="has shape"):
+        engine.set_expert(short)
+    with pytest.raises(BadInputError, match="not a target"):
+        engine.set_expert({"model.embed_tokens.weight": torch.ones(3)})
+    assert engine.swaps == 3  # refused swaps send nothing

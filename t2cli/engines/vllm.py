@@ -20,7 +20,7 @@ import torch
 from t2cli.engines.base import Generation, Prompt, Sampling, encode_prompt, label_token_ids
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models import LoadedModel
-from t2cli.svd import decompose
+from t2cli.svd import Factors, decompose
 from t2cli.svf import check_rule, check_vectors
 
 WORKER_EXTENSION = "t2cli.engines.vllm_worker.SVFWorkerExtension"
@@ -116,24 +116,25 @@ class VLLMEngine:
             )
         except (ImportError, RuntimeError, ValueError, OSError) as error:
             raise EngineError(f"vLLM could not start on {loaded.model_id}: {error}; try --engine hf") from None
-        self._prepared: set[str] = set()
+        # Factors of the matrices the worker holds (memory-mapped from the SVD cache), to check z against.
+        self._factors: dict[str, Factors] = {}
         self.swaps = 0
 
     def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None:
         """Swap in W'(z) for the matrices z names (None: the base weights); only z crosses to the worker."""
         check_rule(rule)
         vectors = dict(z or {})
-        if vectors:
+        missing = sorted(set(vectors) - set(self._factors))
+        if missing:
             by_name = {t.name: t for t in self.loaded.targets}
-            unknown = sorted(set(vectors) - set(by_name))
+            unknown = [name for name in missing if name not in by_name]
             if unknown:
                 raise BadInputError(f"z names {unknown[0]!r}, which is not a target of {self.loaded.model_id}")
-            missing = set(vectors) - self._prepared
-            if missing:
-                decomposition = decompose(self.loaded, [by_name[name] for name in sorted(missing)])
-                check_vectors(vectors, {**decomposition.factors})
-                self.llm.collective_rpc("t2_prepare", args=(str(decomposition.path), sorted(missing)))
-                self._prepared |= missing
+            decomposition = decompose(self.loaded, [by_name[name] for name in missing])
+            self.llm.collective_rpc("t2_prepare", args=(str(decomposition.path), missing))
+            self._factors.update(decomposition.factors)
+        # Every vector, not just the new ones: a later expert may cover matrices prepared earlier.
+        check_vectors(vectors, self._factors)
         payload = {name: vector.detach().float().cpu().tolist() for name, vector in vectors.items()}
         self.llm.collective_rpc("t2_swap", args=(payload or None, rule))
         self.llm.reset_prefix_cache()
