@@ -38,7 +38,7 @@ from t2cli.errors import BadInputError, EngineError, NotFoundError
 from t2cli.fewshot import SearchConfig, alpha_summary, few_shot_expert
 from t2cli.recipes import recipe_from_dict
 from t2cli.runio import question_text
-from t2cli.tasks import classification_messages, get_task, resolve_task
+from t2cli.tasks import classification_messages, classification_prompt, get_task, resolve_task
 
 if TYPE_CHECKING:
     from t2cli.expert import Manifest
@@ -359,7 +359,7 @@ class ClassifierRouter:
         if not prompts:
             return []
         self.slot.hold(self.classifier)
-        asked = [classification_messages(question_text(p), self.shown) for p in prompts]
+        asked = [classification_prompt(question_text(p), self.shown, chat=self.loaded.chat) for p in prompts]
         return label_decisions(
             self.slot.engine.label_logprobs(asked, self.categories).exp(), self.categories, self.bank
         )

@@ -34,7 +34,8 @@ from t2cli.errors import BadInputError, EngineError, NotFoundError
 from t2cli.expert import Expert, new_manifest
 from t2cli.models import LoadedModel, wrap_model
 from t2cli.store import ExpertRef, Registry
-from t2cli.tasks import classification_messages
+from t2cli.tasks import ClassificationTask, get_task
+from t2cli.tasks.base import Example
 from tests.conftest import build_tiny_model, tiny_tokenizer
 
 TRAINED = {"kind": "trained", "data_sha256": "ab" * 32, "method": "svf", "hyperparameters": {}, "steps": 1, "seed": 0}
@@ -259,9 +260,11 @@ def test_classifier_strategy_scores_with_the_classifier_applied(registry, loaded
     assert engine.set_calls == ["z=0.90"] and slot.current == "router@1"
     [(asked, labels)] = engine.label_calls
     assert labels == ["arc", "gsm8k"]  # the categories cls experts learn, without `other`
-    assert asked[0] == classification_messages(
-        "what is 2 plus 2?", [(e.task, e.description) for e in router.bank.experts]
-    )
+    # Exactly the prompt `t2 train --task cls --experts arc,gsm8k` trained it on (a plain one: the tiny
+    # model has no chat template, so it ends in the task's answer cue).
+    trained = ClassificationTask([get_task("arc"), get_task("gsm8k")])
+    example = Example(id="x", question="", reference="gsm8k", meta={"request": "what is 2 plus 2?"})
+    assert not loaded.chat and asked[0] == trained.plain_prompt(example) and asked[0].endswith("\nAnswer:")
 
 
 def test_a_classifier_is_asked_over_the_categories_its_manifest_records(registry, loaded) -> None:
@@ -278,7 +281,7 @@ def test_a_classifier_is_asked_over_the_categories_its_manifest_records(registry
     assert router.categories == ["gsm8k", "arc", "mbpp"]
     # Index 1 is now arc; mbpp, which the classifier knows but the bank lacks, would go to the base.
     assert [(d.label, d.expert) for d in router.decide(["what is 2 plus 2?"])] == [("arc", "arc-svf@1")]
-    assert "- gsm8k: sums" in engine.label_calls[0][0][0][-1]["content"]
+    assert "- gsm8k: sums\n- arc: science\n- mbpp: code" in engine.label_calls[0][0][0]
 
 
 def test_missing_classifier_says_how_to_train_one(tmp_path, loaded) -> None:

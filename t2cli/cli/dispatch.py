@@ -71,9 +71,7 @@ ForceOption = Annotated[
 ]
 CalibrateOption = Annotated[
     bool,
-    typer.Option(
-        "--calibrate/--no-calibrate", help="prompt, classifier: remove the labels' prior (a content-free request)."
-    ),
+    typer.Option("--calibrate/--no-calibrate", help="prompt: remove the labels' prior (a content-free request)."),
 ]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Prompts per forward pass.")]
 

@@ -1,7 +1,12 @@
 """Tasks: data loading, prompts and rewards for the built-in benchmarks and user YAML specs."""
 
 from t2cli.tasks.base import Example, Task
-from t2cli.tasks.classification import ClassificationTask, classification_messages, extract_label
+from t2cli.tasks.classification import (
+    ClassificationTask,
+    classification_messages,
+    classification_prompt,
+    extract_label,
+)
 from t2cli.tasks.registry import get_task, resolve_task, task_names
 from t2cli.tasks.spec import JsonlTask, TaskSpec, load_spec
 
@@ -12,6 +17,7 @@ __all__ = [
     "Task",
     "TaskSpec",
     "classification_messages",
+    "classification_prompt",
     "extract_label",
     "get_task",
     "load_spec",

@@ -22,6 +22,18 @@ def classification_messages(question: str, categories: Sequence[tuple[str, str]]
     return [{"role": "user", "content": content}]
 
 
+def classification_plain_prompt(request: str, categories: Sequence[tuple[str, str]]) -> str:
+    """The same question for a model without a chat template, ending in the task's answer cue."""
+    return f"{classification_messages(request, categories)[-1]['content']}\n{ClassificationTask.answer_cue}"
+
+
+def classification_prompt(
+    request: str, categories: Sequence[tuple[str, str]], *, chat: bool
+) -> list[dict[str, str]] | str:
+    """What a `cls` expert is asked about `request`, exactly as `ClassificationTask` trains it."""
+    return classification_messages(request, categories) if chat else classification_plain_prompt(request, categories)
+
+
 def extract_label(completion: str, names: Sequence[str]) -> str | None:
     r"""The category a completion names: after "Category:", "Label:", "Answer:" or in \boxed{} (several
     different ones: none), else the only category name it mentions, else None."""
@@ -99,6 +111,9 @@ class ClassificationTask(Task):
 
     def messages(self, example: Example) -> list[dict[str, str]]:
         return classification_messages(example.meta["request"], self.categories)
+
+    def plain_prompt(self, example: Example) -> str:
+        return classification_plain_prompt(example.meta["request"], self.categories)
 
     def score(self, example: Example, completion: str) -> float:
         label = extract_label(completion, [name for name, _ in self.categories])
