@@ -2,7 +2,7 @@
 
 Everything else about the package is declared in pyproject.toml. Only complete version folders
 are copied (`<model-slug>/<expert>/<N>/`); locks, `.last-version` and staging folders of a write in
-progress are left out. Editable installs read registry/ in place (t2cli.bank.bundled_bank).
+progress are left out. Editable installs read registry/ in place (t2cli.experts.bundled.bundled_bank).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-# Static t2 completion, generated from its command tree by t2cli/completions.py.
+# Static t2 completion, generated from its command tree by t2cli/cli/completions.py.
 # Do not edit: after changing commands or options, regenerate every script with
-#     python -m t2cli.completions completions/
+#     python -m t2cli.cli.completions completions/
 # Install: source it from ~/.bashrc, or copy it to ~/.local/share/bash-completion/completions/t2
 
 # The word being completed is $cur, a local of _t2_completion that the helpers below see.

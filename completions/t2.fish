@@ -1,6 +1,6 @@
-# Static t2 completion, generated from its command tree by t2cli/completions.py.
+# Static t2 completion, generated from its command tree by t2cli/cli/completions.py.
 # Do not edit: after changing commands or options, regenerate every script with
-#     python -m t2cli.completions completions/
+#     python -m t2cli.cli.completions completions/
 # Install: copy it to ~/.config/fish/completions/t2.fish
 
 # Prints the command path at the cursor, the values still owed to an option, and the positional index.

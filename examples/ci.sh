@@ -3,7 +3,7 @@
 # compose the release expert, and answer a batch of prompts with it. Every step is one `t2` command
 # with --json written to $T2_CI_OUT; the first step that fails stops the job with t2's exit code
 # (2 bad input, 3 missing artifact, 4 integrity failure, 5 engine failure; see the README's
-# "Scripting and CI").
+# "Exit codes").
 #
 #   bash examples/ci.sh                                   # SmolLM2 and the example task
 #   T2_CI_MODEL=./my-model T2_CI_TASK=task.yaml T2_CI_PROMPTS=prompts.jsonl bash examples/ci.sh

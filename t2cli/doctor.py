@@ -76,7 +76,7 @@ class DoctorReport:
     t2_home: str
     registry_root: str
     registry_source: str
-    bank_root: str | None  # the bundled expert bank (t2cli.bank), imported into <t2 home>/registry
+    bank_root: str | None  # the bundled expert bank (t2cli.experts.bundled), imported into <t2 home>/registry
     bank_versions: int
     caches: list[FolderUsage]  # converted models, SVD cache, runs, and the registry in use
     hf_token: bool
@@ -171,7 +171,7 @@ def model_packages(home: Path) -> list[ModelPackage]:
 
 def registry_source(root: Path) -> str:
     """Which rule of store.resolve_root chose `root` (with no --registry)."""
-    from t2cli.store import REGISTRY_ENV
+    from t2cli.experts.registry import REGISTRY_ENV
 
     if os.environ.get(REGISTRY_ENV) and root == Path(os.environ[REGISTRY_ENV]).expanduser():
         return f"${REGISTRY_ENV}"
@@ -182,8 +182,8 @@ def registry_source(root: Path) -> str:
 
 def bank_problems(bank: Path, problems: list[str]) -> int:
     """Verify the bundled bank (reading only); add a problem per bad version and return how many versions it has."""
-    from t2cli.bank import bank_versions
-    from t2cli.store import Registry
+    from t2cli.experts.bundled import bank_versions
+    from t2cli.experts.registry import Registry
 
     for problem in Registry(bank).verify():
         problems.append(f"bundled expert {problem.where} cannot be used ({problem.message}); reinstall t2")
@@ -205,10 +205,10 @@ def hf_token_present() -> bool:
 
 def collect() -> DoctorReport:
     """The report for this process and environment (run configure_threads first to see t2's count)."""
-    from t2cli.bank import bundled_bank
     from t2cli.config import t2_home
+    from t2cli.experts.bundled import bundled_bank
+    from t2cli.experts.registry import resolve_root
     from t2cli.models import DEFAULT_MODEL
-    from t2cli.store import resolve_root
     from t2cli.svd import cache_path
 
     problems: list[str] = []

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,21 @@ class LoadedModel:
     targets: list[TargetMatrix]
     # The folder or HF id the weights were read from; None for a model built in memory.
     source: str | None = None
+    # The safetensors files holding the targets as stored; None for a model built in memory.
+    checkpoint: Checkpoint | None = None
+    # Where `model` runs and its compute dtype (what the model would be loaded in when `model` is None).
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+
+    def stored_weight(self, name: str) -> torch.Tensor:
+        """A target matrix as the checkpoint stores it (read from its file, on the CPU), else the live parameter.
+
+        SVD, fingerprints and cache checks read this, so they see the same weights whatever dtype
+        or device the model was loaded in.
+        """
+        if self.checkpoint is not None:
+            return self.checkpoint.read(name)
+        return self.model.get_parameter(name).detach()
 
     def select(self, selection: str | None) -> list[TargetMatrix]:
         return select_targets(self.targets, selection)
@@ -154,19 +169,24 @@ def select_targets(targets: Iterable[TargetMatrix], selection: str | None) -> li
 
 def find_targets(model: torch.nn.Module) -> list[TargetMatrix]:
     """All role matrices of the decoder layers, ordered by layer then role."""
-    model_type = getattr(model.config, "model_type", None)
-    modules = ROLE_MODULES.get(model_type)
+    shapes = ((name, tuple(param.shape)) for name, param in model.named_parameters())
+    return targets_from(getattr(model.config, "model_type", None), shapes)
+
+
+def targets_from(model_type: str | None, shapes: Iterable[tuple[str, tuple[int, ...]]]) -> list[TargetMatrix]:
+    """The role matrices among (name, shape) pairs: a model's parameters or a checkpoint's tensors."""
+    modules = ROLE_MODULES.get(model_type or "")
     if modules is None:
         raise BadInputError(
             f"model type {model_type!r} has no SVF role mapping; supported: {', '.join(sorted(ROLE_MODULES))}"
         )
     role_of = {suffix: role for role, suffix in modules.items()}
     found: list[TargetMatrix] = []
-    for name, param in model.named_parameters():
+    for name, shape in shapes:
         match = _LAYER_PATTERN.match(name)
         if match is None or match.group(2) not in role_of:
             continue
-        found.append(TargetMatrix(name, role_of[match.group(2)], int(match.group(1)), tuple(param.shape)))
+        found.append(TargetMatrix(name, role_of[match.group(2)], int(match.group(1)), (shape[0], shape[1])))
     order = {role: i for i, role in enumerate(ALL_ROLES)}
     found.sort(key=lambda t: (t.layer, order[t.role]))
     if not found:
@@ -175,18 +195,91 @@ def find_targets(model: torch.nn.Module) -> list[TargetMatrix]:
 
 
 def fingerprint(model: torch.nn.Module, targets: Iterable[TargetMatrix]) -> str:
-    """sha256 over the names, shapes, dtypes and bytes of the target matrices.
+    """The fingerprint of a model's live target parameters (what a model with no checkpoint files gets)."""
+    return weights_fingerprint(targets, model.get_parameter)
 
-    Two models share a fingerprint exactly when SVF would adapt identical weights, so experts,
-    SVD caches and registries key on it rather than on a model name.
+
+def weights_fingerprint(targets: Iterable[TargetMatrix], read: Callable[[str], torch.Tensor]) -> str:
+    """sha256 over the names, shapes and fp32 bytes of the target matrices as `read` gives them.
+
+    `read` returns a matrix as the checkpoint stores it, so the fingerprint names the weights, not
+    the dtype or device they were loaded in: an expert moves between fp32 and bf16, CPU and GPU
+    loads of one checkpoint. Stored bf16/fp16 values widen to fp32 exactly; hashing fp32 keeps the
+    fingerprints of fp32 checkpoints what they were when the loaded tensors themselves were hashed.
     """
-    params = dict(model.named_parameters())
     digest = hashlib.sha256()
     for target in sorted(targets, key=lambda t: t.name):
-        tensor = params[target.name].detach()
+        tensor = read(target.name).detach().to("cpu", torch.float32).contiguous()
         digest.update(f"{target.name}|{tuple(tensor.shape)}|{tensor.dtype}\n".encode())
-        digest.update(tensor.contiguous().cpu().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a checkpoint's safetensors files store each tensor: name -> (file, key in the file).
+
+    Tensors are read one at a time through safetensors' memory-mapped `safe_open`, so SVD and
+    fingerprinting stream a model matrix by matrix instead of holding a second copy of it.
+    """
+
+    entries: dict[str, tuple[Path, str]]
+
+    @classmethod
+    def open(cls, folder: Path) -> Checkpoint | None:
+        """The folder's safetensors tensors (via the shard index when there is one); None if it has none."""
+        from safetensors import safe_open
+
+        index = folder / "model.safetensors.index.json"
+        if index.exists():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            return cls({key: (folder / file, key) for key, file in weight_map.items()})
+        entries: dict[str, tuple[Path, str]] = {}
+        for file in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(file), framework="pt") as handle:
+                keys = handle.keys()
+            entries.update({key: (file, key) for key in keys})
+        return cls(entries) if entries else None
+
+    def aligned(self, names: Iterable[str]) -> Checkpoint | None:
+        """This checkpoint keyed by the model's parameter names (prefixes may differ); None if one is missing."""
+        entries: dict[str, tuple[Path, str]] = {}
+        for name in names:
+            if name in self.entries:
+                entries[name] = self.entries[name]
+                continue
+            found = [key for key in self.entries if key.endswith(f".{name}") or name.endswith(f".{key}")]
+            if len(found) != 1:
+                return None
+            entries[name] = self.entries[found[0]]
+        return Checkpoint(entries)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        from safetensors import safe_open
+
+        file, key = self.entries[name]
+        with safe_open(str(file), framework="pt") as handle:
+            return tuple(handle.get_slice(key).get_shape())
+
+    def read(self, name: str) -> torch.Tensor:
+        """The tensor as stored (its own dtype), on the CPU."""
+        from safetensors import safe_open
+
+        file, key = self.entries[name]
+        with safe_open(str(file), framework="pt") as handle:
+            return handle.get_tensor(key)
+
+
+def checkpoint_folder(source: str) -> Path | None:
+    """The local folder of a source: itself, or the HF cache's snapshot of an id already downloaded."""
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # not cached, or not a repo id: the model then has no files to read
+        return None
 
 
 def gguf_path(builtin: BuiltinModel, cache_dir: Path) -> Path:
@@ -270,9 +363,16 @@ def resolve_source(spec: str) -> tuple[str, str]:
     return spec, spec
 
 
-def load_model(spec: str | None = None, *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
-    """Load a model spec (default: the embedded SmolLM2-135M-Instruct) for SVF work."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_model(
+    spec: str | None = None, *, dtype: torch.dtype = torch.float32, device: str = "cpu", weights: bool = True
+) -> LoadedModel:
+    """Load a model spec (default: the embedded SmolLM2-135M-Instruct) for SVF work, in `dtype` on `device`.
+
+    With `weights=False` the transformers model is not built where the checkpoint has safetensors
+    files (`model` is None): the targets and fingerprint come from the files, for an engine such as
+    vLLM that loads the weights itself.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     # Per-tensor loading bars would interleave with t2's own progress output.
@@ -281,28 +381,64 @@ def load_model(spec: str | None = None, *, dtype: torch.dtype = torch.float32, d
     model_id, source = resolve_source(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        folder = checkpoint_folder(source)
+        checkpoint = Checkpoint.open(folder) if folder is not None else None
+        if not weights and checkpoint is not None:
+            model_type = AutoConfig.from_pretrained(source).model_type
+            targets = targets_from(model_type, ((name, checkpoint.shape(name)) for name in checkpoint.entries))
+            model = None
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except OSError as error:
         raise NotFoundError(
             f"cannot load model {spec!r} ({error.__class__.__name__}); check the id or folder"
         ) from None
-    model.to(device).eval()
-    model.requires_grad_(False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return wrap_model(model, tokenizer, spec=spec, model_id=model_id, source=source)
+    if model is None:
+        return LoadedModel(
+            spec=spec,
+            model_id=model_id,
+            slug=slugify(model_id),
+            model=None,
+            tokenizer=tokenizer,
+            fingerprint=weights_fingerprint(targets, checkpoint.read),
+            targets=targets,
+            source=source,
+            checkpoint=checkpoint,
+            device=device,
+            dtype=dtype,
+        )
+    model.to(device).eval()
+    model.requires_grad_(False)
+    return wrap_model(model, tokenizer, spec=spec, model_id=model_id, source=source, checkpoint=checkpoint)
 
 
-def wrap_model(model: Any, tokenizer: Any, *, spec: str, model_id: str, source: str | None = None) -> LoadedModel:
-    """Describe an already-built model (tests build tiny ones from configs)."""
+def wrap_model(
+    model: Any,
+    tokenizer: Any,
+    *,
+    spec: str,
+    model_id: str,
+    source: str | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> LoadedModel:
+    """Describe an already-built model (tests build tiny ones from configs); `checkpoint`: its files, if any."""
     targets = find_targets(model)
-    return LoadedModel(
+    checkpoint = checkpoint.aligned(t.name for t in targets) if checkpoint is not None else None
+    first = next(model.parameters())
+    loaded = LoadedModel(
         spec=spec,
         model_id=model_id,
         slug=slugify(model_id),
         model=model,
         tokenizer=tokenizer,
-        fingerprint=fingerprint(model, targets),
+        fingerprint="",
         targets=targets,
         source=source,
+        checkpoint=checkpoint,
+        device=str(first.device),
+        dtype=first.dtype,
     )
+    loaded.fingerprint = weights_fingerprint(targets, loaded.stored_weight)
+    return loaded

@@ -1,8 +1,10 @@
 """Singular value decomposition of the target matrices, cached on disk per model fingerprint.
 
 Each target W (m x n) is stored as U (m x r), S (r), Vh (r x n) with r = min(m, n) and
-W ≈ U diag(S) Vh, in fp32. One safetensors file per fingerprint holds every target decomposed so
-far; loading memory-maps it, so a cached model costs no SVD and little I/O.
+W ≈ U diag(S) Vh, in fp32 (or bf16/fp16 to halve the file, at a reported reconstruction error).
+One safetensors file per fingerprint holds every target decomposed so far; loading memory-maps it,
+so a cached model costs no SVD and little I/O. Decomposing streams: each matrix is read from the
+checkpoint as stored, factorised on the chosen device, and written to the file before the next.
 """
 
 from __future__ import annotations
@@ -20,26 +22,27 @@ import torch
 from t2cli.config import t2_home
 from t2cli.errors import BadInputError, IntegrityError
 from t2cli.models import LoadedModel, TargetMatrix
+from t2cli.svf import Factors
 
 CACHE_FORMAT = 1
 # A factorisation is accepted when it reconstructs W to this relative Frobenius error; the Gram
 # route must also keep its singular vectors orthonormal to ORTHOGONALITY_TOLERANCE.
 RECONSTRUCTION_TOLERANCE = 1e-5
 ORTHOGONALITY_TOLERANCE = 1e-4
-# A cache is refused when a probe W x differs from U diag(S) Vh x by more than this (relative).
+# A cache is refused when a probe W x differs from U diag(S) Vh x by more than this (relative);
+# factors or weights rounded to 16 bits miss by their rounding, a few 1e-3, and get a wider bound.
 PROBE_TOLERANCE = 1e-3
+_ROUNDED_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 2e-2}
 DRIVERS = ("gram", "gesdd")
+CACHE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 _DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+_CODES = {dtype: code for code, dtype in _DTYPES.items()}
 
 
-@dataclass(frozen=True)
-class Factors:
-    """W ≈ U diag(S) Vh for one target matrix."""
-
-    U: torch.Tensor
-    S: torch.Tensor
-    Vh: torch.Tensor
+def probe_tolerance(*dtypes: torch.dtype) -> float:
+    """The probe bound for factors and weights held in these dtypes."""
+    return max([PROBE_TOLERANCE] + [_ROUNDED_TOLERANCE.get(dtype, PROBE_TOLERANCE) for dtype in dtypes])
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Decomposition:
     path: Path
     computed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Largest relative reconstruction error of the factors computed now, as stored (probe estimate).
+    max_error: float = 0.0
 
 
 def cache_path(fingerprint: str, root: Path | None = None) -> Path:
@@ -89,19 +94,24 @@ def svd_gram(weight: torch.Tensor) -> Factors:
     return Factors(U.float().contiguous(), S.float().contiguous(), Vh.float().contiguous())
 
 
-def _accurate(weight: torch.Tensor, factors: Factors, probes: int = 8) -> bool:
-    """Reconstruction and orthonormality checked on random probe vectors.
+def reconstruction_error(weight: torch.Tensor, factors: Factors, probes: int = 8) -> float:
+    """Relative Frobenius error of U diag(S) Vh against W, estimated on random probe vectors.
 
     For Gaussian probes X, E‖(W − U diag(S) Vh) X‖² = ‖W − U diag(S) Vh‖²_F, so a thin GEMM
-    estimates the Frobenius errors that full products would cost as much as the SVD to compute.
+    estimates the error that a full product would cost as much as the SVD to compute.
     """
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(weight.shape[1], probes, generator=generator)
-    exact = weight @ x
-    rebuilt = factors.U @ (factors.S[:, None] * (factors.Vh @ x))
-    if float((rebuilt - exact).norm() / exact.norm().clamp_min(1e-30)) > RECONSTRUCTION_TOLERANCE:
+    x = torch.randn(weight.shape[1], probes, generator=generator).to(weight.device)
+    exact = weight.float() @ x
+    rebuilt = factors.U.float() @ (factors.S.float()[:, None] * (factors.Vh.float() @ x))
+    return float((rebuilt - exact).norm() / exact.norm().clamp_min(1e-30))
+
+
+def _accurate(weight: torch.Tensor, factors: Factors, probes: int = 8) -> bool:
+    """Reconstruction and orthonormality of fresh fp32 factors, checked on random probe vectors."""
+    if reconstruction_error(weight, factors, probes) > RECONSTRUCTION_TOLERANCE:
         return False
-    y = torch.randn(factors.S.shape[0], probes, generator=generator)
+    y = torch.randn(factors.S.shape[0], probes, generator=torch.Generator().manual_seed(1)).to(weight.device)
     for roundtrip in (factors.U.T @ (factors.U @ y), factors.Vh @ (factors.Vh.T @ y)):
         if float((roundtrip - y).norm() / y.norm()) > ORTHOGONALITY_TOLERANCE:
             return False
@@ -109,7 +119,8 @@ def _accurate(weight: torch.Tensor, factors: Factors, probes: int = 8) -> bool:
 
 
 def factorize(weight: torch.Tensor, driver: str = "gram") -> Factors:
-    """Exact factors of one matrix; the Gram route falls back to gesdd when it is not accurate enough."""
+    """Exact fp32 factors of one matrix, computed on its device; the Gram route falls back to gesdd
+    when it is not accurate enough."""
     if driver not in DRIVERS:
         raise BadInputError(f"unknown SVD driver {driver!r}; use one of {', '.join(DRIVERS)}")
     weight = weight.detach().float()
@@ -151,14 +162,21 @@ def _map_tensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
 
 def probe_error(weight: torch.Tensor, factors: Factors, generator: torch.Generator) -> float:
     """Relative error of U diag(S) Vh x against W x for one random x: a cheap check that factors fit W."""
-    x = torch.randn(weight.shape[1], generator=generator, dtype=torch.float32)
+    x = torch.randn(weight.shape[1], generator=generator, dtype=torch.float32).to(weight.device)
     exact = weight.float() @ x
-    rebuilt = factors.U @ (factors.S * (factors.Vh @ x))
+    rebuilt = factors.U.float() @ (factors.S.float() * (factors.Vh.float() @ x))
     return float((rebuilt - exact).norm() / exact.norm().clamp_min(1e-30))
 
 
+def _probe_weight(loaded: LoadedModel, name: str) -> torch.Tensor:
+    """The weight a cache is checked against: the live parameter when the model is built (no read), else the file's."""
+    if loaded.model is not None:
+        return loaded.model.get_parameter(name).detach()
+    return loaded.stored_weight(name)
+
+
 def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path | None = None) -> dict[str, Factors]:
-    """The cached factors of these targets (those present), verified against the live weights.
+    """The cached factors of these targets (those present, memory-mapped on the CPU), verified against the weights.
 
     The file must carry this model's fingerprint, the right shapes, and pass a random probe
     W x ≈ U diag(S) Vh x per matrix, so a cache edited by hand or written for other weights is
@@ -173,7 +191,6 @@ def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path
             f"SVD cache {path} belongs to model fingerprint {metadata.get('fingerprint', '?')[:12]}, "
             f"not {loaded.fingerprint[:12]}; run `t2 decompose --force`"
         )
-    params = dict(loaded.model.named_parameters())
     generator = torch.Generator().manual_seed(0)
     found: dict[str, Factors] = {}
     for target in targets:
@@ -183,12 +200,10 @@ def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path
         factors = Factors(*(tensors[key] for key in keys))
         m, n = target.shape
         r = target.rank
-        if (
-            tuple(factors.U.shape) != (m, r)
-            or tuple(factors.S.shape) != (r,)
-            or tuple(factors.Vh.shape) != (r, n)
-            or probe_error(params[target.name].detach(), factors, generator) > PROBE_TOLERANCE
-        ):
+        if tuple(factors.U.shape) != (m, r) or tuple(factors.S.shape) != (r,) or tuple(factors.Vh.shape) != (r, n):
+            raise IntegrityError(f"SVD cache {path} has the wrong shapes for {target.name}; run `t2 decompose --force`")
+        weight = _probe_weight(loaded, target.name).cpu()
+        if probe_error(weight, factors, generator) > probe_tolerance(factors.U.dtype, weight.dtype):
             raise IntegrityError(
                 f"SVD cache {path} does not reproduce {target.name} (tampered or stale); run `t2 decompose --force`"
             )
@@ -196,24 +211,50 @@ def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path
     return found
 
 
-def _write_cache(path: Path, fingerprint: str, model_id: str, factors: dict[str, Factors]) -> None:
-    from safetensors.torch import save_file
+def _write_cache(
+    path: Path,
+    metadata: dict[str, str],
+    plan: list[tuple[TargetMatrix, torch.dtype]],
+    factors_of: Callable[[TargetMatrix], Factors],
+) -> None:
+    """Write a safetensors cache tensor by tensor, atomically.
 
+    The header is laid out from the shapes alone, so each matrix's factors are written as soon as
+    they exist and dropped: the file never needs all factors in memory at once.
+    """
+    header: dict[str, object] = {"__metadata__": metadata}
+    offset = 0
+    for target, dtype in plan:
+        (m, n), r = target.shape, target.rank
+        for part, shape in (("U", [m, r]), ("S", [r]), ("Vh", [r, n])):
+            size = dtype.itemsize * shape[0] * (shape[1] if len(shape) == 2 else 1)
+            header[f"{target.name}.{part}"] = {
+                "dtype": _CODES[dtype],
+                "shape": shape,
+                "data_offsets": [offset, offset + size],
+            }
+            offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # tensor data starts 8-byte aligned
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {}
-    for name, f in factors.items():
-        tensors[f"{name}.U"] = f.U.contiguous()
-        tensors[f"{name}.S"] = f.S.contiguous()
-        tensors[f"{name}.Vh"] = f.Vh.contiguous()
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(handle)
     try:
-        metadata = {"fingerprint": fingerprint, "model_id": model_id, "format": str(CACHE_FORMAT)}
-        save_file(tensors, temp_name, metadata=metadata)
+        with os.fdopen(handle, "wb") as out:
+            out.write(len(raw).to_bytes(8, "little") + raw)
+            for target, dtype in plan:
+                factors = factors_of(target)
+                for tensor in (factors.U, factors.S, factors.Vh):
+                    out.write(tensor.detach().to("cpu", dtype).contiguous().view(torch.uint8).numpy().tobytes())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def cache_dtype_of(name: str) -> torch.dtype:
+    if name not in CACHE_DTYPES:
+        raise BadInputError(f"unknown SVD cache dtype {name!r}; use one of {', '.join(CACHE_DTYPES)}")
+    return CACHE_DTYPES[name]
 
 
 def decompose(
@@ -224,30 +265,63 @@ def decompose(
     driver: str = "gram",
     cache_dir: Path | None = None,
     on_matrix: Callable[[TargetMatrix], None] | None = None,
+    device: str | None = None,
+    cache_dtype: str = "float32",
+    resident: bool = True,
 ) -> Decomposition:
-    """Factors for the targets (default: all), computing only those the cache lacks."""
+    """Factors for the targets (default: all), computing only those the cache lacks.
+
+    Each missing matrix is read from the checkpoint as stored, factorised on `device` (default: the
+    model's) and written to the cache in `cache_dtype` before the next is read. The factors come
+    back on the model's device (`resident`), or memory-mapped on the CPU for callers that only
+    need them in the file.
+    """
     targets = loaded.targets if targets is None else targets
+    stored = cache_dtype_of(cache_dtype)
+    if driver not in DRIVERS:
+        raise BadInputError(f"unknown SVD driver {driver!r}; use one of {', '.join(DRIVERS)}")
     path = cache_path(loaded.fingerprint, cache_dir)
     cached = {} if force else load_cached(loaded, loaded.targets, path)
-    params = dict(loaded.model.named_parameters())
+    wanted = {t.name for t in targets}
+    missing = [t for t in targets if t.name not in cached]
     started = time.perf_counter()
-    computed: list[str] = []
-    for target in targets:
-        if target.name not in cached:
-            cached[target.name] = factorize(params[target.name], driver)
-            computed.append(target.name)
+    errors: list[float] = []
+
+    def factors_of(target: TargetMatrix) -> Factors:
+        if target.name in cached:
+            return cached[target.name]
+        weight = loaded.stored_weight(target.name).to(device or loaded.device)
+        exact = factorize(weight, driver)
+        rounded = Factors(*(t.to(stored) for t in (exact.U, exact.S, exact.Vh)))
+        errors.append(reconstruction_error(weight, rounded))
         if on_matrix is not None:
             on_matrix(target)
+        return rounded
+
+    if on_matrix is not None:
+        for target in targets:
+            if target.name in cached:
+                on_matrix(target)
+    if missing:
+        by_name = {t.name: t for t in loaded.targets} | {t.name: t for t in targets}
+        plan = [(by_name[name], f.S.dtype) for name, f in cached.items()] + [(t, stored) for t in missing]
+        metadata = {"fingerprint": loaded.fingerprint, "model_id": loaded.model_id, "format": str(CACHE_FORMAT)}
+        _write_cache(path, metadata, plan, factors_of)
+        cached = load_cached(loaded, targets, path)
     seconds = time.perf_counter() - started
-    if computed:
-        _write_cache(path, loaded.fingerprint, loaded.model_id, cached)
-    wanted = {t.name for t in targets}
+    factors = {name: f for name, f in cached.items() if name in wanted}
+    if resident:
+        factors = {
+            name: Factors(f.U.to(loaded.device), f.S.to(loaded.device), f.Vh.to(loaded.device))
+            for name, f in factors.items()
+        }
     return Decomposition(
         fingerprint=loaded.fingerprint,
-        factors={name: f for name, f in cached.items() if name in wanted},
+        factors=factors,
         path=path,
-        computed=computed,
+        computed=[t.name for t in missing],
         seconds=seconds,
+        max_error=max(errors, default=0.0),
     )
 
 
@@ -264,6 +338,8 @@ class DecomposeSummary:
     computed: int
     seconds: float
     cache: str
+    cache_bytes: int
+    max_reconstruction_error: float
 
 
 def lora_parameters(targets: Iterable[TargetMatrix], rank: int = 16) -> int:
@@ -285,4 +361,6 @@ def summarize(loaded: LoadedModel, targets: list[TargetMatrix], decomposition: D
         computed=len(decomposition.computed),
         seconds=round(decomposition.seconds, 3),
         cache=str(decomposition.path),
+        cache_bytes=decomposition.path.stat().st_size,
+        max_reconstruction_error=decomposition.max_error,
     )

@@ -11,12 +11,12 @@ leaks into base behaviour. With the `nuclear` rule the adapted spectrum is resca
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from t2cli.errors import BadInputError
-from t2cli.svd import Factors
 
 RULES = ("none", "nuclear")
 
@@ -125,3 +125,12 @@ class LiveAdapter:
 
     def restore(self) -> None:
         self.apply(None)
+
+
+@dataclass(frozen=True)
+class Factors:
+    """W ≈ U diag(S) Vh for one target matrix."""
+
+    U: torch.Tensor
+    S: torch.Tensor
+    Vh: torch.Tensor

@@ -5,7 +5,7 @@ import torch
 
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.models import ALL_ROLES, find_targets, fingerprint, parse_roles, resolve_source, select_targets, slugify
-from tests.conftest import build_tiny_model, tiny_loaded, tiny_tokenizer
+from tests.helpers import build_tiny_model, tiny_loaded, tiny_tokenizer
 
 
 @pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "gemma3_text"])

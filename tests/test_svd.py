@@ -8,7 +8,7 @@ import torch
 
 from t2cli.errors import BadInputError, IntegrityError
 from t2cli.svd import cache_path, decompose, factorize, load_cached, relative_error, svd_gram
-from tests.conftest import tiny_loaded
+from tests.helpers import tiny_loaded
 
 
 @pytest.mark.parametrize("driver", ["gram", "gesdd"])

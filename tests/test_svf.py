@@ -13,7 +13,7 @@ from t2cli.svf import (
     functional_forward,
     identity,
 )
-from tests.conftest import tiny_loaded
+from tests.helpers import tiny_loaded
 
 TOKENS = torch.tensor([[1, 5, 9, 3, 7, 2], [4, 4, 8, 1, 0, 6]])
 

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from t2cli import __version__
-from t2cli.cli import compose, decompose, dispatch, doctor, evaluate, registry, run, train, transfer
+from t2cli.cli import compose, decompose, dispatch, doctor, evaluate, export, plot_run, registry, run, train, transfer
 from t2cli.cli.common import CliSettings, stderr_console
 from t2cli.errors import T2Error
 
@@ -63,7 +63,9 @@ app.add_typer(registry.app, name="registry")
 app.command("compose")(compose.compose_command)
 app.command("transfer")(transfer.transfer_command)
 app.command("train")(train.train_command)
+app.command("plot-run")(plot_run.plot_run_command)
 app.command("eval")(evaluate.eval_command)
+app.command("export")(export.export_command)
 app.command("dispatch")(dispatch.dispatch_command)
 app.command("run")(run.run_command)
 app.command("doctor")(doctor.doctor_command)

@@ -54,3 +54,14 @@ def make_progress(ctx: typer.Context, *, transient: bool = True) -> Progress:
         transient=transient,
         disable=settings(ctx).quiet or not console.is_terminal,
     )
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

@@ -41,9 +41,9 @@ def compose_command(
 
     Examples: t2 compose gsm8k=0.6 arc=0.4 -o math-mix --normalize ; t2 compose --recipe recipes/math-code.yaml
     """
-    from t2cli.compose import compose_recipe
     from t2cli.errors import BadInputError
-    from t2cli.recipes import parse_recipe, recipe_from_cli, recipe_from_dict
+    from t2cli.experts.compose import compose_recipe
+    from t2cli.experts.recipes import parse_recipe, recipe_from_cli, recipe_from_dict
 
     if bool(terms) == (recipe_file is not None):
         raise BadInputError("give NAME=ALPHA terms or --recipe FILE (one of the two); e.g. t2 compose arc=0.5 -o mix")

@@ -10,9 +10,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from t2cli.cli.common import print_json, settings, stdout_console
+from t2cli.cli.common import human_size, print_json, settings, stdout_console
 from t2cli.cli.options import JsonOption
-from t2cli.cli.registry import human_size
 
 if TYPE_CHECKING:
     from t2cli.doctor import DoctorReport, EngineStatus, FolderUsage, ModelPackage

@@ -9,8 +9,16 @@ import typer
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.engine_options import EngineOption, TensorParallelOption
-from t2cli.cli.options import ModelOption, RegistryOption, model_and_threads, open_registry
+from t2cli.cli.options import (
+    EngineOption,
+    ModelOption,
+    PlotOption,
+    RegistryOption,
+    TensorParallelOption,
+    check_plot,
+    model_and_threads,
+    open_registry,
+)
 
 
 def eval_command(
@@ -36,29 +44,37 @@ def eval_command(
     model: ModelOption = None,
     registry: RegistryOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    plot: PlotOption = None,
 ) -> None:
-    """Evaluate the base model and/or experts on a task.
+    """Evaluate the base model and/or experts on a task (--plot: bars of the scores ± one standard error).
 
     Example: t2 eval --task arc --data ../shared/data/arc_easy --split validation --base --expert arc -n 100
     """
     from t2cli.engines import check_engine, make_engine
+    from t2cli.engines.evaluate import MODES, evaluate_experts, write_items
+    from t2cli.engines.slot import ExpertSlot
     from t2cli.errors import BadInputError
-    from t2cli.evaluate import MODES, evaluate_experts, write_items
-    from t2cli.tasks import resolve_task
+    from t2cli.tasks.registry import resolve_task
 
     if mode not in MODES:
         raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
     check_engine(engine, tensor_parallel)
+    check_plot(plot)
     task_obj = resolve_task(task)
     store = open_registry(registry)
     loaded = model_and_threads(ctx, model)
-    chosen = [store.resolve(spec, loaded.slug) for spec in experts or []]
+    chosen = [store.resolve(spec, loaded.slug).spec for spec in experts or []]
     lineup = ([None] if base or not chosen else []) + chosen
     examples = task_obj.load(data, split, limit)
     runner = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
-    results = evaluate_experts(loaded, runner, task_obj, examples, lineup, mode=mode, max_new_tokens=max_new_tokens)
+    slot = ExpertSlot(runner, store, loaded)
+    results = evaluate_experts(slot, task_obj, examples, lineup, mode=mode, max_new_tokens=max_new_tokens)
     if output is not None:
         write_items(output, results)
+    if plot is not None:
+        from t2cli.plots.evaluation import plot_eval
+
+        plot_eval(results, plot)
     if json_output:
         print_json([r.summary() | {"engine": runner.name} for r in results])
         return

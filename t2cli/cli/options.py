@@ -10,8 +10,8 @@ import typer
 from t2cli.cli.common import settings
 
 if TYPE_CHECKING:
+    from t2cli.experts.registry import Registry
     from t2cli.models import LoadedModel
-    from t2cli.store import Registry
 
 ModelArgument = Annotated[
     str | None,
@@ -53,7 +53,7 @@ SpecArgument = Annotated[str, typer.Argument(help="Expert: NAME (latest version)
 
 def open_registry(root: Path | None) -> Registry:
     """The registry the options choose; the user-level one first takes in the bundled bank."""
-    from t2cli.store import open_registry
+    from t2cli.experts.bundled import open_registry
 
     return open_registry(root)
 
@@ -62,3 +62,107 @@ def model_slug(model: str | None) -> str | None:
     from t2cli.models import slugify
 
     return slugify(model) if model else None
+
+
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        envvar="T2_ENGINE",
+        help="auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.",
+    ),
+]
+
+
+TensorParallelOption = Annotated[
+    int, typer.Option("--tp", help="vllm: GPUs to shard the model over (tensor parallelism).", min=1)
+]
+
+
+PromptsArgument = Annotated[
+    Path, typer.Argument(help="JSONL prompts: {id, prompt | messages, task?} per line.", show_default=False)
+]
+
+
+ExpertsOption = Annotated[
+    str | None,
+    typer.Option("--experts", help="The bank: comma list of experts (default: every trained expert of the model)."),
+]
+
+
+ClassifierOption = Annotated[
+    str | None, typer.Option("--classifier", help="classifier: the expert to use (default: the model's cls expert).")
+]
+
+
+TaskOption = Annotated[
+    str | None, typer.Option("--task", help="few-shot: the task of the shots (gsm8k, arc, mbpp...).")
+]
+
+
+ShotsOption = Annotated[
+    Path | None,
+    typer.Option("--shots", help="few-shot: JSONL file of 3-20 labelled examples in the task's own format."),
+]
+
+
+GranularityOption = Annotated[
+    str, typer.Option("--cem-granularity", help="few-shot: one α per expert, or per expert and layer (expert|layer).")
+]
+
+
+CemScoreOption = Annotated[
+    str,
+    typer.Option(
+        "--cem-score", help="few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation)."
+    ),
+]
+
+
+PopulationOption = Annotated[int, typer.Option("--cem-population", help="few-shot: candidates per CEM iteration.")]
+
+
+ElitesOption = Annotated[int, typer.Option("--cem-elites", help="few-shot: best candidates the Gaussian is refit to.")]
+
+
+IterationsOption = Annotated[int, typer.Option("--cem-iterations", help="few-shot: CEM iterations.")]
+
+
+SeedOption = Annotated[int, typer.Option("--cem-seed", help="few-shot: seed of the CEM samples.")]
+
+
+CemTokensOption = Annotated[
+    int, typer.Option("--cem-max-new-tokens", help="few-shot: answer length when scoring candidates by reward.")
+]
+
+
+SaveAsOption = Annotated[
+    str | None, typer.Option("--save-as", help="few-shot: registry name of the found mix (default: TASK-fewshot).")
+]
+
+
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="few-shot: search again even if a saved search matches the shots and bank.")
+]
+
+
+CalibrateOption = Annotated[
+    bool,
+    typer.Option("--calibrate/--no-calibrate", help="prompt: remove the labels' prior (a content-free request)."),
+]
+
+
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Prompts per forward pass.")]
+
+
+PlotOption = Annotated[
+    Path | None,
+    typer.Option("--plot", help="Also draw the figure to this PNG file (needs pip install 't2cli[plots]')."),
+]
+
+
+def check_plot(path: Path | None) -> Path | None:
+    """Refuse a --plot that cannot be drawn (no matplotlib, not .png) before any model loads."""
+    from t2cli.plots.style import check_plot_target
+
+    return None if path is None else check_plot_target(path)

@@ -10,14 +10,23 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.options import BaseModelOption, JsonOption, RegistryOption, SpecArgument, model_slug, open_registry
+from t2cli.cli.common import human_size, print_json, settings, stdout_console
+from t2cli.cli.options import (
+    BaseModelOption,
+    JsonOption,
+    PlotOption,
+    RegistryOption,
+    SpecArgument,
+    check_plot,
+    model_slug,
+    open_registry,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from t2cli.remotes import Transfer
-    from t2cli.store import Problem
+    from t2cli.experts.registry import Problem
+    from t2cli.experts.remotes.base import Transfer
 
 app = typer.Typer(
     name="registry",
@@ -28,15 +37,6 @@ app = typer.Typer(
 RemoteArgument = Annotated[str, typer.Argument(help="Remote: file:///absolute/path or hf://user/repo[@revision].")]
 
 
-def human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = size / 1024
-    for unit in ("KB", "MB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 def version_list(versions: list[int]) -> str:
@@ -81,17 +81,25 @@ def show_command(
     model: BaseModelOption = None,
     registry: RegistryOption = None,
     json_output: JsonOption = False,
+    plot: PlotOption = None,
 ) -> None:
     """Show an expert's manifest and per-layer statistics of its z vectors (the version is verified first).
 
-    Example: t2 registry show arc@2
-    """
-    from t2cli.expert import z_stats
+    --plot draws mean |z − 1| per layer and role, the z spectra of the most changed matrices and, for a mix, its α.
 
+    Example: t2 registry show arc@2 --plot arc-z.png
+    """
+    from t2cli.experts.files import z_stats
+
+    check_plot(plot)
     ref = open_registry(registry).resolve(spec, model_slug(model))
     expert = ref.load()
     manifest = expert.manifest
     stats = z_stats(expert)
+    if plot is not None:
+        from t2cli.plots.expert import plot_expert
+
+        plot_expert(expert, plot, title=f"{ref.spec} ({ref.model_slug})")
     if json_output:
         print_json(
             {
@@ -221,7 +229,7 @@ def push_command(
 
     Examples: t2 registry push arc@2 hf://me/t2-experts ; t2 registry push arc file:///srv/t2-registry
     """
-    from t2cli.remotes import push
+    from t2cli.experts.remotes import push
 
     report(ctx, push(open_registry(registry), spec, remote, model_slug=model_slug(model)), json_output, "to")
 
@@ -239,7 +247,7 @@ def pull_command(
 
     Examples: t2 registry pull hf://me/t2-experts arc ; t2 registry pull file:///srv/t2-registry arc@2
     """
-    from t2cli.remotes import pull
+    from t2cli.experts.remotes import pull
 
     report(ctx, pull(open_registry(registry), remote, spec, model_slug=model_slug(model)), json_output, "from")
 

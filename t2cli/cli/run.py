@@ -12,30 +12,28 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stdout_console
-from t2cli.cli.dispatch import (
+from t2cli.cli.options import (
     BatchSizeOption,
     CalibrateOption,
     CemScoreOption,
     CemTokensOption,
     ClassifierOption,
     ElitesOption,
+    EngineOption,
     ExpertsOption,
     ForceOption,
     GranularityOption,
     IterationsOption,
+    ModelOption,
     PopulationOption,
     PromptsArgument,
     SaveAsOption,
     SeedOption,
     ShotsOption,
     TaskOption,
-    open_slot,
-    read_prompt_lines,
-    search_callback,
-    strategy_options,
+    TensorParallelOption,
 )
-from t2cli.cli.engine_options import EngineOption, TensorParallelOption
-from t2cli.cli.options import ModelOption
+from t2cli.cli.passes import open_slot, read_prompt_lines, search_callback, strategy_options
 from t2cli.cli.registry import JsonOption, RegistryOption
 
 
@@ -83,11 +81,12 @@ def run_command(
 
     Example: t2 run examples/prompts.jsonl --adapt prompt -o answers.jsonl
     """
-    from t2cli.dispatch import Router, make_router
+    from t2cli.adapt.prepare import make_router
+    from t2cli.adapt.routers import Router
+    from t2cli.adapt.runio import Journal, jsonl_line
+    from t2cli.adapt.two_pass import run_batch
     from t2cli.engines.base import Sampling
     from t2cli.errors import BadInputError
-    from t2cli.pipeline import run_batch
-    from t2cli.runio import Journal, jsonl_line
 
     if json_output and output is None:
         raise BadInputError("--json prints a summary on stdout; pass -o FILE for the outputs")

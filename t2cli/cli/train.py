@@ -16,11 +16,10 @@ import typer
 from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stdout_console
-from t2cli.cli.engine_options import EngineOption
-from t2cli.cli.options import ModelOption, RegistryOption, TargetsOption, model_and_threads, open_registry
+from t2cli.cli.options import EngineOption, ModelOption, RegistryOption, TargetsOption, model_and_threads, open_registry
 
 if TYPE_CHECKING:
-    from t2cli.train import StepRecord
+    from t2cli.training.records import StepRecord
 
 
 @contextmanager
@@ -103,9 +102,12 @@ def train_command(
     On several processes: accelerate launch --multi_gpu --num_processes 4 -m t2cli train --task arc …
     """
     from t2cli.config import t2_home
-    from t2cli.distributed import launched_world
     from t2cli.engines import check_engine
-    from t2cli.train import TrainConfig, Trainer, publish, training_data
+    from t2cli.training.config import TrainConfig
+    from t2cli.training.data import training_data
+    from t2cli.training.distributed import launched_world
+    from t2cli.training.publish import publish
+    from t2cli.training.trainer import Trainer
 
     config = TrainConfig(
         task=task,

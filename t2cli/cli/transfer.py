@@ -42,8 +42,8 @@ def transfer_command(
 
     Example: t2 transfer arc --to gemma3-270m --strength 0.8
     """
+    from t2cli.experts.transfer import transfer_expert
     from t2cli.models import parse_roles
-    from t2cli.transfer import transfer_expert
 
     if targets is not None:
         parse_roles(targets)  # refuse a bad --targets before loading any model

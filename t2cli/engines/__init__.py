@@ -47,7 +47,7 @@ def resolve_engine(name: str, tensor_parallel: int = 1, *, loadable: bool = True
     if name == "vllm" and not vllm_usable():
         raise EngineError(
             "vLLM is not installed (or is the GPU build on a machine without a GPU); "
-            "pip install 't2cli[vllm]' (see README: Engines) or use --engine hf"
+            "pip install 't2cli[vllm]' (see docs/guide.md: Engines) or use --engine hf"
         )
     return name
 

@@ -127,3 +127,10 @@ def label_token_ids(tokenizer: Any, labels: Sequence[str], *, chat: bool) -> lis
     if len(set(ids)) != len(ids):
         raise BadInputError(f"labels {list(labels)} share a first token; use labels that start differently")
     return ids
+
+
+def question_text(prompt: Prompt) -> str:
+    """What the user asks: the plain prompt, or the last user message of a chat."""
+    if isinstance(prompt, str):
+        return prompt
+    return next(m["content"] for m in reversed(prompt) if m["role"] == "user")

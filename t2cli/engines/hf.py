@@ -17,8 +17,8 @@ from t2cli.engines.base import (
     pad_token_id,
 )
 from t2cli.models import LoadedModel
-from t2cli.svd import Factors, decompose
-from t2cli.svf import LiveAdapter
+from t2cli.svd import decompose
+from t2cli.svf import Factors, LiveAdapter
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

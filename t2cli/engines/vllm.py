@@ -20,8 +20,8 @@ import torch
 from t2cli.engines.base import Generation, Prompt, Sampling, encode_prompt, label_token_ids
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models import LoadedModel
-from t2cli.svd import Factors, decompose
-from t2cli.svf import check_rule, check_vectors
+from t2cli.svd import decompose
+from t2cli.svf import Factors, check_rule, check_vectors
 
 WORKER_EXTENSION = "t2cli.engines.vllm_worker.SVFWorkerExtension"
 # On CPU, vLLM's KV cache is a fixed reservation in GiB; t2's batches of short prompts need little.
@@ -88,7 +88,7 @@ class VLLMEngine:
     ) -> None:
         if vllm_distribution() is None:
             raise EngineError(
-                "vLLM is not installed; pip install 't2cli[vllm]' (see README: Engines) or use --engine hf"
+                "vLLM is not installed; pip install 't2cli[vllm]' (see docs/guide.md: Engines) or use --engine hf"
             )
         if tensor_parallel_size < 1:
             raise BadInputError(f"--tp must be >= 1, got {tensor_parallel_size}")

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from t2cli.errors import IntegrityError
-from t2cli.svd import PROBE_TOLERANCE, Factors, probe_error
-from t2cli.svf import adapted_weight
+from t2cli.svd import PROBE_TOLERANCE, probe_error
+from t2cli.svf import Factors, adapted_weight
 
 
 @dataclass

@@ -6,9 +6,9 @@ import random
 from pathlib import Path
 
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.tasks.base import Example, FileTask
+from t2cli.tasks.base import Example, FileTask, Record
 from t2cli.tasks.choice import LETTERS, extract_choice
-from t2cli.tasks.sources import SPLITS, Record, check_split, read_jsonl, resolve_source
+from t2cli.tasks.sources import SPLITS, check_split, read_jsonl, resolve_source
 
 INSTRUCTION = "Answer with the letter of the correct choice."
 _SPLIT_FILES = {"train": "Train", "validation": "Dev", "test": "Test"}

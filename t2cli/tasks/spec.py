@@ -12,11 +12,11 @@ from typing import Any
 import yaml
 
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.tasks.base import Example, FileTask, check_pairs
+from t2cli.tasks.base import Example, FileTask, Record, check_pairs
 from t2cli.tasks.choice import LETTERS, extract_choice
 from t2cli.tasks.numbers import number_reward, parse_number
 from t2cli.tasks.programs import extract_code, score_programs
-from t2cli.tasks.sources import Record, holdout_split, read_jsonl, resolve_source
+from t2cli.tasks.sources import holdout_split, read_jsonl, resolve_source
 
 SCORERS = ("exact", "number", "choice", "regex", "code")
 _REQUIRED = ("name", "description", "data", "prompt", "answer", "scorer")
@@ -56,7 +56,7 @@ def load_spec(path: str | Path) -> TaskSpec:
 
 def parse_spec(raw: Any, *, origin: str, base_dir: Path) -> TaskSpec:
     if not isinstance(raw, dict):
-        raise BadInputError(f"{origin}: a task spec must be a YAML mapping of fields; see the README example")
+        raise BadInputError(f"{origin}: a task spec must be a YAML mapping of fields; see the example in docs/tasks.md")
     unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
         known = ", ".join((*_REQUIRED, *_OPTIONAL))

@@ -32,8 +32,8 @@ from rich.table import Table
 from t2cli.engines import make_engine
 from t2cli.engines.base import Engine, Sampling
 from t2cli.engines.vllm import vllm_distribution
+from t2cli.experts.bundled import open_registry
 from t2cli.models import load_model
-from t2cli.store import open_registry
 
 
 def timed(action: Callable[[], object], repeats: int = 1) -> float:

@@ -26,16 +26,18 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from t2cli.cem import CemConfig
-from t2cli.compose import compose_vectors
-from t2cli.dispatch import ClassifierRouter, ExpertSlot, LabelRouter, find_classifier, load_bank
+from t2cli.adapt.bank import find_classifier, load_bank
+from t2cli.adapt.cem import CemConfig
+from t2cli.adapt.fewshot import SearchConfig, alpha_summary, make_recipe, search_alpha
+from t2cli.adapt.routers import ClassifierRouter, LabelRouter
 from t2cli.engines import make_engine
+from t2cli.engines.evaluate import evaluate, prompt_for
+from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import NotFoundError
-from t2cli.evaluate import evaluate, prompt_for
-from t2cli.fewshot import SearchConfig, alpha_summary, make_recipe, search_alpha
+from t2cli.experts.bundled import open_registry
+from t2cli.experts.compose import compose_vectors
 from t2cli.models import load_model
-from t2cli.store import open_registry
-from t2cli.tasks import resolve_task
+from t2cli.tasks.registry import resolve_task
 
 
 @dataclass(frozen=True)

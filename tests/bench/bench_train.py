@@ -26,9 +26,11 @@ from rich.table import Table
 
 from t2cli.engines.base import Sampling, encode_prompt, left_pad
 from t2cli.models import load_model
-from t2cli.tasks import get_task
 from t2cli.tasks.base import Example
-from t2cli.train import TrainConfig, Trainer, sequence_logprobs
+from t2cli.tasks.registry import get_task
+from t2cli.training.config import TrainConfig
+from t2cli.training.objectives import sequence_logprobs
+from t2cli.training.trainer import Trainer
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "train.jsonl"
 

@@ -30,9 +30,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from t2cli.expert import Expert, new_manifest
+from t2cli.experts.files import Expert
+from t2cli.experts.manifest import new_manifest
+from t2cli.experts.registry import Registry
 from t2cli.models import load_model
-from t2cli.store import Registry
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "prompts.jsonl"
 TARGET_RATIO = 1.15

@@ -1,0 +1,170 @@
+"""The two-pass batch run: dispatch every prompt (pass 1), then generate group by group (pass 2).
+
+    lines ──pass 1──▶ decisions ──group by expert──▶ hold expert (one swap per group) ──▶ generate
+
+Pass 2 holds the group the engine already holds first (no swap for it), then the others in order of
+first appearance; each group is generated in chunks whose finished lines go to the journal at once,
+so an interrupted run loses at most the chunk in flight (see `t2cli.adapt.runio` for keys and resume).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from t2cli.adapt.routers import Decision, Router
+from t2cli.adapt.runio import InputLine, Journal, canonical_json, example_for, line_key
+from t2cli.engines.base import Sampling
+from t2cli.engines.slot import ExpertSlot
+from t2cli.errors import BadInputError
+
+if TYPE_CHECKING:
+    from t2cli.tasks.base import Example, Task
+
+
+@dataclass
+class RunSummary:
+    """What a run did; `t2 run --json` prints it."""
+
+    lines: int = 0
+    generated: int = 0
+    reused: int = 0
+    experts: dict[str, int] = field(default_factory=dict)  # output lines per expert ("base": none)
+    groups: int = 0
+    swaps: int = 0  # pass 2: one per group, minus one when the engine already held the first
+    pass1_swaps: int = 0  # the classifier, or the candidates of a few-shot search
+    seconds: float = 0.0
+    pass1_seconds: float = 0.0
+    pass2_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("seconds", "pass1_seconds", "pass2_seconds"):
+            data[key] = round(data[key], 3)
+        return data
+
+
+def run_identity(router: Router, slot: ExpertSlot, sampling: Sampling) -> dict[str, Any]:
+    """Everything besides the input line that shapes an output line (hashed into its key)."""
+    return {**router.identity, "engine": slot.engine.name, "model": slot.fingerprint, "sampling": asdict(sampling)}
+
+
+def scored_fields(lines: Sequence[InputLine], texts: Sequence[str], tasks: dict[str, Task | None]) -> list[dict]:
+    """`score` ((reward + 1) / 2, in [0, 1]) and `reference` for the lines whose task can score them."""
+    fields: list[dict[str, Any]] = [{} for _ in lines]
+    # Scored task by task: code tasks run a whole batch of programs in parallel.
+    by_task: dict[str, tuple[Task, list[tuple[int, Example]]]] = {}
+    for index, line in enumerate(lines):
+        found = example_for(line, tasks)
+        if found is not None:
+            by_task.setdefault(found[0].name, (found[0], []))[1].append((index, found[1]))
+    for task, items in by_task.values():
+        rewards = task.score_many([example for _, example in items], [texts[i] for i, _ in items])
+        for (index, example), reward in zip(items, rewards, strict=True):
+            fields[index] = {"score": (reward + 1) / 2, "reference": example.reference}
+    return fields
+
+
+def output_row(line: InputLine, key: str, decision: Decision, completion: str, scored: dict) -> dict[str, Any]:
+    return {
+        **line.data,
+        "expert": decision.expert,
+        "alpha": decision.alpha,
+        "completion": completion,
+        **scored,
+        "line": line.number,
+        "key": key,
+    }
+
+
+def _chunks(indices: Sequence[int], size: int) -> list[list[int]]:
+    return [list(indices[start : start + size]) for start in range(0, len(indices), size)]
+
+
+def generate_groups(
+    lines: Sequence[InputLine],
+    keys: Sequence[str],
+    decisions: dict[int, Decision],
+    slot: ExpertSlot,
+    sampling: Sampling,
+    *,
+    journal: Journal | None = None,
+    chunk_size: int = 64,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict[int, dict[str, Any]], int]:
+    """Pass 2 for the lines in `decisions` (by index): one swap per expert group, each generated in
+    chunks that are journaled as they finish. Returns the rows by index and the number of groups."""
+    groups: dict[str | None, list[int]] = {}
+    for index, decision in decisions.items():
+        groups.setdefault(decision.expert, []).append(index)
+    # The group the engine already holds goes first (sorted is stable: the rest keep their order).
+    order = sorted(groups, key=lambda spec: spec != slot.current)
+    rows: dict[int, dict[str, Any]] = {}
+    tasks: dict[str, Task | None] = {}
+    for spec in order:
+        slot.hold(spec)
+        # Similar lengths side by side, so each chunk's batches pad little.
+        members = sorted(groups[spec], key=lambda i: len(canonical_json(lines[i].prompt)))
+        for chunk in _chunks(members, chunk_size):
+            texts = [g.text for g in slot.engine.generate([lines[i].prompt for i in chunk], sampling)]
+            scored = scored_fields([lines[i] for i in chunk], texts, tasks)
+            new = [
+                output_row(lines[i], keys[i], decisions[i], text, extra)
+                for i, text, extra in zip(chunk, texts, scored, strict=True)
+            ]
+            if journal is not None:
+                journal.append(new)
+            rows.update(zip(chunk, new, strict=True))
+            if on_progress is not None:
+                on_progress(len(rows), len(decisions))
+    return rows, len(groups)
+
+
+def run_batch(
+    lines: Sequence[InputLine],
+    make_router: Callable[[], Router],
+    slot: ExpertSlot,
+    sampling: Sampling,
+    *,
+    journal: Journal | None = None,
+    resume: bool = True,
+    chunk_size: int = 64,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[dict[str, Any]], RunSummary]:
+    """Both passes for the lines not already finished; returns every output row in input order.
+
+    `make_router` builds pass 1 (it may search, e.g. few-shot CEM; timed as pass 1). With a journal,
+    finished rows are journaled as each chunk ends and the output file is committed at the end.
+    """
+    if chunk_size < 1:
+        raise BadInputError(f"chunk size must be >= 1, got {chunk_size}")
+    started, swaps_before = time.perf_counter(), slot.swaps
+    summary = RunSummary(lines=len(lines))
+    router = make_router()
+    identity = run_identity(router, slot, sampling)
+    keys = [line_key(line, identity) for line in lines]
+    if journal is not None and not resume:
+        journal.discard()
+    finished = journal.finished() if journal is not None and resume else {}
+    pending = [i for i, line in enumerate(lines) if (line.number, keys[i]) not in finished]
+    decisions = dict(zip(pending, router.decide([lines[i].prompt for i in pending]), strict=True))
+    summary.pass1_seconds = time.perf_counter() - started
+    summary.pass1_swaps = slot.swaps - swaps_before
+
+    rows, summary.groups = generate_groups(
+        lines, keys, decisions, slot, sampling, journal=journal, chunk_size=chunk_size, on_progress=on_progress
+    )
+    summary.pass2_seconds = time.perf_counter() - started - summary.pass1_seconds
+    summary.swaps = slot.swaps - swaps_before - summary.pass1_swaps
+
+    ordered = [rows[i] if i in rows else finished[(line.number, keys[i])] for i, line in enumerate(lines)]
+    if journal is not None:
+        journal.commit(ordered)
+    summary.generated, summary.reused = len(pending), len(lines) - len(pending)
+    for row in ordered:
+        name = row.get("expert") or "base"
+        summary.experts[name] = summary.experts.get(name, 0) + 1
+    summary.seconds = time.perf_counter() - started
+    return ordered, summary

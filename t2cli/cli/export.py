@@ -1,0 +1,138 @@
+"""`t2 export`: an expert as a PEFT LoRA folder or a merged transformers checkpoint, with its fidelity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from t2cli.cli.common import print_json, settings, stdout_console
+from t2cli.cli.options import ModelOption, RegistryOption, SpecArgument, model_and_threads, open_registry
+
+if TYPE_CHECKING:
+    from t2cli.engines.evaluate import EvalResult
+    from t2cli.experts.fidelity import FidelityReport
+    from t2cli.experts.registry import ExpertRef
+    from t2cli.models import LoadedModel
+
+
+def evaluate_export(
+    loaded: LoadedModel, ref: ExpertRef, exported: LoadedModel, task: str, data: str | None, split: str,
+    limit: int | None, mode: str,
+) -> list[EvalResult]:  # fmt: skip
+    """Base, exact expert and exported folder on the same held-out items (transformers engine)."""
+    from t2cli.engines.evaluate import evaluate
+    from t2cli.engines.hf import HFEngine
+    from t2cli.tasks.registry import resolve_task
+
+    task_obj = resolve_task(task)
+    examples = task_obj.load(data, split, limit)
+    engine = HFEngine(loaded)
+    expert = ref.load(loaded.fingerprint)
+    results = [evaluate(engine, task_obj, examples, chat=loaded.chat, mode=mode, label="base")]
+    engine.set_expert(expert.z, expert.manifest.svf_rule)
+    try:
+        results.append(evaluate(engine, task_obj, examples, chat=loaded.chat, mode=mode, label="exact"))
+    finally:
+        engine.set_expert(None)
+    results.append(evaluate(HFEngine(exported), task_obj, examples, chat=loaded.chat, mode=mode, label="exported"))
+    return results
+
+
+def gain_retained(results: list[EvalResult]) -> float | None:
+    """(exported − base) / (exact − base): the share of the expert's gain the export keeps."""
+    base, exact, exported = (r.score for r in results)
+    return (exported - base) / (exact - base) if exact != base else None
+
+
+def _fidelity_table(report: FidelityReport, title: str) -> Table:
+    table = Table(title=escape(title))
+    for column in ("matrices", "count", "rank", "energy kept", "max rel. error"):
+        table.add_column(column, justify="left" if column == "matrices" else "right")
+    for g in report.rows():
+        ranks = str(g.min_rank) if g.min_rank == g.max_rank else f"{g.min_rank}–{g.max_rank}"
+        table.add_row(g.label, str(g.matrices), ranks, f"{g.energy:.4%}", f"{g.max_error:.2e}")
+    return table
+
+
+def export_command(
+    ctx: typer.Context,
+    spec: SpecArgument,
+    output: Annotated[Path, typer.Option("--output", "-o", help="New (or empty) folder to write.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="peft-lora (a PEFT adapter) or merged (W' baked in).")],
+    rank: Annotated[int | None, typer.Option("--rank", help="peft-lora: keep K components per matrix.")] = None,
+    energy: Annotated[
+        float | None,
+        typer.Option("--energy", help="peft-lora: smallest rank per matrix keeping this share of ‖ΔW‖² (0-1]."),
+    ] = None,
+    eval_task: Annotated[
+        str | None, typer.Option("--eval", help="Also score base, exact expert and export on this task.")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", help="--eval: data file or folder.")] = None,
+    split: Annotated[str, typer.Option("--split", help="--eval: train, validation or test.")] = "test",
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="--eval: only the first N examples.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="--eval: generate, choices or likelihood.")] = "generate",
+    model: ModelOption = None,
+    registry: RegistryOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Export an expert for other runtimes (PEFT, vLLM, plain transformers).
+
+    Example: t2 export arc --format peft-lora --rank 64 -o arc-lora
+    """
+    from t2cli.engines.evaluate import MODES
+    from t2cli.errors import BadInputError
+    from t2cli.experts.export import check_request, expert_factors, export_expert, load_export
+    from t2cli.experts.fidelity import check_budget
+    from t2cli.experts.lora import is_lora_expert
+    from t2cli.models import slugify
+
+    check_request(fmt, output, rank, energy)
+    if mode not in MODES:
+        raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
+    store = open_registry(registry)
+    ref = store.resolve(spec, slugify(model) if model and not Path(model).expanduser().is_dir() else None)
+    manifest = ref.manifest()
+    if fmt == "peft-lora" and not is_lora_expert(manifest):
+        check_budget(rank, energy)
+    loaded = model_and_threads(ctx, model or manifest.base_model)
+    expert = ref.load(loaded.fingerprint)
+    factors = expert_factors(loaded, expert)
+    result = export_expert(loaded, expert, factors, ref.path, output, fmt, rank=rank, energy=energy)
+    payload: dict[str, Any] = result.to_dict()
+    scores = None
+    if eval_task is not None:
+        exported = load_export(loaded, output, fmt)
+        scores = evaluate_export(loaded, ref, exported, eval_task, data, split, limit, mode)
+        payload["eval"] = {
+            "task": eval_task,
+            "mode": mode,
+            "n": scores[0].n,
+            "scores": {r.label: round(r.score, 4) for r in scores},
+            "gain_retained": gain_retained(scores),
+        }
+    if json_output:
+        print_json(payload)
+        return
+    if settings(ctx).quiet:
+        return
+    console = stdout_console()
+    if result.report is not None:
+        title = f"{ref.spec} as a LoRA ({result.parameters:,} parameters): ΔW kept, and ‖ΔW − ΔW_k‖/‖W′‖"
+        console.print(_fidelity_table(result.report, title))
+    else:
+        console.print(f"{escape(ref.spec)}: exact export ({fmt})")
+    if scores is not None:
+        table = Table(title=escape(f"{eval_task} ({split}, {mode}, n={scores[0].n})"))
+        for column in ("weights", "score"):
+            table.add_column(column, justify="left" if column == "weights" else "right")
+        for r in scores:
+            table.add_row(r.label, f"{r.score:.3f}")
+        console.print(table)
+        retained = payload["eval"]["gain_retained"]
+        if retained is not None:
+            console.print(f"gain over the base kept by the export: {retained:.1%}")
+    console.print(f"written to {escape(str(output))}")

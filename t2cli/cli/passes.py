@@ -1,0 +1,89 @@
+"""What `t2 run` and `t2 dispatch` share: their strategy flags as StrategyOptions, reading prompt
+lines, opening the model, engine and registry, and the few-shot progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from t2cli.cli.common import settings, stderr_console
+from t2cli.cli.options import model_and_threads, open_registry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from rich.progress import Progress, TaskID
+
+    from t2cli.adapt.cem import Score
+    from t2cli.adapt.prepare import StrategyOptions
+    from t2cli.adapt.runio import InputLine
+    from t2cli.engines.slot import ExpertSlot
+    from t2cli.models import LoadedModel
+
+
+def strategy_options(params: Mapping[str, Any]) -> StrategyOptions:
+    """The strategy flags, from the parameters of `t2 dispatch` or `t2 run` (they share these names)."""
+    from t2cli.adapt.cem import CemConfig
+    from t2cli.adapt.fewshot import SearchConfig
+    from t2cli.adapt.prepare import StrategyOptions
+
+    cem = CemConfig(
+        population=params["population"], elites=params["elites"], iterations=params["iterations"], seed=params["seed"]
+    )
+    search = SearchConfig(
+        granularity=params["granularity"], score=params["cem_score"], cem=cem, max_new_tokens=params["cem_tokens"]
+    )
+    return StrategyOptions(
+        experts=tuple(name.strip() for name in (params["experts"] or "").split(",") if name.strip()),
+        classifier=params["classifier"],
+        calibrate=params["calibrate"],
+        task=params["task"],
+        shots=params["shots"],
+        search=search,
+        save_as=params["save_as"],
+        force=params["force"],
+    )
+
+
+def read_prompt_lines(ctx: typer.Context, path: Path, *, strict: bool = False) -> list[InputLine]:
+    """The valid lines of a prompts file; bad ones are reported by line number (and stop with --strict)."""
+    from t2cli.adapt.runio import read_inputs
+    from t2cli.errors import BadInputError
+
+    lines, problems = read_inputs(path)
+    if problems and strict:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BadInputError(f"{problems[0].describe(path)}{more}; fix the lines or drop --strict to skip them")
+    if not settings(ctx).quiet:
+        for problem in problems:
+            stderr_console().print(f"skipped {problem.describe(path)}", markup=False, soft_wrap=True)
+    if not lines:
+        raise BadInputError(f"{path} has no valid prompt lines; each needs `prompt` or `messages`")
+    return lines
+
+
+def open_slot(
+    ctx: typer.Context, model: str | None, registry: Path | None, engine: str, batch_size: int, tensor_parallel: int
+) -> tuple[LoadedModel, ExpertSlot]:
+    """Load the model, start the engine, and wrap it with the registry in an ExpertSlot."""
+    from t2cli.engines import check_engine, make_engine
+    from t2cli.engines.slot import ExpertSlot
+
+    check_engine(engine, tensor_parallel)  # refuse before spending seconds on the model
+    loaded = model_and_threads(ctx, model)
+    started = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
+    return loaded, ExpertSlot(started, open_registry(registry), loaded)
+
+
+def search_callback(progress: Progress, options: StrategyOptions) -> Callable[[int, Score], None]:
+    """Feeds a few-shot search's iterations to a progress bar, added on the first one (most runs never search)."""
+    bar: list[TaskID] = []
+
+    def advance(iteration: int, score: Score) -> None:
+        if not bar:
+            bar.append(progress.add_task("searching α", total=options.search.cem.iterations))
+        progress.update(bar[0], completed=iteration + 1, description=f"searching α (best {score[0]:.3f})")
+
+    return advance

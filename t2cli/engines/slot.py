@@ -1,0 +1,71 @@
+"""An engine and the expert it holds: what both passes of `t2 run` share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from t2cli.engines.base import Engine
+from t2cli.experts.lora import is_lora_expert, load_lora_adapter
+
+if TYPE_CHECKING:
+    from t2cli.experts.registry import Registry
+    from t2cli.models import LoadedModel
+
+
+# What the slot holds after `apply`: never equal to an expert spec, so the next `hold` swaps.
+_UNNAMED = "<unnamed z>"
+
+
+class ExpertSlot:
+    """An engine and the expert it holds: weights swap only when the wanted expert changes (counted)."""
+
+    def __init__(self, engine: Engine, registry: Registry, loaded: LoadedModel) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.loaded = loaded
+        self.model_slug = loaded.slug
+        self.fingerprint = loaded.fingerprint
+        self.current: str | None = None  # a fresh engine holds the base weights
+        self.swaps = 0
+
+    def hold(self, spec: str | None) -> None:
+        """Hold a pinned expert (`name@version`) or, with None, the base weights."""
+        if spec == self.current:
+            return
+        if spec is None:
+            self.engine.set_expert(None)
+        else:
+            expert = self.registry.resolve(spec, self.model_slug).load(self.fingerprint)
+            self.engine.set_expert(expert.z, expert.manifest.svf_rule)
+        self.current = spec
+        self.swaps += 1
+
+    def apply(self, z: dict[str, torch.Tensor], rule: str) -> None:
+        """Hold an unnamed z, e.g. a search candidate."""
+        self.engine.set_expert(z, rule)
+        self.current = _UNNAMED
+        self.swaps += 1
+
+    @contextmanager
+    def holding(self, spec: str | None) -> Iterator[Engine]:
+        """The engine that answers with `spec` (None: the base weights) for the duration of a block.
+
+        An SVF expert is swapped into this slot's engine. A LoRA expert's behaviour lives in a PEFT
+        adapter, which only the transformers engine runs: it gets an hf engine of its own over the
+        PEFT-wrapped model, and this engine is left as it was.
+        """
+        if spec is not None:
+            ref = self.registry.resolve(spec, self.model_slug)
+            if is_lora_expert(ref.manifest()):
+                from t2cli.engines.hf import HFEngine
+
+                adapted = load_lora_adapter(self.loaded.model, ref.path, fingerprint=self.fingerprint)
+                yield HFEngine(replace(self.loaded, model=adapted), batch_size=self.engine.batch_size)
+                return
+        self.hold(spec)
+        yield self.engine

@@ -1,0 +1,431 @@
+"""The expert manifest: its schema, parsing and validation, and the checks that decide whether experts mix.
+
+An expert is a folder: `z.safetensors` (one 1-D z per targeted matrix, keyed by the model's own
+parameter name) and `manifest.yaml` (what the z is, for which base model, and how it was made).
+The format is described in docs/format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from t2cli.errors import BadInputError, IntegrityError
+from t2cli.models import ALL_ROLES, TargetMatrix
+from t2cli.safeyaml import dump_yaml, load_yaml
+from t2cli.svf import check_rule
+
+# 2: the manifest carries `sizes` and `manifest_sha256`, a checksum of all its other fields.
+FORMAT_VERSION = 2
+
+DIGEST_FIELD = "manifest_sha256"
+
+# Manifests are a few tens of kB even for large models (one short entry per adapted matrix).
+MAX_MANIFEST_BYTES = 1 << 20
+
+# Largest extra file (e.g. a PEFT adapter) a registry accepts.
+MAX_EXTRA_BYTES = 4 << 30
+
+RESIGN_COMMAND = "python -m t2cli.experts.resign"
+
+
+Z_FILE = "z.safetensors"
+
+
+MANIFEST_FILE = "manifest.yaml"
+
+
+RESERVED_FILES = (Z_FILE, MANIFEST_FILE)
+
+
+PROVENANCE_KINDS = ("trained", "composed", "transferred", "searched", "imported")
+
+
+# Fields each provenance kind must carry, so an expert can always be explained and reproduced;
+# any other fields are kept as written.
+PROVENANCE_REQUIRED: dict[str, tuple[str, ...]] = {
+    "trained": ("task", "data_sha256", "method", "hyperparameters", "steps", "seed"),
+    "composed": ("recipe",),
+    "transferred": ("source", "mapping", "strength"),
+    "searched": ("recipe",),
+    "imported": (),
+}
+
+
+VERSION_PATTERN = re.compile(r"[1-9][0-9]*")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+
+MAX_NAME_LENGTH = 100
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_name(name: str) -> str:
+    """An expert name: lowercase letters, digits, `.`, `_`, `-`; it is also a folder name."""
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or NAME_PATTERN.fullmatch(name) is None:
+        raise BadInputError(
+            f"invalid expert name {name!r}; use lowercase letters, digits, '.', '_' or '-' "
+            f"(starting with a letter or digit, at most {MAX_NAME_LENGTH} characters)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What the manifest records about one adapted matrix."""
+
+    role: str
+    layer: int
+    rank: int
+
+
+def targets_from(targets: Iterable[TargetMatrix]) -> dict[str, TargetInfo]:
+    """Manifest targets for these matrices, keyed by parameter name."""
+    return {t.name: TargetInfo(role=t.role, layer=t.layer, rank=t.rank) for t in targets}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Manifest:
+    """Everything about an expert except its z values. Round-trips through `to_yaml`/`from_yaml`."""
+
+    name: str
+    base_model: str
+    base_fingerprint: str
+    targets: dict[str, TargetInfo]
+    svf_rule: str
+    provenance: dict[str, Any]
+    # 0 until a registry publishes it; the registry assigns 1, 2, 3... per name.
+    version: int = 0
+    task: str | None = None
+    description: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+    t2_version: str = ""
+    # sha256 of z.safetensors and of each extra file; filled in by save_expert_files.
+    sha256: str = ""
+    files: dict[str, str] = field(default_factory=dict)
+    # Byte size of z.safetensors and of each extra file, so a copy can stop at the recorded size.
+    sizes: dict[str, int] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def main_metric(self) -> tuple[str, float] | None:
+        """The first metric: trainers record the one they select checkpoints by first."""
+        return next(iter(self.metrics.items()), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data in a human reading order; targets as a compact list."""
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "version": self.version,
+            "base_model": self.base_model,
+            "base_fingerprint": self.base_fingerprint,
+            "task": self.task,
+            "description": self.description,
+            "svf_rule": self.svf_rule,
+            "created": self.created,
+            "t2_version": self.t2_version,
+            "sha256": self.sha256,
+            "files": dict(self.files),
+            "sizes": dict(self.sizes),
+            "metrics": dict(self.metrics),
+            "provenance": self.provenance,
+            "targets": [{"name": name, **asdict(info)} for name, info in self.targets.items()],
+        }
+
+    def to_yaml(self) -> str:
+        """The manifest as written to disk, with `manifest_sha256` over every other field."""
+        data = self.to_dict()
+        try:
+            body = dump_yaml(data)
+        except yaml.YAMLError as error:
+            raise BadInputError(
+                f"manifest of {self.name!r} holds a value YAML cannot store ({error}); use plain numbers, strings, "
+                "lists and dicts in provenance and metrics"
+            ) from None
+        # The digest is taken over the data as a reader will parse it, so both sides hash the same values.
+        data[DIGEST_FIELD] = manifest_digest(
+            load_yaml(body, f"manifest of {self.name!r}"), f"manifest of {self.name!r}"
+        )
+        return dump_yaml(data)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "manifest") -> Manifest:
+        data = load_yaml(text, source, error=IntegrityError, limit=MAX_MANIFEST_BYTES)
+        return _parse_manifest(data, source)
+
+
+def manifest_digest(data: Mapping[str, Any], source: str) -> str:
+    """sha256 of a manifest's fields (all but manifest_sha256) in a canonical JSON form."""
+    fields = {key: value for key, value in data.items() if key != DIGEST_FIELD}
+    try:
+        text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        raise IntegrityError(
+            f"{source}: keys must be strings; restore the expert from the registry or a remote"
+        ) from None
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def z_size_limit(targets: Mapping[str, TargetInfo]) -> int:
+    """The most bytes z.safetensors of these targets can take: 4 per value plus a generous header."""
+    return 8 + (64 << 10) + 512 * len(targets) + 4 * sum(info.rank for info in targets.values())
+
+
+_REQUIRED_FIELDS = (
+    "format_version", "name", "version", "base_model", "base_fingerprint", "svf_rule",
+    "created", "t2_version", "sha256", "provenance", "targets",
+)  # fmt: skip
+
+
+_OPTIONAL_FIELDS = ("task", "description", "metrics", "files", "sizes", DIGEST_FIELD)
+
+
+_Refusal = Callable[[str], IntegrityError]
+
+
+def _parse_manifest(data: Any, source: str) -> Manifest:
+    """Validate plain data into a Manifest; every refusal names the field and the file."""
+
+    def bad(reason: str) -> IntegrityError:
+        return IntegrityError(f"{source}: {reason}; restore the expert from the registry or a remote")
+
+    if not isinstance(data, dict):
+        raise bad("is not a mapping of fields")
+    fmt = data.get("format_version")
+    if type(fmt) is int and fmt > FORMAT_VERSION:
+        raise BadInputError(
+            f"{source} has format version {fmt}, newer than this t2 reads ({FORMAT_VERSION}); "
+            "upgrade: pip install -U t2cli"
+        )
+    unknown = sorted(set(data) - set(_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS))
+    if unknown:
+        raise bad(f"unknown field {unknown[0]!r}")
+    missing = [name for name in _REQUIRED_FIELDS if name not in data]
+    if missing:
+        raise bad(f"missing field {missing[0]!r}")
+    if type(fmt) is not int or fmt < 1:
+        raise bad(f"format_version must be a positive integer, got {fmt!r}")
+    if fmt < FORMAT_VERSION:
+        raise IntegrityError(
+            f"{source} is a format-{fmt} manifest, which has no checksum of its own; if you trust it, re-sign its "
+            f"folder with `{RESIGN_COMMAND} FOLDER` (checks its files first), or re-pull the expert"
+        )
+    if not isinstance(data.get(DIGEST_FIELD), str) or data[DIGEST_FIELD] != manifest_digest(data, source):
+        raise bad(f"{DIGEST_FIELD} does not match its fields (edited by hand?)")
+    if type(data["version"]) is not int or data["version"] < 0:
+        raise bad(f"version must be an integer >= 0, got {data['version']!r}")
+    for key in ("name", "base_model", "t2_version"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise bad(f"{key} must be a non-empty string")
+    try:
+        check_name(data["name"])
+        check_rule(data["svf_rule"])
+    except BadInputError as error:
+        raise bad(str(error).split(";")[0]) from None
+    for key in ("base_fingerprint", "sha256"):
+        if not isinstance(data[key], str) or _SHA256.fullmatch(data[key]) is None:
+            raise bad(f"{key} must be 64 lowercase hex digits")
+    for key in ("task", "description"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise bad(f"{key} must be a string or null")
+    created = data["created"]
+    if isinstance(created, datetime):  # YAML reads an unquoted timestamp as a datetime
+        created = created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        raise bad(f"created must be an ISO-8601 time, got {created!r}") from None
+    targets = _parse_targets(data["targets"], bad)
+    files = _parse_files(data.get("files") or {}, bad)
+    return Manifest(
+        name=data["name"],
+        version=data["version"],
+        format_version=fmt,
+        base_model=data["base_model"],
+        base_fingerprint=data["base_fingerprint"],
+        targets=targets,
+        svf_rule=data["svf_rule"],
+        task=data.get("task"),
+        description=data.get("description"),
+        provenance=_parse_provenance(data["provenance"], bad),
+        metrics=_parse_metrics(data.get("metrics") or {}, bad),
+        created=str(created),
+        t2_version=data["t2_version"],
+        sha256=data["sha256"],
+        files=files,
+        sizes=_parse_sizes(data.get("sizes"), targets, files, bad),
+    )
+
+
+def _parse_targets(entries: Any, bad: _Refusal) -> dict[str, TargetInfo]:
+    if not isinstance(entries, list) or not entries:
+        raise bad("targets must be a non-empty list of {name, role, layer, rank}")
+    targets: dict[str, TargetInfo] = {}
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or set(entry) != {"name", "role", "layer", "rank"}:
+            raise bad(f"targets[{i}] must have exactly the keys name, role, layer, rank")
+        name, role, layer, rank = entry["name"], entry["role"], entry["layer"], entry["rank"]
+        if not isinstance(name, str) or not name:
+            raise bad(f"targets[{i}].name must be a parameter name")
+        if name in targets:
+            raise bad(f"target {name!r} is listed twice")
+        if role not in ALL_ROLES:
+            raise bad(f"target {name!r} has unknown role {role!r}")
+        if type(layer) is not int or layer < 0 or type(rank) is not int or rank < 1:
+            raise bad(f"target {name!r} needs an integer layer >= 0 and rank >= 1")
+        targets[name] = TargetInfo(role=role, layer=layer, rank=rank)
+    return targets
+
+
+def check_provenance(provenance: Any) -> dict[str, Any]:
+    """A provenance dict with a known kind and that kind's required fields."""
+    if not isinstance(provenance, dict) or provenance.get("kind") not in PROVENANCE_KINDS:
+        raise BadInputError(f"provenance needs a kind, one of {', '.join(PROVENANCE_KINDS)}")
+    absent = [key for key in PROVENANCE_REQUIRED[provenance["kind"]] if key not in provenance]
+    if absent:
+        raise BadInputError(f"{provenance['kind']} provenance lacks {', '.join(absent)}")
+    return provenance
+
+
+def _parse_provenance(provenance: Any, bad: _Refusal) -> dict[str, Any]:
+    try:
+        return check_provenance(provenance)
+    except BadInputError as error:
+        raise bad(str(error)) from None
+
+
+def _parse_metrics(metrics: Any, bad: _Refusal) -> dict[str, float]:
+    if not isinstance(metrics, dict):
+        raise bad("metrics must map names to numbers")
+    parsed = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(f"metric {key!r} must be a number")
+        parsed[key] = float(value)
+    return parsed
+
+
+def _parse_files(files: Any, bad: _Refusal) -> dict[str, str]:
+    if not isinstance(files, dict):
+        raise bad("files must map file names to sha256 digests")
+    for name, digest in files.items():
+        if not _is_extra_file_name(name):
+            raise bad(f"files lists {name!r}, which is not a plain file name")
+        if not isinstance(digest, str) or _SHA256.fullmatch(digest) is None:
+            raise bad(f"files[{name!r}] must be 64 lowercase hex digits")
+    return dict(files)
+
+
+def _parse_sizes(sizes: Any, targets: dict[str, TargetInfo], files: dict[str, str], bad: _Refusal) -> dict[str, int]:
+    if not isinstance(sizes, dict) or set(sizes) != {Z_FILE, *files}:
+        raise bad(f"sizes must give the byte size of {Z_FILE} and of each file in files")
+    limits = {name: MAX_EXTRA_BYTES for name in files} | {Z_FILE: z_size_limit(targets)}
+    for name, size in sizes.items():
+        if type(size) is not int or not 0 < size <= limits[name]:
+            raise bad(f"sizes[{name!r}] must be a whole number of bytes from 1 to {limits[name]:,}")
+    return dict(sizes)
+
+
+def _is_extra_file_name(name: Any) -> bool:
+    return (
+        isinstance(name, str)
+        and name not in RESERVED_FILES
+        and not name.startswith(".")
+        and Path(name).name == name
+        and name not in ("", "..")
+    )
+
+
+def new_manifest(
+    *,
+    name: str,
+    base_model: str,
+    base_fingerprint: str,
+    targets: Iterable[TargetMatrix] | Mapping[str, TargetInfo],
+    provenance: dict[str, Any],
+    svf_rule: str = "none",
+    task: str | None = None,
+    description: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+) -> Manifest:
+    """A manifest with the creation time and t2 version filled in and every field checked.
+
+    Version and checksums stay empty: `save_expert_files` and the registry fill them.
+    """
+    from t2cli import __version__
+
+    if _SHA256.fullmatch(base_fingerprint) is None:
+        raise BadInputError(f"base fingerprint {base_fingerprint!r} is not a sha256 hex digest")
+    infos = dict(targets) if isinstance(targets, Mapping) else targets_from(targets)
+    if not infos:
+        raise BadInputError(f"expert {name!r} adapts no matrices; select at least one target")
+    return Manifest(
+        name=check_name(name),
+        base_model=base_model,
+        base_fingerprint=base_fingerprint,
+        targets=infos,
+        svf_rule=check_rule(svf_rule),
+        provenance=check_provenance(dict(provenance)),
+        task=task,
+        description=description,
+        metrics={key: float(value) for key, value in (metrics or {}).items()},
+        created=utc_now(),
+        t2_version=__version__,
+    )
+
+
+def check_fingerprint(manifest: Manifest, fingerprint: str) -> None:
+    if manifest.base_fingerprint != fingerprint:
+        raise IntegrityError(
+            f"expert {manifest.ref} was made for model {manifest.base_model} (fingerprint "
+            f"{manifest.base_fingerprint[:12]}), not this model ({fingerprint[:12]}); "
+            "use an expert of this model or `t2 transfer` it"
+        )
+
+
+def check_compatible(first: Manifest, second: Manifest) -> None:
+    """Same base weights and the same targets with the same ranks (what composing z needs)."""
+    check_fingerprint(second, first.base_fingerprint)
+    if first.targets != second.targets:
+        only_first = sorted(set(first.targets) - set(second.targets))
+        only_second = sorted(set(second.targets) - set(first.targets))
+        detail = (
+            f"{only_first[0]} only in {first.ref}" if only_first
+            else f"{only_second[0]} only in {second.ref}" if only_second
+            else "the same matrices have different ranks"
+        )  # fmt: skip
+        raise BadInputError(
+            f"experts {first.ref} and {second.ref} adapt different matrices ({detail}); "
+            "combine experts trained with the same --targets"
+        )
+
+
+def parse_spec(spec: str) -> tuple[str, int | None]:
+    """`name` -> (name, None) meaning the latest version; `name@3` -> (name, 3)."""
+    name, sep, version = spec.partition("@")
+    check_name(name)
+    if not sep:
+        return name, None
+    if VERSION_PATTERN.fullmatch(version) is None:
+        raise BadInputError(f"invalid version in {spec!r}; write name@N with N = 1, 2, 3...")
+    return name, int(version)

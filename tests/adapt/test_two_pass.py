@@ -1,0 +1,201 @@
+"""Pass 2: grouping with one swap per group, input order, scoring, journaling and resume; input lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from t2cli.adapt.routers import Decision, FixedRouter
+from t2cli.adapt.runio import InputLine, Journal, LineProblem, line_key, parse_line, read_inputs
+from t2cli.adapt.two_pass import run_batch
+from t2cli.engines.base import Prompt, Sampling
+from t2cli.engines.slot import ExpertSlot
+from t2cli.experts.registry import Registry
+from tests.helpers import FakeEngine, publish_expert, tiny_model
+
+SAMPLING = Sampling(max_new_tokens=8)
+
+
+@dataclass(frozen=True)
+class WordRouter:
+    """Routes by a word in the prompt: `math` -> m@1, `code` -> c@1, anything else -> base."""
+
+    identity = {"strategy": "words"}  # noqa: RUF012 - a constant of this test router
+    categories = ("gsm8k", "mbpp", "other")
+    note = None
+
+    def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
+        def route(prompt: Prompt) -> Decision:
+            for word, spec, label in (("math", "m@1", "gsm8k"), ("code", "c@1", "mbpp")):
+                if word in str(prompt):
+                    return Decision(spec, None, label, {})
+            return Decision(None, None, "other", {})
+
+        return [route(p) for p in prompts]
+
+
+PROMPTS = ["math one", "hello", "code one", "math two", "code two", "chat", "math three"]
+
+
+def lines_of(prompts: Sequence[str]) -> list[InputLine]:
+    return [InputLine(n, {"id": f"p{n}", "prompt": p}, p) for n, p in enumerate(prompts, 1)]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    store = Registry(tmp_path / "registry")
+    loaded = tiny_model()
+    publish_expert(store, loaded, "m", "gsm8k", z=1.5)
+    publish_expert(store, loaded, "c", "mbpp", z=0.5)
+    return store
+
+
+def run(registry, engine, prompts=PROMPTS, **options):
+    slot = ExpertSlot(engine, registry, tiny_model())
+    rows, summary = run_batch(lines_of(prompts), WordRouter, slot, SAMPLING, **options)
+    return rows, summary, slot
+
+
+def test_each_group_is_one_swap_and_one_batch_and_outputs_keep_input_order(registry) -> None:
+    engine = FakeEngine()
+    rows, summary, _ = run(registry, engine)
+    # Base first (the engine holds it already: no swap), then math, then code.
+    assert engine.set_calls == ["z=1.50", "z=0.50"]
+    assert engine.generate_calls == 3
+    assert (summary.groups, summary.swaps, summary.pass1_swaps) == (3, 2, 0)
+    assert [row["id"] for row in rows] == [f"p{n}" for n in range(1, 8)]
+    assert [row["line"] for row in rows] == list(range(1, 8))
+    assert [row["completion"].split("|")[0] for row in rows] == [
+        "z=1.50", "base", "z=0.50", "z=1.50", "z=0.50", "base", "z=1.50"
+    ]  # fmt: skip
+    assert [row["expert"] for row in rows][:3] == ["m@1", None, "c@1"]
+    assert all(row["alpha"] is None and "score" not in row for row in rows)
+    assert summary.experts == {"m@1": 3, "base": 2, "c@1": 2}
+    assert (summary.generated, summary.reused, summary.lines) == (7, 0, 7)
+
+
+def test_chunks_split_a_group_without_extra_swaps(registry) -> None:
+    engine = FakeEngine()
+    _, summary, _ = run(registry, engine, chunk_size=2)
+    # base: 2 prompts, 1 chunk; math: 3 prompts, 2 chunks; code: 2 prompts, 1 chunk.
+    assert engine.generate_calls == 4 and summary.swaps == 2
+
+
+def test_interrupted_run_resumes_without_regenerating_finished_lines(registry, tmp_path) -> None:
+    output = tmp_path / "out.jsonl"
+    journal = Journal(output)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run(registry, FakeEngine(fail_after=3), journal=journal, chunk_size=1)
+    assert not output.exists()  # never a partial output file
+    finished = journal.finished()
+    assert len(finished) == 3
+
+    engine = FakeEngine()
+    rows, summary, _ = run(registry, engine, journal=Journal(output), chunk_size=1)
+    assert (summary.reused, summary.generated) == (3, 4)
+    assert len(engine.generated) == 4 and not {row["prompt"] for row in finished.values()} & set(engine.generated)
+    assert not journal.path.exists()
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert written == rows and [row["line"] for row in rows] == list(range(1, 8))
+    clean, _, _ = run(registry, FakeEngine())
+    assert rows == clean
+
+
+def test_a_finished_output_is_reused_and_other_settings_or_inputs_are_not(registry, tmp_path) -> None:
+    output = tmp_path / "out.jsonl"
+    run(registry, FakeEngine(), journal=Journal(output))
+    before = output.read_text()
+
+    again = FakeEngine()
+    _, summary, _ = run(registry, again, journal=Journal(output))
+    assert (summary.reused, again.generate_calls) == (7, 0) and output.read_text() == before
+
+    edited = FakeEngine()
+    _, summary, _ = run(registry, edited, [*PROMPTS[:3], "math edited", *PROMPTS[4:]], journal=Journal(output))
+    assert (summary.reused, summary.generated) == (6, 1) and edited.generated == ["math edited"]
+
+    other = FakeEngine()
+    slot = ExpertSlot(other, registry, tiny_model())
+    _, summary = run_batch(lines_of(PROMPTS), WordRouter, slot, Sampling(max_new_tokens=9), journal=Journal(output))
+    assert summary.generated == 7  # other sampling settings: other keys
+
+    fresh = FakeEngine()
+    _, summary, _ = run(registry, fresh, journal=Journal(output), resume=False)
+    assert summary.generated == 7 and len(fresh.generated) == 7
+
+
+def test_a_torn_journal_line_is_skipped(registry, tmp_path) -> None:
+    output = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError):
+        run(registry, FakeEngine(fail_after=2), journal=Journal(output), chunk_size=1)
+    with Journal(output).path.open("a") as handle:
+        handle.write('{"line": 7, "key": "abc", "compl')
+    _, summary, _ = run(registry, FakeEngine(), journal=Journal(output))
+    assert (summary.reused, summary.generated) == (2, 5)
+
+
+def test_lines_with_a_task_and_its_reference_fields_are_scored(registry) -> None:
+    engine = FakeEngine()
+    lines = [
+        InputLine(1, {"prompt": "math one", "task": "gsm8k", "answer": "1 + 1\n#### 2"}, "math one"),
+        InputLine(2, {"prompt": "math two", "task": "gsm8k"}, "math two"),  # no answer: nothing to score with
+        InputLine(3, {"prompt": "hi", "task": "chitchat"}, "hi"),  # not a task t2 knows
+    ]
+    slot = ExpertSlot(engine, registry, tiny_model())
+    rows, _ = run_batch(lines, WordRouter, slot, SAMPLING)
+    # The fake completion ends with the prompt, so "math one" has no final number 2: reward -1, score 0.
+    assert (rows[0]["score"], rows[0]["reference"]) == (0.0, "2")
+    assert "score" not in rows[1] and "score" not in rows[2]
+
+
+def test_fixed_router_alpha_reaches_every_row(registry) -> None:
+    decision = Decision("m@1", {"m@1": 0.6, "c@1": 0.4}, "gsm8k", {})
+    slot = ExpertSlot(FakeEngine(), registry, tiny_model())
+    rows, summary = run_batch(lines_of(["a", "b"]), lambda: FixedRouter(decision), slot, SAMPLING)
+    assert [row["alpha"] for row in rows] == [{"m@1": 0.6, "c@1": 0.4}] * 2 and summary.swaps == 1
+
+
+def test_keys_depend_on_the_line_and_the_run() -> None:
+    line = InputLine(1, {"prompt": "x"}, "x")
+    assert line_key(line, {"a": 1}) == line_key(InputLine(1, {"prompt": "x"}, "x"), {"a": 1})
+    assert line_key(line, {"a": 1}) != line_key(line, {"a": 2})
+    assert line_key(line, {"a": 1}) != line_key(InputLine(1, {"prompt": "y"}, "y"), {"a": 1})
+
+
+def test_bad_lines_are_reported_by_number(tmp_path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                '{"id": 1, "prompt": "fine"}',
+                "{not json",
+                "",
+                '{"id": 3}',
+                '["a list"]',
+                '{"messages": [{"role": "user", "content": "hi"}], "task": "chat"}',
+                '{"messages": [{"role": "robot", "content": "hi"}]}',
+                '{"prompt": "   "}',
+            ]
+        )
+        + "\n"
+    )
+    lines, problems = read_inputs(path)
+    assert [line.number for line in lines] == [1, 6]
+    assert lines[1].prompt == [{"role": "user", "content": "hi"}] and lines[1].task == "chat"
+    assert [(p.number, p.message.split(" (")[0].split(";")[0]) for p in problems] == [
+        (2, "malformed JSON"),
+        (4, "has neither `prompt` nor `messages`"),
+        (5, "expected a JSON object, got list"),
+        (7, "messages[0] has role 'robot'"),
+        (8, "`prompt` must be a non-empty string"),
+    ]
+    assert problems[0].describe(path) == f"{path}:2: malformed JSON (Expecting property name enclosed in double quotes)"
+
+
+def test_a_chat_must_end_with_the_user() -> None:
+    parsed = parse_line('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}', 3)
+    assert parsed == LineProblem(3, "the last message must be the user's")

