@@ -22,18 +22,20 @@ _t2_dirs() {
 
 _t2_command() {  # sets commands and options of command path $1
     case $1 in
-        "t2") commands="decompose compose transfer train eval dispatch run doctor registry" options="--threads --debug --quiet -q --version --install-completion --show-completion --help" ;;
-        "t2 decompose") commands="" options="--targets --force --driver --json --help" ;;
+        "t2") commands="decompose compose transfer train plot-run eval export dispatch run doctor registry" options="--threads --device --dtype --debug --quiet -q --version --install-completion --show-completion --help" ;;
+        "t2 decompose") commands="" options="--targets --force --driver --cache-dtype --json --help" ;;
         "t2 compose") commands="" options="--recipe -r --output -o --normalize --no-normalize --model -m --registry --json --help" ;;
         "t2 transfer") commands="" options="--to --strength --output -o --targets --from --model -m --registry --json --help" ;;
-        "t2 train") commands="" options="--task -t --data --output -o --model -m --targets --experts --method --rank --rollout --rule --steps --batch-size --samples --lr --kl --temperature --baseline --max-new-tokens --micro-batch --val-every --select --val-limit --train-limit --seed --run-dir --resume --registry --engine --json --help" ;;
-        "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --batch-size --output -o --engine --tp --model -m --registry --json --help" ;;
-        "t2 dispatch") commands="" options="--strategy -s --output -o --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --engine --tp --batch-size --json --help" ;;
-        "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --tp --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --json --help" ;;
+        "t2 train") commands="" options="--data --output -o --model -m --experts --config --run-dir --resume --registry --engine --json --task -t --method --rollout --targets --rule --steps --batch-size --samples --lr --kl --temperature --baseline --max-new-tokens --grad-clip --micro-batch --val-every --val-limit --train-limit --checkpoint-every --seed --rank --select --help" ;;
+        "t2 plot-run") commands="" options="--output -o --help" ;;
+        "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --batch-size --output -o --engine --tp --model -m --registry --json --plot --help" ;;
+        "t2 export") commands="" options="--output -o --format -f --rank --energy --eval --data --split --limit -n --mode --plot --model -m --registry --json --help" ;;
+        "t2 dispatch") commands="" options="--adapt -a --output -o --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --engine --tp --batch-size --json --plot --help" ;;
+        "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --tp --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --lora-rank --compare --json --help" ;;
         "t2 doctor") commands="" options="--json --help" ;;
         "t2 registry") commands="list show verify rm push pull gc" options="--help" ;;
         "t2 registry list") commands="" options="--model -m --registry --json --help" ;;
-        "t2 registry show") commands="" options="--model -m --registry --json --help" ;;
+        "t2 registry show") commands="" options="--model -m --registry --json --plot --help" ;;
         "t2 registry verify") commands="" options="--model -m --registry --json --help" ;;
         "t2 registry rm") commands="" options="--model -m --registry --json --help" ;;
         "t2 registry push") commands="" options="--model -m --registry --json --help" ;;
@@ -45,8 +47,11 @@ _t2_command() {  # sets commands and options of command path $1
 _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
     case "$1 $2" in
         "t2 --threads") nargs=1 ;;
+        "t2 --device") nargs=1 ;;
+        "t2 --dtype") nargs=1 ;;
         "t2 decompose --targets") nargs=1 ;;
         "t2 decompose --driver") nargs=1 ;;
+        "t2 decompose --cache-dtype") nargs=1 ;;
         "t2 compose --recipe" | "t2 compose -r") nargs=1 ;;
         "t2 compose --output" | "t2 compose -o") nargs=1 ;;
         "t2 compose --model" | "t2 compose -m") nargs=1 ;;
@@ -57,15 +62,18 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 transfer --targets") nargs=1 ;;
         "t2 transfer --from" | "t2 transfer --model" | "t2 transfer -m") nargs=1 ;;
         "t2 transfer --registry") nargs=1 ;;
-        "t2 train --task" | "t2 train -t") nargs=1 ;;
         "t2 train --data") nargs=1 ;;
         "t2 train --output" | "t2 train -o") nargs=1 ;;
         "t2 train --model" | "t2 train -m") nargs=1 ;;
-        "t2 train --targets") nargs=1 ;;
         "t2 train --experts") nargs=1 ;;
+        "t2 train --config") nargs=1 ;;
+        "t2 train --run-dir") nargs=1 ;;
+        "t2 train --registry") nargs=1 ;;
+        "t2 train --engine") nargs=1 ;;
+        "t2 train --task" | "t2 train -t") nargs=1 ;;
         "t2 train --method") nargs=1 ;;
-        "t2 train --rank") nargs=1 ;;
         "t2 train --rollout") nargs=1 ;;
+        "t2 train --targets") nargs=1 ;;
         "t2 train --rule") nargs=1 ;;
         "t2 train --steps") nargs=1 ;;
         "t2 train --batch-size") nargs=1 ;;
@@ -75,15 +83,16 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 train --temperature") nargs=1 ;;
         "t2 train --baseline") nargs=1 ;;
         "t2 train --max-new-tokens") nargs=1 ;;
+        "t2 train --grad-clip") nargs=1 ;;
         "t2 train --micro-batch") nargs=1 ;;
         "t2 train --val-every") nargs=1 ;;
-        "t2 train --select") nargs=1 ;;
         "t2 train --val-limit") nargs=1 ;;
         "t2 train --train-limit") nargs=1 ;;
+        "t2 train --checkpoint-every") nargs=1 ;;
         "t2 train --seed") nargs=1 ;;
-        "t2 train --run-dir") nargs=1 ;;
-        "t2 train --registry") nargs=1 ;;
-        "t2 train --engine") nargs=1 ;;
+        "t2 train --rank") nargs=1 ;;
+        "t2 train --select") nargs=1 ;;
+        "t2 plot-run --output" | "t2 plot-run -o") nargs=1 ;;
         "t2 eval --task" | "t2 eval -t") nargs=1 ;;
         "t2 eval --data") nargs=1 ;;
         "t2 eval --split") nargs=1 ;;
@@ -97,7 +106,20 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 eval --tp") nargs=1 ;;
         "t2 eval --model" | "t2 eval -m") nargs=1 ;;
         "t2 eval --registry") nargs=1 ;;
-        "t2 dispatch --strategy" | "t2 dispatch -s") nargs=1 ;;
+        "t2 eval --plot") nargs=1 ;;
+        "t2 export --output" | "t2 export -o") nargs=1 ;;
+        "t2 export --format" | "t2 export -f") nargs=1 ;;
+        "t2 export --rank") nargs=1 ;;
+        "t2 export --energy") nargs=1 ;;
+        "t2 export --eval") nargs=1 ;;
+        "t2 export --data") nargs=1 ;;
+        "t2 export --split") nargs=1 ;;
+        "t2 export --limit" | "t2 export -n") nargs=1 ;;
+        "t2 export --mode") nargs=1 ;;
+        "t2 export --plot") nargs=1 ;;
+        "t2 export --model" | "t2 export -m") nargs=1 ;;
+        "t2 export --registry") nargs=1 ;;
+        "t2 dispatch --adapt" | "t2 dispatch -a") nargs=1 ;;
         "t2 dispatch --output" | "t2 dispatch -o") nargs=1 ;;
         "t2 dispatch --model" | "t2 dispatch -m") nargs=1 ;;
         "t2 dispatch --registry") nargs=1 ;;
@@ -116,6 +138,7 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 dispatch --engine") nargs=1 ;;
         "t2 dispatch --tp") nargs=1 ;;
         "t2 dispatch --batch-size") nargs=1 ;;
+        "t2 dispatch --plot") nargs=1 ;;
         "t2 run --adapt" | "t2 run -a") nargs=1 ;;
         "t2 run --output" | "t2 run -o") nargs=1 ;;
         "t2 run --max-new-tokens") nargs=1 ;;
@@ -136,10 +159,13 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 run --cem-seed") nargs=1 ;;
         "t2 run --cem-max-new-tokens") nargs=1 ;;
         "t2 run --save-as") nargs=1 ;;
+        "t2 run --lora-rank") nargs=1 ;;
+        "t2 run --compare") nargs=1 ;;
         "t2 registry list --model" | "t2 registry list -m") nargs=1 ;;
         "t2 registry list --registry") nargs=1 ;;
         "t2 registry show --model" | "t2 registry show -m") nargs=1 ;;
         "t2 registry show --registry") nargs=1 ;;
+        "t2 registry show --plot") nargs=1 ;;
         "t2 registry verify --model" | "t2 registry verify -m") nargs=1 ;;
         "t2 registry verify --registry") nargs=1 ;;
         "t2 registry rm --model" | "t2 registry rm -m") nargs=1 ;;
@@ -158,18 +184,26 @@ _t2_option_values() {  # COMPREPLY: values of option $2 of command $1
         "t2 compose --recipe" | "t2 compose -r") _t2_files ;;
         "t2 compose --registry") _t2_files ;;
         "t2 transfer --registry") _t2_files ;;
+        "t2 train --config") _t2_files ;;
         "t2 train --run-dir") _t2_files ;;
         "t2 train --registry") _t2_files ;;
+        "t2 plot-run --output" | "t2 plot-run -o") _t2_files ;;
         "t2 eval --output" | "t2 eval -o") _t2_files ;;
         "t2 eval --registry") _t2_files ;;
+        "t2 eval --plot") _t2_files ;;
+        "t2 export --output" | "t2 export -o") _t2_files ;;
+        "t2 export --plot") _t2_files ;;
+        "t2 export --registry") _t2_files ;;
         "t2 dispatch --output" | "t2 dispatch -o") _t2_files ;;
         "t2 dispatch --registry") _t2_files ;;
         "t2 dispatch --shots") _t2_files ;;
+        "t2 dispatch --plot") _t2_files ;;
         "t2 run --output" | "t2 run -o") _t2_files ;;
         "t2 run --registry") _t2_files ;;
         "t2 run --shots") _t2_files ;;
         "t2 registry list --registry") _t2_files ;;
         "t2 registry show --registry") _t2_files ;;
+        "t2 registry show --plot") _t2_files ;;
         "t2 registry verify --registry") _t2_files ;;
         "t2 registry rm --registry") _t2_files ;;
         "t2 registry push --registry") _t2_files ;;
@@ -180,6 +214,7 @@ _t2_option_values() {  # COMPREPLY: values of option $2 of command $1
 
 _t2_argument_values() {  # COMPREPLY: positional argument $2 (from 0) of $1
     case "$1 $2" in
+        "t2 plot-run 0") _t2_files ;;
         "t2 dispatch 0") _t2_files ;;
         "t2 run 0") _t2_files ;;
     esac

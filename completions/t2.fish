@@ -16,14 +16,20 @@ function __t2_state
             continue
         end
         switch "$path $word"
-            case 't2 decompose' 't2 compose' 't2 transfer' 't2 train' 't2 eval' 't2 dispatch' 't2 run' 't2 doctor' 't2 registry'
+            case 't2 decompose' 't2 compose' 't2 transfer' 't2 train' 't2 plot-run' 't2 eval' 't2 export' 't2 dispatch' 't2 run' 't2 doctor' 't2 registry'
                 set path "$path $word"
                 set npos 0
             case 't2 --threads'
                 set pending 1
+            case 't2 --device'
+                set pending 1
+            case 't2 --dtype'
+                set pending 1
             case 't2 decompose --targets'
                 set pending 1
             case 't2 decompose --driver'
+                set pending 1
+            case 't2 decompose --cache-dtype'
                 set pending 1
             case 't2 compose --recipe' 't2 compose -r'
                 set pending 1
@@ -45,23 +51,29 @@ function __t2_state
                 set pending 1
             case 't2 transfer --registry'
                 set pending 1
-            case 't2 train --task' 't2 train -t'
-                set pending 1
             case 't2 train --data'
                 set pending 1
             case 't2 train --output' 't2 train -o'
                 set pending 1
             case 't2 train --model' 't2 train -m'
                 set pending 1
-            case 't2 train --targets'
-                set pending 1
             case 't2 train --experts'
+                set pending 1
+            case 't2 train --config'
+                set pending 1
+            case 't2 train --run-dir'
+                set pending 1
+            case 't2 train --registry'
+                set pending 1
+            case 't2 train --engine'
+                set pending 1
+            case 't2 train --task' 't2 train -t'
                 set pending 1
             case 't2 train --method'
                 set pending 1
-            case 't2 train --rank'
-                set pending 1
             case 't2 train --rollout'
+                set pending 1
+            case 't2 train --targets'
                 set pending 1
             case 't2 train --rule'
                 set pending 1
@@ -81,23 +93,25 @@ function __t2_state
                 set pending 1
             case 't2 train --max-new-tokens'
                 set pending 1
+            case 't2 train --grad-clip'
+                set pending 1
             case 't2 train --micro-batch'
                 set pending 1
             case 't2 train --val-every'
-                set pending 1
-            case 't2 train --select'
                 set pending 1
             case 't2 train --val-limit'
                 set pending 1
             case 't2 train --train-limit'
                 set pending 1
+            case 't2 train --checkpoint-every'
+                set pending 1
             case 't2 train --seed'
                 set pending 1
-            case 't2 train --run-dir'
+            case 't2 train --rank'
                 set pending 1
-            case 't2 train --registry'
+            case 't2 train --select'
                 set pending 1
-            case 't2 train --engine'
+            case 't2 plot-run --output' 't2 plot-run -o'
                 set pending 1
             case 't2 eval --task' 't2 eval -t'
                 set pending 1
@@ -125,7 +139,33 @@ function __t2_state
                 set pending 1
             case 't2 eval --registry'
                 set pending 1
-            case 't2 dispatch --strategy' 't2 dispatch -s'
+            case 't2 eval --plot'
+                set pending 1
+            case 't2 export --output' 't2 export -o'
+                set pending 1
+            case 't2 export --format' 't2 export -f'
+                set pending 1
+            case 't2 export --rank'
+                set pending 1
+            case 't2 export --energy'
+                set pending 1
+            case 't2 export --eval'
+                set pending 1
+            case 't2 export --data'
+                set pending 1
+            case 't2 export --split'
+                set pending 1
+            case 't2 export --limit' 't2 export -n'
+                set pending 1
+            case 't2 export --mode'
+                set pending 1
+            case 't2 export --plot'
+                set pending 1
+            case 't2 export --model' 't2 export -m'
+                set pending 1
+            case 't2 export --registry'
+                set pending 1
+            case 't2 dispatch --adapt' 't2 dispatch -a'
                 set pending 1
             case 't2 dispatch --output' 't2 dispatch -o'
                 set pending 1
@@ -162,6 +202,8 @@ function __t2_state
             case 't2 dispatch --tp'
                 set pending 1
             case 't2 dispatch --batch-size'
+                set pending 1
+            case 't2 dispatch --plot'
                 set pending 1
             case 't2 run --adapt' 't2 run -a'
                 set pending 1
@@ -203,6 +245,10 @@ function __t2_state
                 set pending 1
             case 't2 run --save-as'
                 set pending 1
+            case 't2 run --lora-rank'
+                set pending 1
+            case 't2 run --compare'
+                set pending 1
             case 't2 registry list' 't2 registry show' 't2 registry verify' 't2 registry rm' 't2 registry push' 't2 registry pull' 't2 registry gc'
                 set path "$path $word"
                 set npos 0
@@ -213,6 +259,8 @@ function __t2_state
             case 't2 registry show --model' 't2 registry show -m'
                 set pending 1
             case 't2 registry show --registry'
+                set pending 1
+            case 't2 registry show --plot'
                 set pending 1
             case 't2 registry verify --model' 't2 registry verify -m'
                 set pending 1
@@ -261,12 +309,16 @@ complete -c t2 -n '__t2_at t2' -a decompose -d 'Decompose the targeted weight ma
 complete -c t2 -n '__t2_at t2' -a compose -d 'Compose experts, z\' = Σ α_k z_k per matrix, and publish the mix as a new registry expert.'
 complete -c t2 -n '__t2_at t2' -a transfer -d 'Transfer an expert to another model and publish it under that model\'s registry folder.'
 complete -c t2 -n '__t2_at t2' -a train -d 'Train an SVF expert by REINFORCE with a KL penalty and publish it to the registry.'
+complete -c t2 -n '__t2_at t2' -a plot-run -d 'Draw reward and KL per step and the validation score against the base model\'s, from the run\'s log.'
 complete -c t2 -n '__t2_at t2' -a eval -d 'Evaluate the base model and/or experts on a task.'
+complete -c t2 -n '__t2_at t2' -a export -d 'Export an expert for other runtimes (PEFT, vLLM, plain transformers).'
 complete -c t2 -n '__t2_at t2' -a dispatch -d 'Pass 1 only: route each prompt to an expert and show the routing table (and, when lines have a...'
 complete -c t2 -n '__t2_at t2' -a run -d 'Answer every prompt with the expert pass 1 picks for it; outputs keep the input order.'
 complete -c t2 -n '__t2_at t2' -a doctor -d 'Report versions, devices, threads, engines, model packages, and t2\'s folders with their sizes.'
 complete -c t2 -n '__t2_at t2' -a registry -d 'Expert versions on disk (ROOT/<model>/<expert>/<version>/) and on remotes (file://, hf://).'
 complete -c t2 -n '__t2_in t2' -l threads -x -d 'Torch CPU threads (default: $T2_THREADS, else torch\'s).'
+complete -c t2 -n '__t2_in t2' -l device -x -d 'Where models run: auto (a CUDA GPU if any, else cpu), cpu, cuda, cuda:N, mps (or $T2_DEVICE).'
+complete -c t2 -n '__t2_in t2' -l dtype -x -d 'Compute dtype: auto (bfloat16 on CUDA, else float32), float32, bfloat16, float16 (or $T2_DTYPE).'
 complete -c t2 -n '__t2_in t2' -l debug -d 'Show tracebacks instead of one-line errors.'
 complete -c t2 -n '__t2_in t2' -l quiet -s q -d 'No progress bars or tables on stderr.'
 complete -c t2 -n '__t2_in t2' -l version -d 'Print the version.'
@@ -278,6 +330,7 @@ complete -c t2 -n '__t2_in t2' -l help -d 'Show this message and exit.'
 complete -c t2 -n '__t2_in \'t2 decompose\'' -l targets -x -d 'Matrices to adapt: all (default), mlp, attn, or roles like q,v,down.'
 complete -c t2 -n '__t2_in \'t2 decompose\'' -l force -d 'Recompute even if the cache has the factors.'
 complete -c t2 -n '__t2_in \'t2 decompose\'' -l driver -x -d 'gram (fp64 Gram eigh, verified; falls back) or gesdd (LAPACK SVD).'
+complete -c t2 -n '__t2_in \'t2 decompose\'' -l cache-dtype -x -d 'Factors\' dtype in the cache: float32, or bfloat16/float16 (half the size, ~1e-3 error).'
 complete -c t2 -n '__t2_in \'t2 decompose\'' -l json -d 'Print the summary as JSON.'
 complete -c t2 -n '__t2_in \'t2 decompose\'' -l help -d 'Show this message and exit.'
 
@@ -301,15 +354,20 @@ complete -c t2 -n '__t2_in \'t2 transfer\'' -l json -d 'Print the result as JSON
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l help -d 'Show this message and exit.'
 
 # t2 train
-complete -c t2 -n '__t2_in \'t2 train\'' -l task -s t -x -d 'Task name (arc, gsm8k, mbpp, …, cls) or a YAML spec.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l data -x -d 'Data file or folder (default: the task\'s own).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l data -x -d 'Data file or folder (default: the task\'s own); for --task cls: TASK=PATH,…'
 complete -c t2 -n '__t2_in \'t2 train\'' -l output -s o -x -d 'Expert name (default: the task).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l targets -x -d 'Matrices to adapt: all (default), mlp, attn, or roles like q,v,down.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l experts -x -d 'For --task cls: the experts whose tasks are the categories.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l config -r -F -d 'YAML of training settings (the options below; a manifest\'s provenance.hyperparameters as is). Options given on the command line win.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l run-dir -r -F -d 'Checkpoints and log (default: $T2_HOME/runs/MODEL/NAME).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l resume -d 'Continue from the run folder\'s last checkpoint.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l json -d 'Print the summary as JSON.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l task -s t -x -d 'Task name (arc, gsm8k, mbpp, …, cls) or a YAML spec.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l method -x -d 'svf (REINFORCE, default), nll (reference answers), or the LoRA baseline: lora, lora-nll.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l rank -x -d 'LoRA rank r for --method lora/lora-nll (default 16).'
-complete -c t2 -n '__t2_in \'t2 train\'' -l rollout -x -d 'auto, generate, or choices (exact gradient over answer letters).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l rollout -x -d 'auto, generate, choices (exact gradient over answer letters) or likelihood (over choice texts).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l targets -x -d 'Matrices to adapt: all (default), mlp, attn, or roles like q,v,down.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l rule -x -d 'SVF rule: none or nuclear (keep Σ s·z = Σ s).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l steps -x -d 'Optimiser steps.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l batch-size -x -d 'Prompts per step.'
@@ -319,18 +377,21 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l kl -x -d 'β of the KL(π_z ‖ π_b
 complete -c t2 -n '__t2_in \'t2 train\'' -l temperature -x -d 'Sampling temperature of rollouts.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l baseline -x -d 'Reward baseline: none, mean or group.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l max-new-tokens -x -d 'Rollout and validation length.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l grad-clip -x -d 'Clip the gradient\'s global norm to this before each step.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l micro-batch -x -d 'Sequences per backward pass.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l val-every -x -d 'Validate every N steps.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l select -x -d 'Publish the best validated step (ties: the earlier, base first) or the last.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l val-limit -x -d 'Validation examples (default 100).'
-complete -c t2 -n '__t2_in \'t2 train\'' -l train-limit -x -d 'Use only the first N examples.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l val-every -x -d 'Validate every N steps (and at the last).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l val-limit -x -d 'Validate on the first N validation examples.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l train-limit -x -d 'Train on the first N examples only.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l checkpoint-every -x -d 'Checkpoint every N steps (and at the last).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l seed -x -d 'Seed for batches, sampling and choice order.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l run-dir -r -F -d 'Checkpoints and log (default: $T2_HOME/runs/MODEL/NAME).'
-complete -c t2 -n '__t2_in \'t2 train\'' -l resume -d 'Continue from the run folder\'s last checkpoint.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
-complete -c t2 -n '__t2_in \'t2 train\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l json -d 'Print the summary as JSON.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l rank -x -d 'LoRA rank r for --method lora/lora-nll (default 16).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l select -x -d 'Publish the best validated step (ties: the earlier, base first) or the last.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l help -d 'Show this message and exit.'
+
+# t2 plot-run
+complete -c t2 -n '__t2_in \'t2 plot-run\'' -l output -s o -r -F -d 'PNG to write (default: RUN_DIR/curves.png).'
+complete -c t2 -n '__t2_in \'t2 plot-run\'' -l help -d 'Show this message and exit.'
+complete -c t2 -n '__t2_arg \'t2 plot-run\' 0 0' -F
 
 # t2 eval
 complete -c t2 -n '__t2_in \'t2 eval\'' -l task -s t -x -d 'Task name (arc, gsm8k, mbpp, …) or a YAML spec.'
@@ -348,31 +409,49 @@ complete -c t2 -n '__t2_in \'t2 eval\'' -l tp -x -d 'vllm: GPUs to shard the mod
 complete -c t2 -n '__t2_in \'t2 eval\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l json -d 'Print the summary as JSON.'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l help -d 'Show this message and exit.'
 
+# t2 export
+complete -c t2 -n '__t2_in \'t2 export\'' -l output -s o -r -F -d 'New (or empty) folder to write.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l format -s f -x -d 'peft-lora (a PEFT adapter) or merged (W\' baked in).'
+complete -c t2 -n '__t2_in \'t2 export\'' -l rank -x -d 'peft-lora: keep K components per matrix.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l energy -x -d 'peft-lora: smallest rank per matrix keeping this share of ‖ΔW‖² (0-1].'
+complete -c t2 -n '__t2_in \'t2 export\'' -l eval -x -d 'Also score base, exact expert and export on this task.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l data -x -d '--eval: data file or folder.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l split -x -d '--eval: train, validation or test.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l limit -s n -x -d '--eval: only the first N examples.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l mode -x -d '--eval: generate, choices or likelihood.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
+complete -c t2 -n '__t2_in \'t2 export\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
+complete -c t2 -n '__t2_in \'t2 export\'' -l json -d 'Print the result as JSON.'
+complete -c t2 -n '__t2_in \'t2 export\'' -l help -d 'Show this message and exit.'
+
 # t2 dispatch
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l strategy -s s -x -d 'prompt, classifier or few-shot.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l output -s o -r -F -d 'Write one decision per prompt line here (JSONL).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l task -x -d 'few-shot: the task of the shots (gsm8k, arc, mbpp...).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l task -x -d 'few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch\'s labelled lines.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l shots -r -F -d 'few-shot: JSONL file of 3-20 labelled examples in the task\'s own format.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-granularity -x -d 'few-shot: one α per expert, or per expert and layer (expert|layer).'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-score -x -d 'few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation).'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-population -x -d 'few-shot: candidates per CEM iteration.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-elites -x -d 'few-shot: best candidates the Gaussian is refit to.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-iterations -x -d 'few-shot: CEM iterations.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-score -x -d 'few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation). Default: reward with --shots, likelihood for shots from the batch.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-population -x -d 'few-shot: candidates per CEM iteration (default: 8; 4 from the batch).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-elites -x -d 'few-shot: best candidates the Gaussian is refit to (default: 3; 2 from the batch).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-iterations -x -d 'few-shot: CEM iterations (default: 5; 2 from the batch).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-seed -x -d 'few-shot: seed of the CEM samples.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-max-new-tokens -x -d 'few-shot: answer length when scoring candidates by reward.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l save-as -x -d 'few-shot: registry name of the found mix (default: TASK-fewshot).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l save-as -x -d 'few-shot: registry name of the found mix (default: TASK-fewshot; NAME-TASK from the batch).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l force -d 'few-shot: search again even if a saved search matches the shots and bank.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l tp -x -d 'vllm: GPUs to shard the model over (tensor parallelism).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l json -d 'Print the result as JSON.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l help -d 'Show this message and exit.'
 complete -c t2 -n '__t2_arg \'t2 dispatch\' 0 0' -F
 
@@ -390,17 +469,19 @@ complete -c t2 -n '__t2_in \'t2 run\'' -l registry -r -F -d 'Registry root (defa
 complete -c t2 -n '__t2_in \'t2 run\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
-complete -c t2 -n '__t2_in \'t2 run\'' -l task -x -d 'few-shot: the task of the shots (gsm8k, arc, mbpp...).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l task -x -d 'few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch\'s labelled lines.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l shots -r -F -d 'few-shot: JSONL file of 3-20 labelled examples in the task\'s own format.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l cem-granularity -x -d 'few-shot: one α per expert, or per expert and layer (expert|layer).'
-complete -c t2 -n '__t2_in \'t2 run\'' -l cem-score -x -d 'few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation).'
-complete -c t2 -n '__t2_in \'t2 run\'' -l cem-population -x -d 'few-shot: candidates per CEM iteration.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l cem-elites -x -d 'few-shot: best candidates the Gaussian is refit to.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l cem-iterations -x -d 'few-shot: CEM iterations.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l cem-score -x -d 'few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation). Default: reward with --shots, likelihood for shots from the batch.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l cem-population -x -d 'few-shot: candidates per CEM iteration (default: 8; 4 from the batch).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l cem-elites -x -d 'few-shot: best candidates the Gaussian is refit to (default: 3; 2 from the batch).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l cem-iterations -x -d 'few-shot: CEM iterations (default: 5; 2 from the batch).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l cem-seed -x -d 'few-shot: seed of the CEM samples.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l cem-max-new-tokens -x -d 'few-shot: answer length when scoring candidates by reward.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l save-as -x -d 'few-shot: registry name of the found mix (default: TASK-fewshot).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l save-as -x -d 'few-shot: registry name of the found mix (default: TASK-fewshot; NAME-TASK from the batch).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l force -d 'few-shot: search again even if a saved search matches the shots and bank.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): all experts in mixed batches, each SVF expert as its rank-R LoRA export (cached in $T2_HOME/lora). Default: exact weight swaps, one per expert group.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l compare -x -d 'Also answer every labelled line with `none` (the base weights): rows gain base_completion and base_score, and the summary pairs both mean scores with their difference.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l json -d 'Print the result as JSON.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l help -d 'Show this message and exit.'
 complete -c t2 -n '__t2_arg \'t2 run\' 0 0' -F
@@ -429,6 +510,7 @@ complete -c t2 -n '__t2_in \'t2 registry list\'' -l help -d 'Show this message a
 complete -c t2 -n '__t2_in \'t2 registry show\'' -l model -s m -x -d 'Base model (id or registry folder name) when a name exists for several.'
 complete -c t2 -n '__t2_in \'t2 registry show\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 registry show\'' -l json -d 'Print the result as JSON.'
+complete -c t2 -n '__t2_in \'t2 registry show\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
 complete -c t2 -n '__t2_in \'t2 registry show\'' -l help -d 'Show this message and exit.'
 
 # t2 registry verify

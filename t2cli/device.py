@@ -7,9 +7,11 @@ the CLI refuses a bad value at once; resolving against the hardware happens befo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from t2cli.errors import BadInputError
@@ -81,23 +83,34 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+_STATUS = Path("/proc/self/status")
+
+
 def reset_peak_memory(device: str) -> None:
-    """Start a new peak-memory window (CUDA only: the CPU's peak RSS cannot be reset)."""
+    """Start a new peak-memory window: CUDA's counters, or Linux's peak resident set (VmHWM)."""
     import torch
 
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    # "5" resets VmHWM to the current RSS (Linux >= 4.0); elsewhere the peak covers the whole run.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def peak_memory_mb(device: str) -> float:
-    """Peak memory of this process on the device: CUDA's max allocated, else the peak resident set (RSS)."""
+    """Peak memory of this process on the device since the last reset: CUDA's max allocated, else the
+    peak resident set (VmHWM on Linux; ru_maxrss, the whole run's, elsewhere)."""
     import torch
 
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated(device) / 2**20
+    if _STATUS.exists():
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     import resource
     import sys
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB

@@ -79,6 +79,8 @@ class DoctorReport:
     bank_root: str | None  # the bundled expert bank (t2cli.experts.bundled), imported into <t2 home>/registry
     bank_versions: int
     caches: list[FolderUsage]  # converted models, SVD cache, runs, and the registry in use
+    auto_placement: str  # what --device auto --dtype auto resolve to here, e.g. "cuda:0 bfloat16"
+    placement: str  # what model commands use with the given --device/--dtype or $T2_DEVICE/$T2_DTYPE
     hf_token: bool
     problems: list[str]
 
@@ -203,8 +205,22 @@ def hf_token_present() -> bool:
     return token_file.is_file() and token_file.stat().st_size > 0
 
 
-def collect() -> DoctorReport:
-    """The report for this process and environment (run configure_threads first to see t2's count)."""
+def placement_line(device: str | None, dtype: str | None, problems: list[str]) -> str:
+    """`cuda:0 bfloat16` for these settings, or `unusable` with the reason added to the problems."""
+    from t2cli.device import resolve_placement
+    from t2cli.errors import BadInputError
+
+    try:
+        place = resolve_placement(device, dtype)
+    except BadInputError as error:
+        problems.append(f"every model command fails: {error}")
+        return "unusable"
+    return f"{place.device} {place.dtype}"
+
+
+def collect(device: str | None = None, dtype: str | None = None) -> DoctorReport:
+    """The report for this process and environment (run configure_threads first to see t2's count);
+    `device`/`dtype`: the --device/--dtype given, whose resolution it reports."""
     from t2cli.config import t2_home
     from t2cli.experts.bundled import bundled_bank
     from t2cli.experts.registry import resolve_root
@@ -231,6 +247,8 @@ def collect() -> DoctorReport:
         cpu_count=os.cpu_count(),
         t2_threads_env=threads_env,
         torch=torch_info(problems),
+        auto_placement=placement_line("auto", "auto", problems),
+        placement=placement_line(device, dtype, problems),
         engines=engines(),
         models=models,
         t2_home=str(home),

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -26,10 +27,26 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write a file so readers see the old content or the new one, never a part."""
+    """Write a file so readers see the old content or the new one, never a part. The file gets the
+    permissions a plain open() would give it (mkstemp's private 0600 would hide registry files and
+    plots from other users)."""
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
@@ -112,11 +129,14 @@ def copy_verified(source: Path, destination: Path | None, *, size: int, sha256: 
             out.write(block)
     if copied != size:
         raise IntegrityError(
-            f"{source} is {'larger' if copied > size else 'smaller'} than the {size:,} bytes its manifest records; "
-            "re-pull or republish the expert"
+            f"{source.parent}: checksum mismatch on {source.name} ({'more' if copied > size else 'fewer'} bytes than "
+            f"the {size:,} its manifest records); re-pull or republish the expert"
         )
     if digest.hexdigest() != sha256:
-        raise IntegrityError(f"{source}: checksum mismatch (corrupted or edited); re-pull or republish the expert")
+        raise IntegrityError(
+            f"{source.parent}: checksum mismatch on {source.name} (corrupted or edited); "
+            "re-pull or republish the expert"
+        )
 
 
 @contextmanager
@@ -127,6 +147,33 @@ def _sink(destination: Path | None) -> Iterator[IO[bytes]]:
     else:
         with destination.open("xb") as out:
             yield out
+
+
+# One JSONL line (a prompt, a task record) is far smaller; a longer one is a wrong or hostile file.
+MAX_LINE_BYTES = 64 << 20
+
+
+@contextmanager
+def open_text_lines(path: Path) -> Iterator[Iterator[str]]:
+    """The UTF-8 lines of a regular text file (gunzipped when it ends in .gz), each at most MAX_LINE_BYTES.
+
+    A FIFO or device (`/dev/zero`) is refused before anything is read, and an endless line is cut off at the
+    cap, so no input file can exhaust memory.
+    """
+    import gzip
+    import io
+
+    with open_regular(Path(path)) as raw:
+        binary: IO[bytes] = gzip.GzipFile(fileobj=raw) if Path(path).name.endswith(".gz") else raw  # type: ignore[assignment]
+        text = io.TextIOWrapper(binary, encoding="utf-8")  # type: ignore[arg-type]
+        yield _bounded_lines(text, path)
+
+
+def _bounded_lines(text: IO[str], path: Path) -> Iterator[str]:
+    while line := text.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES:
+            raise BadInputError(f"{path} has a line longer than {MAX_LINE_BYTES:,} characters; is it a JSONL file?")
+        yield line
 
 
 class JsonProblem(ValueError):
@@ -143,3 +190,41 @@ def json_loads(text: str) -> Any:
         raise JsonProblem("JSON nested too deeply") from None
     except ValueError as problem:  # e.g. an integer longer than sys.get_int_max_str_digits()
         raise JsonProblem(f"JSON value out of range ({str(problem).split(';')[0]})") from None
+
+
+def jsonl_line(row: Mapping[str, Any]) -> str:
+    return json.dumps(row, ensure_ascii=False, default=str) + "\n"
+
+
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """A JSONL file written in one atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, "".join(jsonl_line(row) for row in rows).encode())
+
+
+@contextmanager
+def staged_folder(folder: Path, *, replace: bool = False) -> Iterator[Path]:
+    """A staging folder beside `folder` that becomes `folder` in one rename when the block succeeds, and is
+    removed when it fails, so readers never see a half-written folder.
+
+    If `folder` exists by then: with `replace` it is replaced; without, it wins (another process finished
+    the same work first) and the staged copy is dropped.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        yield staging
+        if folder.exists() and not replace:
+            shutil.rmtree(staging)
+            return
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)

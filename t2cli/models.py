@@ -9,14 +9,14 @@ A spec is one of:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.metadata
+import itertools
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +26,11 @@ import torch
 
 from t2cli.config import t2_home
 from t2cli.errors import BadInputError, NotFoundError
+from t2cli.fsutil import staged_folder
+from t2cli.targets import ALL_ROLES, ATTENTION_ROLES, MLP_ROLES, TargetMatrix
 
 DEFAULT_MODEL = "smollm2-135m"
 
-ATTENTION_ROLES = ("q", "k", "v", "o")
-MLP_ROLES = ("gate", "up", "down")
-ALL_ROLES = ATTENTION_ROLES + MLP_ROLES
 
 # Module path of each role inside one decoder layer, per architecture family. Llama, Mistral,
 # Qwen2/3 and Gemma 1/2/3 share the Llama naming; a new family only adds a row here.
@@ -83,18 +82,6 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
 }
 
 
-@dataclass(frozen=True)
-class TargetMatrix:
-    """One weight matrix SVF adapts, named by the model's own parameter name."""
-
-    name: str
-    role: str
-    layer: int
-    shape: tuple[int, int]
-
-    @property
-    def rank(self) -> int:
-        return min(self.shape)
 
 
 @dataclass
@@ -316,9 +303,7 @@ def _convert_gguf(builtin: BuiltinModel, folder: Path) -> None:
     source = gguf_path(builtin, folder.parent)
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
     model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         if model.config.tie_word_embeddings:
             state.pop("lm_head.weight", None)
@@ -332,13 +317,6 @@ def _convert_gguf(builtin: BuiltinModel, folder: Path) -> None:
         (staging / "t2_source.json").write_text(
             json.dumps({"builtin": builtin.name, "hf_id": builtin.hf_id, "gguf": source.name}) + "\n"
         )
-        if folder.exists():  # another process finished the same conversion first
-            shutil.rmtree(staging)
-        else:
-            os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def resolve_source(spec: str) -> tuple[str, str]:
@@ -442,3 +420,14 @@ def wrap_model(
     )
     loaded.fingerprint = weights_fingerprint(targets, loaded.stored_weight)
     return loaded
+
+
+def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the module tree that shares every parameter and buffer with `model`.
+
+    PEFT injects its layers by replacing modules in place; doing that on this copy leaves the
+    caller's model untouched (its parameter names, its outputs), and sharing the tensors costs no
+    memory however large the base is.
+    """
+    memo: dict[int, Any] = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+    return copy.deepcopy(model, memo)

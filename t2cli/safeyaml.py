@@ -34,6 +34,8 @@ def load_yaml(text: str, source: str, *, error: type[T2Error] = BadInputError, l
         raise error(f"{source} is not valid YAML{line}; fix the syntax") from None
     except RecursionError:
         raise error(f"{source} is nested too deeply; t2 reads at most {MAX_DEPTH} levels") from None
+    except (ValueError, OverflowError) as problem:  # e.g. an integer of more digits than Python converts
+        raise error(f"{source} holds a value out of range ({str(problem).split(';')[0]}); fix it") from None
 
 
 def _check_events(text: str, source: str, error: type[T2Error]) -> None:

@@ -2,7 +2,7 @@
 
 Every run gets a private temp dir (cwd, HOME and TMPDIR; deleted afterwards), a minimal environment
 (PATH, LANG, HOME, TMPDIR), closed stdin and `python -I -S` (isolated mode, standard library only).
-A small supervisor process (`_RUNNER`) forks the program and enforces, on Linux:
+A small supervisor process (`t2cli.sandbox_runner.RUNNER`) forks the program and enforces, on Linux:
 
 - always: RLIMIT_AS (memory), RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_NPROC, no core files, no_new_privs
   (setuid binaries gain nothing), and a wall-clock deadline after which the program's process group
@@ -12,10 +12,17 @@ A small supervisor process (`_RUNNER`) forks the program and enforces, on Linux:
   its temp dir's inode, unique among live runs), so RLIMIT_NPROC applies and counts only this run,
   files outside the temp dir are protected by ordinary permissions, and at the end every process of
   that uid is killed, including ones that left the process group with setsid(). It also gets a new,
-  empty network namespace (no interface up: no network at all) where the kernel allows one; else the
-  audit hook below. If the standard library lies below a folder other users cannot enter (pyenv under
-  a 0700 /root), it is imported through directory fds opened before the uid switch, so the program
-  still cannot read anything else there.
+  empty network namespace (no interface up: no network at all) where the kernel allows one, else the
+  audit hook below; and a mount namespace of its own with fresh tmpfs on /tmp, /var/tmp and /dev/shm
+  (each capped at max_file_mb, gone with the run). If the standard library lies below a folder other
+  users cannot enter (pyenv under a 0700 /root), its folders are bind-mounted read-only into the
+  private /tmp (`..` from there stays in /tmp), so nothing else there becomes readable; without a
+  mount namespace such a run fails with status "error".
+- where a writable memory cgroup exists (v2 with the memory controller delegated, or v1's memory
+  hierarchy): memory_mb caps the whole run, every process together, swap included; elsewhere only
+  each process's address space is capped, so N processes may use up to N x memory_mb.
+- the runner reports its own failures (status "error") through a pipe that the program never
+  holds, so no output or exit code of the program can pass for one.
 - without root: RLIMIT_NPROC is set to the user's current task count plus the allowance, and the
   program keeps the user's uid, so it can touch the user's own files, and a process that calls
   setsid() can outlive the run. Network is refused by an audit hook on socket events (best effort:
@@ -43,6 +50,7 @@ from pathlib import Path
 from typing import IO
 
 from t2cli.errors import BadInputError
+from t2cli.sandbox_runner import RUNNER
 
 OUTPUT_LIMIT_CHARS = 4000
 SETUP_FAILED = 120  # exit code of the runner when confinement could not be set up
@@ -52,152 +60,6 @@ _BACKSTOP_S = 5.0
 # Sandbox uids sit far above ordinary and container-mapped uid ranges.
 _UID_BASE = 1_000_000_000
 _UID_SPAN = 1_000_000_000
-
-# The supervisor and confinement, run as `python -I -S -c _RUNNER ARGS...` in the temp dir. It is a
-# string (not a module) and imports only cheap C-backed modules, so the child interpreter starts in
-# ~15 ms: importing t2cli or site-packages would add ~40 ms to every run.
-_RUNNER = r"""
-import ctypes, os, resource, select, sys, time
-
-UID, STDLIB_BY_FD, TIMEOUT, CPU, MEMORY, FSIZE, NPROC, SETUP_FAILED, TIMED_OUT = (
-    int(sys.argv[1]), sys.argv[2] == "1", float(sys.argv[3]), *map(int, sys.argv[4:10]))
-LIBC = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET, SIGKILL = 0x40000000, 9
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
-
-
-def prctl(option, value):
-    if LIBC.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(%d) failed" % option)
-
-
-def reach_stdlib_by_fd():
-    # The stdlib sits below a folder other users cannot enter (pyenv under a 0700 /root): open its
-    # folders while still root and import through /proc/self/fd, which skips the ancestors' permissions.
-    for position, entry in enumerate(sys.path):
-        if os.path.isdir(entry):
-            sys.path[position] = "/proc/self/fd/%d" % os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
-    sys.path_importer_cache.clear()
-
-
-def tasks_of_this_user():
-    # RLIMIT_NPROC counts every task (thread) of the real uid, so the allowance is added to these.
-    me, count = os.getuid(), 0
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat("/proc/" + name).st_uid == me:
-                    count += len(os.listdir("/proc/%s/task" % name))
-            except OSError:
-                pass
-    return count
-
-
-def deny_network(event, args):
-    if event.startswith("socket."):
-        raise PermissionError("network access is disabled in the t2 sandbox")
-
-
-def confine():
-    own_network = False
-    if UID < 0:
-        nproc = tasks_of_this_user() + NPROC
-    else:
-        own_network = LIBC.unshare(CLONE_NEWNET) == 0
-        if STDLIB_BY_FD:
-            reach_stdlib_by_fd()
-        os.setgroups([])
-        os.setgid(UID)
-        os.setuid(UID)
-        nproc = NPROC
-    for limit, value in ((resource.RLIMIT_AS, MEMORY), (resource.RLIMIT_FSIZE, FSIZE),
-                         (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(limit, (value, value))
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU, CPU + 1))
-    prctl(PR_SET_NO_NEW_PRIVS, 1)
-    prctl(PR_SET_PDEATHSIG, SIGKILL)  # after setuid, which clears it
-    if not own_network:
-        sys.addaudithook(deny_network)
-
-
-def kill_everything_of(uid):
-    # kill(-1) from a process of that uid reaches exactly that uid's processes, atomically with fork.
-    helper = os.fork()
-    if helper == 0:
-        try:
-            os.setuid(uid)
-            if os.getuid() == uid and os.geteuid() == uid and uid != 0:
-                os.kill(-1, SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(helper, 0)
-
-
-def exited_within(child, timeout):
-    # Waiting with WNOWAIT keeps the child a zombie, so its process-group id cannot be recycled
-    # before the killpg below.
-    try:
-        pidfd = os.pidfd_open(child)
-    except OSError:  # no pidfd_open here: poll
-        deadline = time.monotonic() + timeout
-        while os.waitid(os.P_PID, child, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
-    try:
-        return bool(select.select([pidfd], [], [], timeout)[0])
-    finally:
-        os.close(pidfd)
-
-
-def supervise(child):
-    info = os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT) if exited_within(child, TIMEOUT) else None
-    try:
-        os.killpg(child, SIGKILL)
-    except ProcessLookupError:
-        pass
-    if UID >= 0:
-        kill_everything_of(UID)
-    flags = 0 if UID >= 0 else os.WNOHANG  # without root, setsid() escapees may live on
-    while True:  # reap the child and every orphan adopted as subreaper
-        try:
-            if os.waitpid(-1, flags) == (0, 0):
-                break
-        except ChildProcessError:
-            break
-    if info is None:
-        return TIMED_OUT
-    return info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
-
-
-try:
-    with open("program.py", encoding="utf-8") as handle:
-        SOURCE = handle.read()
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
-    CHILD = os.fork()
-except BaseException as error:
-    os.write(2, ("t2-sandbox: cannot start: %r\n" % (error,)).encode())
-    os._exit(SETUP_FAILED)
-if CHILD == 0:
-    try:
-        os.setpgid(0, 0)
-        confine()
-        CODE = compile(SOURCE, "program.py", "exec")
-    except SyntaxError:
-        raise
-    except BaseException as error:
-        os.write(2, ("t2-sandbox: setup failed: %r\n" % (error,)).encode())
-        os._exit(SETUP_FAILED)
-    sys.argv = ["program.py"]
-    exec(CODE, {"__name__": "__main__", "__file__": "program.py", "__builtins__": __builtins__})
-    sys.exit(0)
-try:
-    os.setpgid(CHILD, CHILD)
-except OSError:
-    pass  # the child already did it, or is already gone
-os._exit(supervise(CHILD))
-"""
 
 
 @dataclass(frozen=True)
@@ -217,13 +79,15 @@ class SandboxPolicy:
     """What this process can enforce (see the module docstring)."""
 
     drops_privileges: bool
-    stdlib_by_fd: bool
+    stdlib_by_mount: bool
+    # Where each run's memory cgroup is made (None: no writable cgroup, so memory is capped per process).
+    cgroup_parent: Path | None = None
 
 
 def sandbox_policy() -> SandboxPolicy:
     if os.geteuid() != 0:
-        return SandboxPolicy(drops_privileges=False, stdlib_by_fd=False)
-    return SandboxPolicy(drops_privileges=True, stdlib_by_fd=not _stdlib_readable_by_others())
+        return SandboxPolicy(drops_privileges=False, stdlib_by_mount=False)
+    return SandboxPolicy(True, not _stdlib_readable_by_others(), _memory_cgroup_parent())
 
 
 def run_python(
@@ -244,10 +108,12 @@ def run_python(
         if policy.drops_privileges:
             uid = _UID_BASE + workdir.stat().st_ino % _UID_SPAN
             os.chown(workdir, uid, uid)
-        # Positional numbers, parsed without json: importing json (and re) would add ~7 ms to every run.
+        status_read, status_write = os.pipe()  # the runner's own failures; the program never holds it
+        cgroup = _make_cgroup(policy.cgroup_parent, workdir.name, memory_mb)
+        # Positional values, parsed without json: importing json (and re) would add ~7 ms to every run.
         config = [
             -1 if uid is None else uid,
-            int(policy.stdlib_by_fd),
+            int(policy.stdlib_by_mount),
             timeout_s,
             max(1, math.ceil(timeout_s)),
             memory_mb * 2**20,
@@ -255,6 +121,9 @@ def run_python(
             max_processes,
             SETUP_FAILED,
             TIMED_OUT,
+            status_write,
+            max_file_mb * 2**20,  # each private /tmp, /var/tmp, /dev/shm
+            cgroup or "-",
         ]
         env = {
             "PATH": os.environ.get("PATH", os.defpath),
@@ -266,19 +135,23 @@ def run_python(
             started = time.perf_counter()
             try:
                 returncode = _supervise(
-                    [sys.executable, "-I", "-S", "-c", _RUNNER, *map(str, config)],
+                    [sys.executable, "-I", "-S", "-c", RUNNER, *map(str, config)],
                     workdir,
                     env,
-                    out,
-                    err,
+                    (out, err, status_write),
                     backstop_s=timeout_s + _BACKSTOP_S,
                 )
             except OSError as error:  # no process could be started (fork limits, a missing interpreter)
                 message = f"t2-sandbox: cannot start {sys.executable}: {error}"
                 return SandboxResult(False, "error", None, "", message, time.perf_counter() - started)
+            finally:
+                failure = _read_status(status_read)
+                _remove_cgroup(cgroup)
             duration = time.perf_counter() - started
             stdout, stderr = _head(out), _tail(err)
-    status = _status(returncode, stderr)
+    if failure:
+        return SandboxResult(False, "error", returncode, stdout, f"t2-sandbox: {failure}", duration)
+    status = _status(returncode)
     return SandboxResult(status == "passed", status, returncode, stdout, stderr, duration)
 
 
@@ -323,17 +196,22 @@ def _check_limits(timeout_s: float, memory_mb: int, max_processes: int, max_file
 
 
 def _supervise(
-    command: list[str], workdir: Path, env: dict[str, str], out: IO[bytes], err: IO[bytes], backstop_s: float
+    command: list[str], workdir: Path, env: dict[str, str], streams: tuple[IO[bytes], IO[bytes], int], backstop_s: float
 ) -> int:
-    proc = subprocess.Popen(
-        command,
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=err,
-        start_new_session=True,
-    )
+    out, err, status = streams
+    try:
+        proc = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            pass_fds=(status,),
+            start_new_session=True,
+        )
+    finally:  # closed exactly once: other threads' files may reuse the number at once
+        os.close(status)  # only the runner (and the child, until the program starts) may write it
     exited = False
     try:
         exited = _wait_for_exit(proc, backstop_s)
@@ -362,14 +240,79 @@ def _wait_for_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
     return bool(ready)
 
 
-def _status(returncode: int, stderr: str) -> str:
+def _read_status(read_end: int) -> str:
+    """What the runner reported about its own failure ('' when none), from the pipe the program cannot write."""
+    os.set_blocking(read_end, False)
+    try:
+        return os.read(read_end, 4096).decode("utf-8", errors="replace")
+    except BlockingIOError:  # a child stuck in set-up still holds the write end
+        return ""
+    finally:
+        os.close(read_end)
+
+
+def _status(returncode: int) -> str:
     if returncode == 0:
         return "passed"
     if returncode in (TIMED_OUT, 128 + signal.SIGXCPU):
         return "timeout"
-    if returncode == SETUP_FAILED and "t2-sandbox: " in stderr:
-        return "error"
     return "failed"
+
+
+def _memory_cgroup_parent() -> Path | None:
+    """A writable cgroup folder with the memory controller for per-run cgroups: cgroup v2 (the memory
+    controller enabled for this process's cgroup's children), else the cgroup v1 memory hierarchy."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        candidates = []
+        if controllers == "":
+            candidates = [Path("/sys/fs/cgroup") / path.lstrip("/"), Path("/sys/fs/cgroup/unified") / path.lstrip("/")]
+        elif "memory" in controllers.split(","):
+            candidates = [Path("/sys/fs/cgroup/memory") / path.lstrip("/")]
+        for folder in candidates:
+            v2 = (folder / "cgroup.subtree_control").is_file()
+            if v2 and "memory" not in (folder / "cgroup.subtree_control").read_text().split():
+                continue
+            if (folder / "cgroup.procs").is_file() and os.access(folder, os.W_OK):
+                return folder
+    return None
+
+
+def _make_cgroup(parent: Path | None, name: str, memory_mb: int) -> str | None:
+    """A cgroup capping the run's total memory (no swap), or None where none can be made."""
+    if parent is None:
+        return None
+    folder = parent / name
+    limits = (
+        {"memory.max": memory_mb << 20, "memory.swap.max": 0}
+        if (parent / "cgroup.subtree_control").is_file()
+        else {"memory.limit_in_bytes": memory_mb << 20, "memory.memsw.limit_in_bytes": memory_mb << 20}
+    )
+    try:
+        folder.mkdir()
+        for file, value in limits.items():
+            if (folder / file).exists():
+                (folder / file).write_text(str(value))
+    except OSError:
+        _remove_cgroup(str(folder))
+        return None
+    return str(folder)
+
+
+def _remove_cgroup(folder: str | None) -> None:
+    if folder is not None:
+        for _ in range(50):  # the kernel may take a moment to release the last reaped process
+            try:
+                os.rmdir(folder)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.01)
 
 
 def _head(stream: IO[bytes]) -> str:

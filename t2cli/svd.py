@@ -21,8 +21,9 @@ import torch
 
 from t2cli.config import t2_home
 from t2cli.errors import BadInputError, IntegrityError
-from t2cli.models import LoadedModel, TargetMatrix
+from t2cli.models import LoadedModel
 from t2cli.svf import Factors
+from t2cli.targets import TargetMatrix
 
 CACHE_FORMAT = 1
 # A factorisation is accepted when it reconstructs W to this relative Frobenius error; the Gram
@@ -118,11 +119,16 @@ def _accurate(weight: torch.Tensor, factors: Factors, probes: int = 8) -> bool:
     return True
 
 
+def check_driver(driver: str) -> str:
+    if driver not in DRIVERS:
+        raise BadInputError(f"unknown SVD driver {driver!r}; use one of {', '.join(DRIVERS)}")
+    return driver
+
+
 def factorize(weight: torch.Tensor, driver: str = "gram") -> Factors:
     """Exact fp32 factors of one matrix, computed on its device; the Gram route falls back to gesdd
     when it is not accurate enough."""
-    if driver not in DRIVERS:
-        raise BadInputError(f"unknown SVD driver {driver!r}; use one of {', '.join(DRIVERS)}")
+    check_driver(driver)
     weight = weight.detach().float()
     if driver == "gram":
         factors = svd_gram(weight)
@@ -278,8 +284,7 @@ def decompose(
     """
     targets = loaded.targets if targets is None else targets
     stored = cache_dtype_of(cache_dtype)
-    if driver not in DRIVERS:
-        raise BadInputError(f"unknown SVD driver {driver!r}; use one of {', '.join(DRIVERS)}")
+    check_driver(driver)
     path = cache_path(loaded.fingerprint, cache_dir)
     cached = {} if force else load_cached(loaded, loaded.targets, path)
     wanted = {t.name for t in targets}

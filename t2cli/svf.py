@@ -42,6 +42,29 @@ def weight_delta(factors: Factors, z: torch.Tensor, rule: str = "none") -> torch
     return (factors.U.to(z.device, torch.float32) * change) @ factors.Vh.to(z.device, torch.float32)
 
 
+class _SpectralUpdate(torch.autograd.Function):
+    """W + U diag(c) Vh, built in fp32 and cast to W's dtype, differentiable in c alone.
+
+    Autograd through the plain expression would keep U diag(c) (m x r, fp32) of every matrix for
+    the backward pass, about as much memory as the weights themselves. The gradient needs only the
+    factors, which stay resident anyway: ∂L/∂c_k = Σ_ij U_ik G_ij Vh_kj = ((Uᵀ G) ⊙ Vh).sum(1).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, weight: torch.Tensor, U: torch.Tensor, Vh: torch.Tensor, change: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.save_for_backward(U, Vh)
+        delta = (U.to(change.device, torch.float32) * change) @ Vh.to(change.device, torch.float32)
+        return (weight.float() + delta).to(weight.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, None, torch.Tensor]:
+        U, Vh = ctx.saved_tensors
+        projected = U.to(grad.device, torch.float32).T @ grad.float()
+        return None, None, None, (projected * Vh.to(grad.device, torch.float32)).sum(1)
+
+
 def is_identity(z: torch.Tensor) -> bool:
     return not z.requires_grad and bool(torch.all(z == 1))
 
@@ -50,7 +73,10 @@ def adapted_weight(weight: torch.Tensor, factors: Factors, z: torch.Tensor, rule
     """W'(z) in W's dtype; differentiable in z; W itself (same tensor) when z is exactly 1."""
     if is_identity(z):
         return weight
-    return (weight.float() + weight_delta(factors, z.to(weight.device), rule)).to(weight.dtype)
+    z = z.to(weight.device)
+    s = factors.S.to(weight.device, torch.float32)
+    change = adapted_spectrum(s, z.float(), rule) - s
+    return _SpectralUpdate.apply(weight.detach(), factors.U, factors.Vh, change)
 
 
 def identity(factors: Mapping[str, Factors]) -> dict[str, torch.Tensor]:

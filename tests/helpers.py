@@ -304,7 +304,9 @@ def make_expert(name: str = "arc", *, seed: int = 0, model_seed: int = 0, select
 def rewrite_z(folder: Path, z: dict[str, torch.Tensor]) -> None:
     """Replace z.safetensors and re-sign it, so only the content checks can catch what is wrong."""
     save_file(z, str(folder / Z_FILE))
-    write_manifest(folder, replace(read_manifest(folder), sha256=file_sha256(folder / Z_FILE)))
+    manifest = read_manifest(folder)
+    sizes = {**manifest.sizes, Z_FILE: (folder / Z_FILE).stat().st_size}
+    write_manifest(folder, replace(manifest, sha256=file_sha256(folder / Z_FILE), sizes=sizes))
 
 
 @functools.cache
@@ -322,3 +324,18 @@ def cached_tiny_llama(seed: int = 0) -> LoadedModel:
         num_key_value_heads=2,
     )
     return wrap_model(LlamaForCausalLM(config), tokenizer=None, spec="tiny", model_id="tiny-llama")
+
+
+def tiny_cli_world(tmp_path: Path, rows: Sequence[Mapping]) -> dict:
+    """What CLI tests of `t2 run`/`dispatch` start from: a tiny model folder, a registry with a gsm8k and an
+    arc expert of it, and a prompts file of `rows`."""
+    from t2cli.models import load_model
+
+    folder = make_model_folder(tmp_path / "tiny")
+    loaded = load_model(str(folder))
+    registry = Registry(tmp_path / "registry")
+    publish_expert(registry, loaded, "gsm8k-svf", "gsm8k", z=1.2, noise_seed=1)
+    publish_expert(registry, loaded, "arc-svf", "arc", z=0.8, noise_seed=2)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return {"tmp": tmp_path, "model": str(folder), "registry": str(registry.root), "prompts": prompts}

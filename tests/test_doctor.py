@@ -165,3 +165,27 @@ def test_vllm_is_reported_without_importing_it(monkeypatch: pytest.MonkeyPatch) 
     ]
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
     assert doctor.engines()[1] == doctor.EngineStatus("vllm", available=False, version=None)
+
+
+def test_doctor_reports_what_auto_and_the_settings_resolve_to(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    for name in ("T2_DEVICE", "T2_DTYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    payload = json.loads(run("--json")[1])
+    assert payload["auto_placement"] == payload["placement"] == "cpu float32"
+    result = CliRunner().invoke(app, ["--dtype", "bf16", "doctor", "--json"])
+    assert json.loads(result.stdout)["placement"] == "cpu bfloat16"
+    # A device this machine lacks is a listed problem, not a failure of the report.
+    monkeypatch.setenv("T2_DEVICE", "cuda")
+    code, out = run("--json")
+    payload = json.loads(out)
+    assert code == 0 and payload["placement"] == "unusable"
+    assert any("no CUDA GPU" in problem for problem in payload["problems"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Fake GPU")
+    monkeypatch.delenv("T2_DEVICE")
+    code, out = run()
+    assert code == 0 and "cuda:0 bfloat16" in out

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.models import ALL_ROLES, find_targets, fingerprint, parse_roles, resolve_source, select_targets, slugify
+from t2cli.models import find_targets, fingerprint, parse_roles, resolve_source, select_targets, slugify
+from t2cli.targets import ALL_ROLES
 from tests.helpers import build_tiny_model, tiny_loaded, tiny_tokenizer
 
 
@@ -100,3 +101,17 @@ def test_a_bad_thread_count_is_a_one_line_error(monkeypatch) -> None:
         configure_threads(None)
     with pytest.raises(BadInputError, match="must be >= 1"):
         configure_threads(0)
+
+
+def test_checkpoint_names_are_matched_across_prefixes(tmp_path) -> None:
+    from t2cli.models import Checkpoint
+
+    file = tmp_path / "model.safetensors"
+    stored = Checkpoint({"layers.0.mlp.up_proj.weight": (file, "layers.0.mlp.up_proj.weight")})
+    aligned = stored.aligned(["model.layers.0.mlp.up_proj.weight"])
+    assert (
+        aligned is not None and aligned.entries["model.layers.0.mlp.up_proj.weight"][1] == "layers.0.mlp.up_proj.weight"
+    )
+    assert stored.aligned(["model.layers.1.mlp.up_proj.weight"]) is None  # a missing tensor: no checkpoint
+    ambiguous = Checkpoint({f"{head}.layers.0.mlp.up_proj.weight": (file, head) for head in ("a", "b")})
+    assert ambiguous.aligned(["layers.0.mlp.up_proj.weight"]) is None

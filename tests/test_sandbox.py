@@ -181,3 +181,67 @@ def test_run_many_keeps_input_order() -> None:
 def test_bad_limits_are_rejected(options: dict[str, float]) -> None:
     with pytest.raises(BadInputError):
         run_many(["print(1)"], **options)
+
+
+def test_a_program_cannot_pass_for_a_sandbox_failure() -> None:
+    result = run_python("import sys\nsys.stderr.write('t2-sandbox: setup failed: fake\\n')\nsys.exit(120)")
+    assert (result.status, result.returncode) == ("failed", 120)
+
+
+@needs_root
+def test_tmp_folders_are_private_capped_and_gone_after_the_run() -> None:
+    marker = f"t2-leak-{uuid.uuid4().hex}"
+    program = f"""
+import os
+for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+    open(os.path.join(folder, "{marker}"), "w").write("x")
+os.symlink("/etc/passwd", "/tmp/{marker}-link")
+print(open(os.path.join(os.environ["HOME"], "program.py")).read() != "")
+try:
+    open("/tmp/{marker}-big", "wb").write(b"x" * (8 << 20))
+except OSError as error:
+    print("capped", error.errno)
+"""
+    result = run_python(program, max_file_mb=4)
+    assert result.passed, result.stderr
+    assert result.stdout.split("\n")[0] == "True" and "capped" in result.stdout
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        assert not list(Path(folder).glob(f"{marker}*"))
+
+
+@pytest.mark.skipif(sandbox_policy().cgroup_parent is None, reason="no writable memory cgroup here")
+def test_memory_is_capped_for_the_whole_run_not_per_process() -> None:
+    program = """
+import os, time
+children = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(200 << 20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        time.sleep(0.5)
+        os._exit(0)
+    children.append(pid)
+print(sum(os.waitpid(pid, 0)[1] == 0 for pid in children))
+"""
+    result = run_python(program, memory_mb=512, timeout_s=20)
+    assert result.passed, result.stderr
+    assert int(result.stdout) <= 2  # 4 x 200 MB would be 800 MB: the cgroup stops it at 512 MB in all
+
+
+@needs_root
+@pytest.mark.skipif(not sandbox_policy().stdlib_by_mount, reason="the stdlib is readable by anyone here")
+def test_the_stdlib_folders_lead_nowhere_else() -> None:
+    program = """
+import os, sys
+found = []
+for entry in sys.path:
+    for depth in range(1, 9):
+        up = entry + "/.." * depth
+        found += [os.path.join(up, n) for n in ("version", "versions", ".pyenv") if os.path.exists(os.path.join(up, n))]
+print(found)
+"""
+    result = run_python(program)
+    assert result.passed, result.stderr
+    assert result.stdout.strip() == "[]"

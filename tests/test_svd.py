@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from t2cli.errors import BadInputError, IntegrityError
 from t2cli.svd import cache_path, decompose, factorize, load_cached, relative_error, svd_gram
+from t2cli.svf import Factors
 from tests.helpers import tiny_loaded
 
 
@@ -108,3 +110,56 @@ def test_cache_of_another_model_is_refused(t2_home) -> None:
     shutil.copyfile(source, cache_path(loaded.fingerprint))
     with pytest.raises(IntegrityError, match="belongs to model fingerprint"):
         decompose(loaded)
+
+
+def test_streamed_cache_is_a_valid_safetensors_file(t2_home) -> None:
+    from safetensors import safe_open
+
+    loaded = tiny_loaded()
+    result = decompose(loaded, loaded.select("attn"))
+    decompose(loaded)  # the rest: old entries are copied into the new file beside the new ones
+    with safe_open(str(result.path), framework="pt") as handle:
+        assert handle.metadata()["fingerprint"] == loaded.fingerprint
+        assert len(list(handle.keys())) == 3 * len(loaded.targets)
+        name = loaded.targets[0].name
+        factors = Factors(*(handle.get_tensor(f"{name}.{part}") for part in ("U", "S", "Vh")))
+    assert relative_error(loaded.model.get_parameter(name), factors) < 1e-5
+
+
+def test_a_bf16_cache_halves_the_file_and_reports_its_error(tmp_path, t2_home) -> None:
+    loaded = tiny_loaded()
+    exact = decompose(loaded, cache_dir=tmp_path / "fp32")
+    rounded = decompose(loaded, cache_dir=tmp_path / "bf16", cache_dtype="bfloat16")
+    assert exact.max_error < 1e-5 < rounded.max_error < 2e-2
+    assert rounded.path.stat().st_size < 0.55 * exact.path.stat().st_size
+    assert all(f.U.dtype == torch.bfloat16 for f in rounded.factors.values())
+    # The bf16 cache is accepted on reload (its probe bound is the rounding's), and nothing is recomputed.
+    assert decompose(loaded, cache_dir=tmp_path / "bf16", cache_dtype="bfloat16").computed == []
+    with pytest.raises(BadInputError, match="unknown SVD cache dtype 'int8'"):
+        decompose(loaded, cache_dtype="int8")
+
+
+def test_factors_come_back_on_the_model_device_or_memory_mapped(t2_home) -> None:
+    loaded = tiny_loaded()
+    mapped = decompose(loaded, resident=False)
+    resident = decompose(loaded)
+    name = loaded.targets[0].name
+    assert mapped.factors[name].U.device.type == resident.factors[name].U.device.type == "cpu"
+    assert torch.equal(mapped.factors[name].U, resident.factors[name].U)
+
+
+def test_decompose_command_reports_the_cache_dtype_error_and_size(tmp_path, t2_home) -> None:
+    from typer.testing import CliRunner
+
+    from t2cli.cli.app import app
+    from tests.helpers import make_model_folder
+
+    folder = str(make_model_folder(tmp_path / "tiny"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["decompose", folder, "--cache-dtype", "bfloat16", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert 1e-5 < summary["max_reconstruction_error"] < 2e-2 and summary["computed"] == summary["matrices"]
+    assert summary["cache_bytes"] == Path(summary["cache"]).stat().st_size
+    bad = runner.invoke(app, ["decompose", "/nonexistent", "--cache-dtype", "fp8"])
+    assert bad.exit_code == 2 and "unknown SVD cache dtype 'fp8'" in bad.stderr

@@ -6,12 +6,14 @@ import torch
 from t2cli.errors import BadInputError
 from t2cli.svd import decompose
 from t2cli.svf import (
+    Factors,
     LiveAdapter,
     adapted_spectrum,
     adapted_weight,
     adapted_weights,
     functional_forward,
     identity,
+    weight_delta,
 )
 from tests.helpers import tiny_loaded
 
@@ -97,3 +99,21 @@ def test_bad_vectors_are_refused(loaded_and_factors) -> None:
         adapter.apply({"model.embed_tokens.weight": torch.ones(3)})
     with pytest.raises(BadInputError, match="unknown SVF rule"):
         LiveAdapter(loaded.model, factors, rule="frobenius")
+
+
+@pytest.mark.parametrize("rule", ["none", "nuclear"])
+def test_gradient_in_z_equals_autograd_through_the_plain_expression(rule: str) -> None:
+    generator = torch.Generator().manual_seed(3)
+    weight = torch.randn(24, 16, generator=generator)
+    U, S, Vh = torch.linalg.svd(weight, full_matrices=False)
+    factors = Factors(U, S, Vh)
+    upstream = torch.randn(24, 16, generator=generator)
+    z = (1 + 0.1 * torch.randn(16, generator=generator)).requires_grad_()
+    (adapted_weight(weight, factors, z, rule) * upstream).sum().backward()
+    expected_z = z.detach().clone().requires_grad_()
+    ((weight + weight_delta(factors, expected_z, rule)) * upstream).sum().backward()
+    assert torch.allclose(z.grad, expected_z.grad, atol=1e-5, rtol=1e-4)
+    # A bf16 weight gets a bf16 W'(z), built in fp32 (so z = 1 + tiny still moves it by rounding only).
+    half = adapted_weight(weight.bfloat16(), factors, z.detach(), rule)
+    assert half.dtype == torch.bfloat16
+    assert torch.allclose(half.float(), weight + weight_delta(factors, z.detach(), rule), atol=3e-2)

@@ -60,7 +60,7 @@ def task_description(manifest: Manifest) -> str:
     manifest's description, else the task name."""
     try:
         return get_task(manifest.task).description
-    except BadInputError:
+    except (BadInputError, NotFoundError):
         return manifest.description or str(manifest.task)
 
 

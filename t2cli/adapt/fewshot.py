@@ -6,11 +6,18 @@ answers breaking ties (`reward`), or by that log-likelihood alone (`likelihood`,
 CEM (`t2cli.adapt.cem`) searches α. The winner is published as a registry expert with provenance kind
 `searched`: its recipe (α, versions pinned), the shots' sha256, the bank and the score curve. A later
 search with the same shots, bank, task, granularity and score finds that expert and reuses it.
+
+Shots come from a file of one task (`--task T --shots FILE`; keyed by the file's sha256) or from the
+batch itself (`batch_shot_sets`): the lines that carry their task's reference are that task's shots,
+keyed by the sha256 of the canonical shot lines, and all labelled lines together are the shots of
+the `mixed` search that serves lines of no (or too thinly labelled) task.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,14 +26,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from t2cli.adapt.cem import CemConfig, CemResult, Score, cem_search
+from t2cli.adapt.runio import InputLine, example_for
 from t2cli.engines.base import Sampling
 from t2cli.engines.evaluate import prompt_for
 from t2cli.errors import BadInputError
 from t2cli.experts.compose import compose_recipe, compose_vectors, depth
-from t2cli.experts.files import Expert, read_manifest
+from t2cli.experts.files import Expert
 from t2cli.experts.manifest import check_compatible, check_provenance
 from t2cli.experts.recipes import Recipe, recipe_from_dict
-from t2cli.fsutil import file_sha256
+from t2cli.fsutil import canonical_json, file_sha256
 from t2cli.tasks.base import Example, FileTask, Task
 from t2cli.tasks.sources import read_jsonl
 
@@ -37,6 +45,9 @@ if TYPE_CHECKING:
 GRANULARITIES = ("expert", "layer")
 SCORE_MODES = ("reward", "likelihood")
 MIN_SHOTS, MAX_SHOTS = 3, 20
+MIXED = "mixed"  # the label of the search over every labelled line of a batch, whatever its task
+
+Shot = tuple[Task, Example]  # a labelled example, and the task that prompts and scores it
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,13 @@ class SearchConfig:
             raise BadInputError(f"unknown CEM score {self.score!r}; use {' or '.join(SCORE_MODES)}")
         if self.max_new_tokens < 1:
             raise BadInputError(f"CEM max new tokens must be >= 1, got {self.max_new_tokens}")
+
+
+# Shots from the batch: a batch of several tasks runs several searches, so each is the cheap one —
+# log-likelihood of the references (no generation) over 4 candidates × 2 iterations. Every candidate
+# rebuilds the adapted matrices (SmolLM2, 1 thread, busy 2-core machine: ~15 s a candidate), so
+# the bench's 6 × 3 took ~5 min a search; --cem-score and --cem-population/elites/iterations override.
+BATCH_SEARCH = SearchConfig(score="likelihood", cem=CemConfig(population=4, elites=2, iterations=2))
 
 
 @dataclass(frozen=True)
@@ -81,6 +99,42 @@ def load_shots(task: Task, path: Path) -> list[Example]:
         raise BadInputError(f"{path} has {len(records)} examples; few-shot adaptation takes {MIN_SHOTS} to {MAX_SHOTS}")
     # Every record is a shot whatever its id, so the task's split rules (FileTask.load) do not apply.
     return [task._convert(record) for record in records]
+
+
+@dataclass(frozen=True)
+class ShotSet:
+    """The shots of one search from the batch: the task they belong to (or MIXED), the shots, the input
+    line numbers they came from, and their sha256 (what a later search must match to reuse this one)."""
+
+    label: str
+    shots: tuple[Shot, ...]
+    lines: tuple[int, ...]
+    sha256: str
+
+
+def _shot_set(label: str, labelled: Sequence[tuple[InputLine, Shot]], seed: int) -> ShotSet:
+    """At most MAX_SHOTS of the labelled lines (a seeded pick when there are more), in input order."""
+    if len(labelled) > MAX_SHOTS:
+        labelled = sorted(random.Random(f"{seed}:{label}").sample(list(labelled), MAX_SHOTS), key=lambda x: x[0].number)
+    digest = hashlib.sha256(canonical_json([line.data for line, _ in labelled]).encode()).hexdigest()
+    return ShotSet(label, tuple(shot for _, shot in labelled), tuple(line.number for line, _ in labelled), digest)
+
+
+def batch_shot_sets(lines: Sequence[InputLine], seed: int) -> tuple[dict[str, ShotSet], ShotSet | None]:
+    """The shots a batch holds: per task with at least MIN_SHOTS labelled lines, its own set; and, when
+    some line is left without one (no task, or a task with fewer labelled lines), the MIXED set of all
+    labelled lines (None when the batch has fewer than MIN_SHOTS in all)."""
+    tasks: dict[str, Task | None] = {}
+    labelled: dict[str, list[tuple[InputLine, Shot]]] = {}
+    for line in lines:
+        found = example_for(line, tasks)
+        if found is not None:
+            labelled.setdefault(found[0].name, []).append((line, found))
+    per_task = {name: _shot_set(name, pairs, seed) for name, pairs in labelled.items() if len(pairs) >= MIN_SHOTS}
+    if all(line.task in per_task for line in lines):
+        return per_task, None
+    pool = sorted((pair for pairs in labelled.values() for pair in pairs), key=lambda pair: pair[0].number)
+    return per_task, _shot_set(MIXED, pool, seed) if len(pool) >= MIN_SHOTS else None
 
 
 def alpha_values(alpha: torch.Tensor) -> list[float | list[float]]:
@@ -131,16 +185,18 @@ class ShotObjective:
         slot: ExpertSlot,
         chat: bool,
         experts: Sequence[Expert],
-        task: Task,
-        shots: Sequence[Example],
+        shots: Sequence[Shot],
         config: SearchConfig,
     ) -> None:
-        self.slot, self.experts, self.task, self.shots, self.config = slot, list(experts), task, list(shots), config
-        self.prompts = [prompt_for(task, example, chat) for example in shots]
-        references = [(i, task.reference_completion(example)) for i, example in enumerate(shots)]
+        self.slot, self.experts, self.shots, self.config = slot, list(experts), list(shots), config
+        self.prompts = [prompt_for(task, example, chat) for task, example in shots]
+        references = [(i, task.reference_completion(example)) for i, (task, example) in enumerate(shots)]
         self.references = [(i, text) for i, text in references if text]
         if config.score == "likelihood" and not self.references:
-            raise BadInputError(f"task {task.name!r} has no reference answers to score; use --cem-score reward")
+            names = sorted({task.name for task, _ in shots})
+            raise BadInputError(
+                f"the shots ({', '.join(names)}) have no reference answers to score; use --cem-score reward"
+            )
 
     def __call__(self, alpha: torch.Tensor) -> Score:
         recipe = make_recipe(self.experts, alpha)
@@ -152,8 +208,21 @@ class ShotObjective:
             return (likelihood,)
         engine = self.slot.engine
         texts = [g.text for g in engine.generate(self.prompts, Sampling(max_new_tokens=self.config.max_new_tokens))]
-        rewards = self.task.score_many(self.shots, texts)
+        rewards = self._rewards(texts)
         return (math.fsum((r + 1) / 2 for r in rewards) / len(rewards), likelihood)
+
+    def _rewards(self, texts: Sequence[str]) -> list[float]:
+        """Each shot's reward from its own task, task by task (code tasks run their programs in parallel)."""
+        rewards = [0.0] * len(texts)
+        by_task: dict[str, list[int]] = {}
+        for index, (task, _) in enumerate(self.shots):
+            by_task.setdefault(task.name, []).append(index)
+        for indices in by_task.values():
+            task = self.shots[indices[0]][0]
+            scored = task.score_many([self.shots[i][1] for i in indices], [texts[i] for i in indices])
+            for index, reward in zip(indices, scored, strict=True):
+                rewards[index] = reward
+        return rewards
 
     def _likelihood(self) -> float:
         """Mean log-likelihood of the reference answers (0 when the task has none)."""
@@ -173,14 +242,13 @@ def search_alpha(
     slot: ExpertSlot,
     chat: bool,
     experts: Sequence[Expert],
-    task: Task,
-    shots: Sequence[Example],
+    shots: Sequence[Shot],
     config: SearchConfig,
     on_iteration: Callable[[int, Score], None] | None = None,
 ) -> CemResult:
     """CEM over α on the shots; the engine holds the last candidate afterwards (the slot knows)."""
     check_bank(experts)
-    objective = ShotObjective(slot, chat, experts, task, shots, config)
+    objective = ShotObjective(slot, chat, experts, shots, config)
     return cem_search(objective, objective.initial(), config.cem, on_iteration)
 
 
@@ -190,7 +258,7 @@ def find_searched(registry: Registry, model_slug: str, key: SearchKey) -> Expert
     for name, versions in registry.catalog().get(model_slug, {}).items():
         for version in versions:
             ref = registry.ref(model_slug, name, version)
-            manifest = read_manifest(ref.path)
+            manifest = ref.manifest()
             if key.matches(manifest.provenance):
                 found.append((manifest.created, version, ref))
     return max(found, key=lambda item: item[:2])[2] if found else None
@@ -248,19 +316,39 @@ def few_shot_expert(
     force: bool = False,
     on_iteration: Callable[[int, Score], None] | None = None,
 ) -> tuple[ExpertRef, bool]:
-    """The searched expert for these shots and bank: found in the registry, or searched and published.
+    """The searched expert for a shots file and bank: found in the registry, or searched and published.
 
     Returns (ref, searched): searched is False when an earlier search was reused.
     """
-    shots = load_shots(task, shots_path)
-    experts = [ref.load(slot.fingerprint) for ref in bank]
-    key = SearchKey(
-        task.name, file_sha256(Path(shots_path)), tuple(r.spec for r in bank), config.granularity, config.score
+    shots = [(task, example) for example in load_shots(task, shots_path)]
+    found = ShotSet(task.name, tuple(shots), (), file_sha256(Path(shots_path)))
+    return searched_or_found(
+        registry, slot, chat, bank, found, config, name=name, force=force, on_iteration=on_iteration
     )
+
+
+def searched_or_found(
+    registry: Registry,
+    slot: ExpertSlot,
+    chat: bool,
+    bank: Sequence[ExpertRef],
+    shot_set: ShotSet,
+    config: SearchConfig,
+    *,
+    name: str | None = None,
+    force: bool = False,
+    on_iteration: Callable[[int, Score], None] | None = None,
+) -> tuple[ExpertRef, bool]:
+    """The expert an earlier search with the same key published, else a new search, published as
+    `name` (default LABEL-fewshot). Returns (ref, searched)."""
+    experts = [ref.load(slot.fingerprint) for ref in bank]  # refuses a bank of another model, even on reuse
+    key = SearchKey(shot_set.label, shot_set.sha256, tuple(r.spec for r in bank), config.granularity, config.score)
     if not force:
         found = find_searched(registry, bank[0].model_slug, key)
         if found is not None:
             return found, False
-    result = search_alpha(slot, chat, experts, task, shots, config, on_iteration)
-    expert = searched_expert(registry, experts, key, len(shots), result, config, name or f"{task.name}-fewshot")
+    result = search_alpha(slot, chat, experts, shot_set.shots, config, on_iteration)
+    expert = searched_expert(
+        registry, experts, key, len(shot_set.shots), result, config, name or f"{shot_set.label}-fewshot"
+    )
     return registry.publish(expert), True

@@ -13,6 +13,7 @@ Strategies:
   asked with the classifier expert (manifest task `cls`) applied;
 - `few-shot`: one α-mixture for all prompts, found beforehand by CEM on a few labelled examples of the
   target task and kept as a registry expert (`t2cli.adapt.fewshot`); routing then is a FixedRouter.
+  With the shots taken from the batch, one mixture per task, and routing is a TaskRouter.
 
 Labels must start with distinct tokens (the only thing next-token scoring can tell apart); when they
 do not, the categories are shown as A, B, C... and the letters are read instead.
@@ -21,14 +22,15 @@ do not, the categories are shown as A, B, C... and the letters are read instead.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from t2cli.engines.base import Engine, Prompt, label_token_ids, question_text, render_prompt
-from t2cli.errors import BadInputError, EngineError
+from t2cli.engines.base import Prompt, label_token_ids, question_text, render_prompt
+from t2cli.errors import BadInputError
+from t2cli.fsutil import canonical_json
 from t2cli.tasks.classification import classification_messages, classification_prompt
 
 if TYPE_CHECKING:
@@ -56,12 +58,14 @@ NULL_REQUEST = "N/A"
 @dataclass(frozen=True)
 class Decision:
     """Where one prompt goes: an expert spec (None: base weights), the α of a mixture, the category
-    label, and the scores behind the choice (label probabilities, or a search's metrics)."""
+    label, the scores behind the choice (label probabilities, or a search's metrics), and whether the
+    prompt was one of the shots that mixture was searched on (its score is then not held out)."""
 
     expert: str | None
     alpha: dict[str, float] | None
     label: str
     scores: dict[str, float]
+    shot: bool = False
 
 
 BASE = Decision(None, None, "base", {})
@@ -138,11 +142,6 @@ class Router(Protocol):
     def decide(self, prompts: Sequence[Prompt]) -> list[Decision]: ...
 
 
-def require_label_logprobs(engine: Engine) -> None:
-    if not hasattr(engine, "label_logprobs"):
-        raise EngineError(f"engine {engine.name!r} cannot read label probabilities; use --engine hf for routing")
-
-
 def label_decisions(probabilities: torch.Tensor, categories: Sequence[str], bank: Bank) -> list[Decision]:
     """One decision per row of category probabilities: the likeliest category's expert (or the base)."""
     decisions = []
@@ -170,7 +169,6 @@ class LabelRouter:
         *,
         calibrate: bool = True,
     ) -> None:
-        require_label_logprobs(slot.engine)
         self.slot, self.loaded, self.bank, self.calibrate = slot, loaded, bank, calibrate
         self.categories = [name for name, _ in bank.categories]
         # The base model answers with plain words it knows ("math", "code") rather than task names.
@@ -222,7 +220,6 @@ class ClassifierRouter:
     A category with no expert in the bank (or `other`) routes to the base weights."""
 
     def __init__(self, slot: ExpertSlot, loaded: LoadedModel, bank: Bank, classifier: ExpertRef) -> None:
-        require_label_logprobs(slot.engine)
         self.slot, self.loaded, self.bank, self.classifier = slot, loaded, bank, classifier.spec
         self.shown = classifier_categories(classifier.manifest(), bank)
         self.categories = [name for name, _ in self.shown]
@@ -264,3 +261,26 @@ class FixedRouter:
 
     def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
         return [self.decision] * len(prompts)
+
+
+@dataclass(frozen=True)
+class TaskRouter:
+    """Few-shot with the shots from the batch: each prompt gets the mixture searched for its line's task.
+    The decisions are made beforehand from the lines (t2cli.adapt.prepare.batch_router) and looked up by
+    the prompt's content; a prompt not in the table gets `fallback`."""
+
+    decisions: Mapping[str, Decision]  # canonical JSON of a prompt → its decision
+    fallback: Decision
+    note: str | None = None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        experts = {d.expert for d in self.decisions.values()} | {self.fallback.expert}
+        return {"strategy": "few-shot", "experts": sorted(experts, key=str)}
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({d.label for d in self.decisions.values()} | {self.fallback.label})
+
+    def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
+        return [self.decisions.get(canonical_json(prompt), self.fallback) for prompt in prompts]

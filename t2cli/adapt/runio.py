@@ -27,7 +27,7 @@ from typing import Any
 
 from t2cli.engines.base import Prompt, question_text
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.fsutil import atomic_write
+from t2cli.fsutil import JsonProblem, canonical_json, json_loads, jsonl_line, open_text_lines, write_jsonl
 from t2cli.tasks.base import Example, FileTask, Record, Task
 from t2cli.tasks.registry import get_task
 
@@ -65,9 +65,9 @@ class LineProblem:
 def parse_line(text: str, number: int) -> InputLine | LineProblem:
     """Validate one JSONL line into an InputLine, or say what is wrong with it."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        return LineProblem(number, f"malformed JSON ({error.msg})")
+        data = json_loads(text)
+    except JsonProblem as error:
+        return LineProblem(number, str(error))
     if not isinstance(data, dict):
         return LineProblem(number, f"expected a JSON object, got {type(data).__name__}")
     if "prompt" in data and "messages" in data:
@@ -102,24 +102,33 @@ def read_inputs(path: Path) -> tuple[list[InputLine], list[LineProblem]]:
     """The valid lines of a prompts file and the problems of the others; blank lines are skipped."""
     lines: list[InputLine] = []
     problems: list[LineProblem] = []
+    if not Path(path).exists():
+        raise NotFoundError(f"prompts file not found: {path}; pass an existing JSONL file")
     try:
-        with Path(path).open(encoding="utf-8") as handle:
+        with open_text_lines(path) as handle:
             for number, text in enumerate(handle, 1):
                 if not text.strip():
                     continue
                 parsed = parse_line(text, number)
                 (lines if isinstance(parsed, InputLine) else problems).append(parsed)
-    except FileNotFoundError:
-        raise NotFoundError(f"prompts file not found: {path}; pass an existing JSONL file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise BadInputError(f"{path}: cannot read it as UTF-8 JSONL ({error}); pass a .jsonl file") from None
     return lines, problems
 
 
+def check_output(output: Path | None, prompts: Path) -> None:
+    """Refuse an output path that is a folder or would overwrite the prompts file, before any model loads."""
+    if output is None:
+        return
+    output = Path(output)
+    if output.is_dir():
+        raise BadInputError(f"-o {output} is a folder; pass a file path such as {output / 'answers.jsonl'}")
+    journal = Journal(output).path
+    for written in (output, journal):
+        if written.resolve() == Path(prompts).resolve():
+            raise BadInputError(f"-o {output} would overwrite the prompts file {prompts}; write to another file")
 
 
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def line_key(line: InputLine, identity: Mapping[str, Any]) -> str:
@@ -140,7 +149,7 @@ def example_for(line: InputLine, tasks: dict[str, Task | None]) -> tuple[Task, E
     if name not in tasks:
         try:
             task = get_task(name)
-        except BadInputError:
+        except (BadInputError, NotFoundError):
             task = None
         tasks[name] = task if isinstance(task, FileTask) else None
     task = tasks[name]
@@ -203,14 +212,3 @@ class Journal:
         """Write the complete output atomically, then drop the journal."""
         write_jsonl(self.output, rows)
         self.discard()
-
-
-def jsonl_line(row: Mapping[str, Any]) -> str:
-    return json.dumps(row, ensure_ascii=False, default=str) + "\n"
-
-
-def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """A JSONL file written in one atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, "".join(jsonl_line(row) for row in rows).encode())

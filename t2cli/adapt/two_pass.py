@@ -1,10 +1,14 @@
 """The two-pass batch run: dispatch every prompt (pass 1), then generate group by group (pass 2).
 
     lines ──pass 1──▶ decisions ──group by expert──▶ hold expert (one swap per group) ──▶ generate
+                              └──or, mixed──▶ every group in one batch, a LoRA per row ──▶ generate
 
-Pass 2 holds the group the engine already holds first (no swap for it), then the others in order of
-first appearance; each group is generated in chunks whose finished lines go to the journal at once,
-so an interrupted run loses at most the chunk in flight (see `t2cli.adapt.runio` for keys and resume).
+Exact pass 2 holds the group the engine already holds first (no swap for it), then the others in order
+of first appearance. Mixed pass 2 (`lora_rank`, engines with `generate_mixed`) swaps nothing: each SVF
+expert answers through its rank-R LoRA export (see `t2cli.experts.export`), rows of different experts
+share batches, and each row records its `path` (`exact` or `lora:R`). Lines are generated in chunks
+whose finished lines go to the journal at once, so an interrupted run loses at most the chunk in flight
+(see `t2cli.adapt.runio` for keys and resume).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from t2cli.adapt.routers import Decision, Router
-from t2cli.adapt.runio import InputLine, Journal, canonical_json, example_for, line_key
+from t2cli.adapt.runio import InputLine, Journal, example_for, line_key
 from t2cli.engines.base import Sampling
 from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import BadInputError
+from t2cli.fsutil import canonical_json
 
 if TYPE_CHECKING:
     from t2cli.tasks.base import Example, Task
@@ -34,6 +39,7 @@ class RunSummary:
     experts: dict[str, int] = field(default_factory=dict)  # output lines per expert ("base": none)
     groups: int = 0
     swaps: int = 0  # pass 2: one per group, minus one when the engine already held the first
+    pass2: str = "exact"  # or "lora:R": mixed-adapter batches of rank-R exports
     pass1_swaps: int = 0  # the classifier, or the candidates of a few-shot search
     seconds: float = 0.0
     pass1_seconds: float = 0.0
@@ -46,9 +52,19 @@ class RunSummary:
         return data
 
 
-def run_identity(router: Router, slot: ExpertSlot, sampling: Sampling) -> dict[str, Any]:
+def pass2_path(slot: ExpertSlot, lora_rank: int | None) -> str:
+    """`lora:R` when mixed batches were asked for and the engine can run them, else `exact` (swaps)."""
+    if lora_rank is None or not hasattr(slot.engine, "generate_mixed"):
+        return "exact"
+    if lora_rank < 1:
+        raise BadInputError(f"LoRA rank must be >= 1, got {lora_rank}")
+    return f"lora:{lora_rank}"
+
+
+def run_identity(router: Router, slot: ExpertSlot, sampling: Sampling, path: str = "exact") -> dict[str, Any]:
     """Everything besides the input line that shapes an output line (hashed into its key)."""
-    return {**router.identity, "engine": slot.engine.name, "model": slot.fingerprint, "sampling": asdict(sampling)}
+    identity = {**router.identity, "engine": slot.engine.name, "model": slot.fingerprint, "sampling": asdict(sampling)}
+    return identity if path == "exact" else identity | {"pass2": path}
 
 
 def scored_fields(lines: Sequence[InputLine], texts: Sequence[str], tasks: dict[str, Task | None]) -> list[dict]:
@@ -67,13 +83,17 @@ def scored_fields(lines: Sequence[InputLine], texts: Sequence[str], tasks: dict[
     return fields
 
 
-def output_row(line: InputLine, key: str, decision: Decision, completion: str, scored: dict) -> dict[str, Any]:
+def output_row(
+    line: InputLine, key: str, decision: Decision, completion: str, scored: dict, path: str = "exact"
+) -> dict[str, Any]:
     return {
         **line.data,
         "expert": decision.expert,
         "alpha": decision.alpha,
+        **({"shot": True} if decision.shot else {}),  # a few-shot search saw it: its score is not held out
         "completion": completion,
         **scored,
+        "path": path,
         "line": line.number,
         "key": key,
     }
@@ -93,32 +113,48 @@ def generate_groups(
     journal: Journal | None = None,
     chunk_size: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
+    lora_rank: int | None = None,
 ) -> tuple[dict[int, dict[str, Any]], int]:
-    """Pass 2 for the lines in `decisions` (by index): one swap per expert group, each generated in
-    chunks that are journaled as they finish. Returns the rows by index and the number of groups."""
+    """Pass 2 for the lines in `decisions` (by index): one swap per expert group, or with `lora_rank`
+    (engines that can) all groups mixed in the same batches, each generated in chunks that are journaled
+    as they finish. Returns the rows by index and the number of groups."""
     groups: dict[str | None, list[int]] = {}
     for index, decision in decisions.items():
         groups.setdefault(decision.expert, []).append(index)
-    # The group the engine already holds goes first (sorted is stable: the rest keep their order).
-    order = sorted(groups, key=lambda spec: spec != slot.current)
     rows: dict[int, dict[str, Any]] = {}
     tasks: dict[str, Task | None] = {}
-    for spec in order:
-        slot.hold(spec)
+
+    def finish(chunk: list[int], texts: list[str], paths: list[str]) -> None:
+        scored = scored_fields([lines[i] for i in chunk], texts, tasks)
+        new = [
+            output_row(lines[i], keys[i], decisions[i], text, extra, path)
+            for i, text, extra, path in zip(chunk, texts, scored, paths, strict=True)
+        ]
+        if journal is not None:
+            journal.append(new)
+        rows.update(zip(chunk, new, strict=True))
+        if on_progress is not None:
+            on_progress(len(rows), len(decisions))
+
+    def by_length(indices: Sequence[int]) -> list[int]:
         # Similar lengths side by side, so each chunk's batches pad little.
-        members = sorted(groups[spec], key=lambda i: len(canonical_json(lines[i].prompt)))
-        for chunk in _chunks(members, chunk_size):
+        return sorted(indices, key=lambda i: len(canonical_json(lines[i].prompt)))
+
+    if pass2_path(slot, lora_rank) != "exact":
+        slot.hold(None)  # the adapters add to the base weights
+        adapters = {spec: slot.adapter(spec, lora_rank) for spec in groups}  # type: ignore[arg-type]
+        for chunk in _chunks(by_length(list(decisions)), chunk_size):
+            chosen = [adapters[decisions[i].expert] for i in chunk]
+            prompts = [lines[i].prompt for i in chunk]
+            generated = slot.engine.generate_mixed(prompts, [folder for folder, _ in chosen], sampling)
+            finish(chunk, [g.text for g in generated], [path for _, path in chosen])
+        return rows, len(groups)
+    # The group the engine already holds goes first (sorted is stable: the rest keep their order).
+    for spec in sorted(groups, key=lambda spec: spec != slot.current):
+        slot.hold(spec)
+        for chunk in _chunks(by_length(groups[spec]), chunk_size):
             texts = [g.text for g in slot.engine.generate([lines[i].prompt for i in chunk], sampling)]
-            scored = scored_fields([lines[i] for i in chunk], texts, tasks)
-            new = [
-                output_row(lines[i], keys[i], decisions[i], text, extra)
-                for i, text, extra in zip(chunk, texts, scored, strict=True)
-            ]
-            if journal is not None:
-                journal.append(new)
-            rows.update(zip(chunk, new, strict=True))
-            if on_progress is not None:
-                on_progress(len(rows), len(decisions))
+            finish(chunk, texts, ["exact"] * len(chunk))
     return rows, len(groups)
 
 
@@ -132,6 +168,7 @@ def run_batch(
     resume: bool = True,
     chunk_size: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
+    lora_rank: int | None = None,
 ) -> tuple[list[dict[str, Any]], RunSummary]:
     """Both passes for the lines not already finished; returns every output row in input order.
 
@@ -141,9 +178,9 @@ def run_batch(
     if chunk_size < 1:
         raise BadInputError(f"chunk size must be >= 1, got {chunk_size}")
     started, swaps_before = time.perf_counter(), slot.swaps
-    summary = RunSummary(lines=len(lines))
+    summary = RunSummary(lines=len(lines), pass2=pass2_path(slot, lora_rank))
     router = make_router()
-    identity = run_identity(router, slot, sampling)
+    identity = run_identity(router, slot, sampling, summary.pass2)
     keys = [line_key(line, identity) for line in lines]
     if journal is not None and not resume:
         journal.discard()
@@ -154,7 +191,15 @@ def run_batch(
     summary.pass1_swaps = slot.swaps - swaps_before
 
     rows, summary.groups = generate_groups(
-        lines, keys, decisions, slot, sampling, journal=journal, chunk_size=chunk_size, on_progress=on_progress
+        lines,
+        keys,
+        decisions,
+        slot,
+        sampling,
+        journal=journal,
+        chunk_size=chunk_size,
+        on_progress=on_progress,
+        lora_rank=lora_rank,
     )
     summary.pass2_seconds = time.perf_counter() - started - summary.pass1_seconds
     summary.swaps = slot.swaps - swaps_before - summary.pass1_swaps
@@ -168,3 +213,30 @@ def run_batch(
         summary.experts[name] = summary.experts.get(name, 0) + 1
     summary.seconds = time.perf_counter() - started
     return ordered, summary
+
+
+def compare_base(
+    lines: Sequence[InputLine],
+    rows: Sequence[dict[str, Any]],
+    slot: ExpertSlot,
+    sampling: Sampling,
+    *,
+    chunk_size: int = 64,
+) -> list[dict[str, Any]]:
+    """`rows` (one per line, in order) where every scored row also has the base weights' answer:
+    `base_completion` and `base_score`. A line pass 1 sent to the base already has it, and a row that
+    has one (a resumed output) keeps it; the others are generated with the base weights."""
+    missing = [i for i, row in enumerate(rows) if "score" in row and "base_score" not in row and row.get("expert")]
+    extra: dict[int, dict[str, Any]] = {
+        i: {"base_completion": row["completion"], "base_score": row["score"]}
+        for i, row in enumerate(rows)
+        if "score" in row and "base_score" not in row and not row.get("expert")
+    }
+    tasks: dict[str, Task | None] = {}
+    if missing:
+        slot.hold(None)
+    for chunk in _chunks(missing, chunk_size):
+        texts = [g.text for g in slot.engine.generate([lines[i].prompt for i in chunk], sampling)]
+        for i, text, scored in zip(chunk, texts, scored_fields([lines[i] for i in chunk], texts, tasks), strict=True):
+            extra[i] = {"base_completion": text, "base_score": scored["score"]}
+    return [row | extra.get(i, {}) for i, row in enumerate(rows)]

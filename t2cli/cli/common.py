@@ -19,6 +19,8 @@ class CliSettings:
     threads: int | None = None
     debug: bool = False
     quiet: bool = False
+    device: str | None = None  # --device, checked; None: $T2_DEVICE, else auto (resolved when a model loads)
+    dtype: str | None = None
 
 
 def settings(ctx: typer.Context) -> CliSettings:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from t2cli.cli.common import make_progress, print_json, settings, stdout_console
+from t2cli.cli.common import human_size, make_progress, print_json, settings, stdout_console
 from t2cli.cli.options import ModelArgument, TargetsOption, model_and_threads
 
 
@@ -20,22 +20,39 @@ def decompose_command(
     driver: Annotated[
         str, typer.Option("--driver", help="gram (fp64 Gram eigh, verified; falls back) or gesdd (LAPACK SVD).")
     ] = "gram",
+    cache_dtype: Annotated[
+        str,
+        typer.Option(
+            "--cache-dtype",
+            help="Factors' dtype in the cache: float32, or bfloat16/float16 (half the size, ~1e-3 error).",
+        ),
+    ] = "float32",
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Decompose the targeted weight matrices (U, s, V per matrix), cached per model fingerprint.
 
-    Example: t2 decompose smollm2-135m --targets mlp
+    Each matrix is read from the checkpoint as stored and factorised on --device, one at a time.
+
+    Example: t2 --device cuda decompose meta-llama/Meta-Llama-3-8B --cache-dtype bfloat16
     """
     from t2cli.models import parse_roles
-    from t2cli.svd import decompose, summarize
+    from t2cli.svd import cache_dtype_of, check_driver, decompose, summarize
 
-    parse_roles(targets)  # refuse a bad --targets before spending seconds on the model
+    parse_roles(targets)  # refuse a bad --targets, --cache-dtype or --driver before spending seconds on the model
+    cache_dtype_of(cache_dtype)
+    check_driver(driver)
     loaded = model_and_threads(ctx, model)
     selected = loaded.select(targets)
     with make_progress(ctx) as progress:
         task = progress.add_task("decomposing", total=len(selected))
         result = decompose(
-            loaded, selected, force=force, driver=driver, on_matrix=lambda t: progress.update(task, advance=1)
+            loaded,
+            selected,
+            force=force,
+            driver=driver,
+            cache_dtype=cache_dtype,
+            resident=False,
+            on_matrix=lambda t: progress.update(task, advance=1),
         )
     summary = summarize(loaded, selected, result)
     if json_output:
@@ -51,5 +68,6 @@ def decompose_command(
     table.add_row("computed now", f"{summary.computed} (cached: {summary.matrices - summary.computed})")
     table.add_row("seconds", f"{summary.seconds:.2f}")
     table.add_row("fingerprint", summary.fingerprint[:16])
-    table.add_row("cache", summary.cache)
+    table.add_row("reconstruction error", f"{summary.max_reconstruction_error:.1e} (largest, of those computed now)")
+    table.add_row("cache", f"{summary.cache} ({human_size(summary.cache_bytes)})")
     stdout_console().print(table)

@@ -1,8 +1,4 @@
-"""`t2 dispatch`: pass 1 only — which expert (or α-mixture) each prompt of a JSONL file goes to.
-
-Also the options and steps `t2 run` shares with it: the strategy flags, reading prompt lines, and
-opening the model, engine and registry.
-"""
+"""`t2 dispatch`: pass 1 only — which expert (or α-mixture) each prompt of a JSONL file goes to."""
 
 from __future__ import annotations
 
@@ -17,6 +13,7 @@ from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stdout_console
 from t2cli.cli.options import (
+    AdaptOption,
     BatchSizeOption,
     CalibrateOption,
     CemScoreOption,
@@ -60,9 +57,10 @@ if TYPE_CHECKING:
 def dispatch_command(
     ctx: typer.Context,
     prompts: PromptsArgument,
+    adapt: AdaptOption = "prompt",
     strategy: Annotated[
-        str, typer.Option("--strategy", "-s", help="prompt, classifier or few-shot.", show_default=True)
-    ] = "prompt",
+        str | None, typer.Option("--strategy", "-s", hidden=True, help="The old name of --adapt (one more release).")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write one decision per prompt line here (JSONL).")
     ] = None,
@@ -74,10 +72,10 @@ def dispatch_command(
     task: TaskOption = None,
     shots: ShotsOption = None,
     granularity: GranularityOption = "expert",
-    cem_score: CemScoreOption = "reward",
-    population: PopulationOption = 8,
-    elites: ElitesOption = 3,
-    iterations: IterationsOption = 5,
+    cem_score: CemScoreOption = None,
+    population: PopulationOption = None,
+    elites: ElitesOption = None,
+    iterations: IterationsOption = None,
     seed: SeedOption = 0,
     cem_tokens: CemTokensOption = 128,
     save_as: SaveAsOption = None,
@@ -91,30 +89,33 @@ def dispatch_command(
     """Pass 1 only: route each prompt to an expert and show the routing table (and, when lines have a
     `task`, the confusion matrix and routing accuracy).
 
-    Example: t2 dispatch examples/prompts.jsonl --strategy prompt -o decisions.jsonl
-    """
-    from t2cli.adapt.prepare import STRATEGIES, make_router
-    from t2cli.adapt.report import routing_report
-    from t2cli.adapt.runio import write_jsonl
-    from t2cli.errors import BadInputError
+    --plot draws the confusion matrix (true task × chosen category) and the prompts per expert.
 
-    if strategy not in STRATEGIES:
-        raise BadInputError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    Example: t2 dispatch examples/prompts.jsonl --adapt classifier -o decisions.jsonl
+    """
+    from t2cli.adapt.prepare import make_router
+    from t2cli.adapt.report import routing_report
+    from t2cli.fsutil import write_jsonl
+
+    if strategy is not None:
+        adapt = strategy
     options = strategy_options(ctx.params)
-    options.check(strategy)
+    options.check(adapt)
     check_plot(plot)
     lines = read_prompt_lines(ctx, prompts)
     loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
     started = time.perf_counter()
     with make_progress(ctx) as progress:
-        router = make_router(strategy, slot, loaded, slot.registry, options, search_callback(progress, options))
+        router = make_router(
+            adapt, slot, loaded, slot.registry, options, search_callback(progress, options), lines=lines
+        )
     decisions = router.decide([line.prompt for line in lines])
     seconds = time.perf_counter() - started
     report = routing_report(decisions, [line.task for line in lines], router.categories)
     if plot is not None:
         from t2cli.plots.routing import plot_routing
 
-        plot_routing(report, plot, title=f"{strategy} routing")
+        plot_routing(report, plot, title=f"{adapt} routing")
     if output is not None:
         write_jsonl(
             output,
@@ -126,7 +127,8 @@ def dispatch_command(
     if json_output:
         print_json(
             {
-                "strategy": strategy,
+                "adapt": adapt,
+                "strategy": adapt,  # the old key, kept for scripts written against --strategy
                 "engine": slot.engine.name,
                 "decisions": len(decisions),
                 **asdict(report),
@@ -140,12 +142,12 @@ def dispatch_command(
         return
     if router.note:
         stdout_console().print(router.note, markup=False)
-    print_report(report, strategy, slot.engine.name, seconds)
+    print_report(report, adapt, slot.engine.name, seconds)
 
 
-def print_report(report: RoutingReport, strategy: str, engine: str, seconds: float) -> None:
+def print_report(report: RoutingReport, adapt: str, engine: str, seconds: float) -> None:
     console = stdout_console()
-    table = Table(title=f"routing ({strategy}, {engine} engine, {seconds:.2f} s)")
+    table = Table(title=f"routing ({adapt}, {engine} engine, {seconds:.2f} s)")
     table.add_column("expert")
     table.add_column("prompts", justify="right")
     for expert, count in sorted(report.experts.items(), key=lambda item: -item[1]):

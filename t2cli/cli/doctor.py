@@ -58,6 +58,8 @@ def report_table(report: DoctorReport) -> Table:
             ("torch", f"{torch.version} ({torch.build} build)"),
             ("CUDA devices", ", ".join(torch.cuda_devices) or "none"),
             ("MPS", yes_no(torch.mps)),
+            ("device auto", report.auto_placement),
+            ("device in use", report.placement),
             ("threads", f"{torch.threads} in use; {report.cpu_count} CPUs; $T2_THREADS {threads_env}"),
         ],
         [(f"engine {engine.name}", engine_line(engine)) for engine in report.engines],
@@ -94,7 +96,7 @@ def doctor_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     # is listed as a problem instead of stopping the report that diagnoses it.
     if threads is not None or threads_env_problem(os.environ.get(THREADS_ENV)) is None:
         configure_threads(threads)
-    report = collect()
+    report = collect(settings(ctx).device, settings(ctx).dtype)
     if json_output:
         print_json(asdict(report))
     elif not settings(ctx).quiet:

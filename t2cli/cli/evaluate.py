@@ -32,12 +32,12 @@ def eval_command(
     base: Annotated[
         bool, typer.Option("--base", help="Include the base model (the default with no --expert).")
     ] = False,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Only the first N examples.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Only the first N examples.")] = None,
     mode: Annotated[
         str, typer.Option("--mode", help="generate, choices (answer-letter logits) or likelihood (choice texts).")
     ] = "generate",
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Generation length.")] = 256,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per generation batch.")] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per generation batch.")] = 16,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Per-example results (JSONL).")] = None,
     engine: EngineOption = "auto",
     tensor_parallel: TensorParallelOption = 1,
@@ -46,23 +46,27 @@ def eval_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     plot: PlotOption = None,
 ) -> None:
-    """Evaluate the base model and/or experts on a task (--plot: bars of the scores ± one standard error).
+    """Evaluate the base model and/or experts on a task.
+
+    --plot draws one bar per expert: its score ± one standard error of the mean over the examples.
 
     Example: t2 eval --task arc --data ../shared/data/arc_easy --split validation --base --expert arc -n 100
     """
-    from t2cli.engines import check_engine, make_engine
+    from t2cli.engines import check_engine, make_engine, resolve_engine
     from t2cli.engines.evaluate import MODES, evaluate_experts, write_items
     from t2cli.engines.slot import ExpertSlot
     from t2cli.errors import BadInputError
     from t2cli.tasks.registry import resolve_task
+    from t2cli.tasks.sources import SPLITS, check_split
 
     if mode not in MODES:
         raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
     check_engine(engine, tensor_parallel)
     check_plot(plot)
     task_obj = resolve_task(task)
+    check_split(split, (*SPLITS, "prompt"), task_obj.name)  # spelling only (MBPP adds `prompt`); the task checks more
     store = open_registry(registry)
-    loaded = model_and_threads(ctx, model)
+    loaded = model_and_threads(ctx, model, weights=resolve_engine(engine, tensor_parallel) != "vllm")
     chosen = [store.resolve(spec, loaded.slug).spec for spec in experts or []]
     lineup = ([None] if base or not chosen else []) + chosen
     examples = task_obj.load(data, split, limit)

@@ -10,7 +10,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.options import ModelOption, RegistryOption, SpecArgument, model_and_threads, open_registry
+from t2cli.cli.options import (
+    ModelOption,
+    PlotOption,
+    RegistryOption,
+    SpecArgument,
+    check_plot,
+    model_and_threads,
+    open_registry,
+)
 
 if TYPE_CHECKING:
     from t2cli.engines.evaluate import EvalResult
@@ -75,6 +83,7 @@ def export_command(
     split: Annotated[str, typer.Option("--split", help="--eval: train, validation or test.")] = "test",
     limit: Annotated[int | None, typer.Option("--limit", "-n", help="--eval: only the first N examples.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="--eval: generate, choices or likelihood.")] = "generate",
+    plot: PlotOption = None,
     model: ModelOption = None,
     registry: RegistryOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -91,6 +100,7 @@ def export_command(
     from t2cli.models import slugify
 
     check_request(fmt, output, rank, energy)
+    check_plot(plot)
     if mode not in MODES:
         raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
     store = open_registry(registry)
@@ -98,11 +108,21 @@ def export_command(
     manifest = ref.manifest()
     if fmt == "peft-lora" and not is_lora_expert(manifest):
         check_budget(rank, energy)
+    elif plot is not None:
+        raise BadInputError("--plot draws an SVF expert's LoRA fidelity curve; use it with --format peft-lora")
     loaded = model_and_threads(ctx, model or manifest.base_model)
     expert = ref.load(loaded.fingerprint)
     factors = expert_factors(loaded, expert)
     result = export_expert(loaded, expert, factors, ref.path, output, fmt, rank=rank, energy=energy)
     payload: dict[str, Any] = result.to_dict()
+    if plot is not None:
+        from t2cli.experts.export import expert_spectra
+        from t2cli.experts.fidelity import fidelity_curve
+        from t2cli.plots.export import plot_fidelity
+
+        spectra = expert_spectra(expert, factors)
+        ranks = list(range(1, max(change.numel() for change, _ in spectra.values()) + 1))
+        plot_fidelity(fidelity_curve(spectra, ranks), plot, chosen=rank, title=ref.spec)
     scores = None
     if eval_task is not None:
         exported = load_export(loaded, output, fmt)

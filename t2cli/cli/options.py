@@ -10,6 +10,7 @@ import typer
 from t2cli.cli.common import settings
 
 if TYPE_CHECKING:
+    from t2cli.device import Placement
     from t2cli.experts.registry import Registry
     from t2cli.models import LoadedModel
 
@@ -27,13 +28,24 @@ TargetsOption = Annotated[
 ]
 
 
-def model_and_threads(ctx: typer.Context, spec: str | None) -> LoadedModel:
-    """Apply --threads, then load the model spec."""
+def placement(ctx: typer.Context) -> Placement:
+    """The device and dtype that --device / --dtype (or $T2_DEVICE / $T2_DTYPE) resolve to here."""
+    from t2cli.device import resolve_placement
+
+    return resolve_placement(settings(ctx).device, settings(ctx).dtype)
+
+
+def model_and_threads(
+    ctx: typer.Context, spec: str | None, *, device: str | None = None, weights: bool = True
+) -> LoadedModel:
+    """Apply --threads, then load the model spec on the --device / --dtype placement (`device` overrides
+    the device: a launched process's own GPU); `weights=False` skips building it where files suffice (vLLM)."""
     from t2cli.config import configure_threads
     from t2cli.models import load_model
 
     configure_threads(settings(ctx).threads)
-    return load_model(spec)
+    place = placement(ctx)
+    return load_model(spec, dtype=place.torch_dtype, device=device or place.device, weights=weights)
 
 
 RegistryOption = Annotated[
@@ -96,7 +108,11 @@ ClassifierOption = Annotated[
 
 
 TaskOption = Annotated[
-    str | None, typer.Option("--task", help="few-shot: the task of the shots (gsm8k, arc, mbpp...).")
+    str | None,
+    typer.Option(
+        "--task",
+        help="few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch's labelled lines.",
+    ),
 ]
 
 
@@ -112,20 +128,32 @@ GranularityOption = Annotated[
 
 
 CemScoreOption = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--cem-score", help="few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation)."
+        "--cem-score",
+        help="few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation). "
+        "Default: reward with --shots, likelihood for shots from the batch.",
     ),
 ]
 
 
-PopulationOption = Annotated[int, typer.Option("--cem-population", help="few-shot: candidates per CEM iteration.")]
+PopulationOption = Annotated[
+    int | None,
+    typer.Option("--cem-population", help="few-shot: candidates per CEM iteration (default: 8; 4 from the batch)."),
+]
 
 
-ElitesOption = Annotated[int, typer.Option("--cem-elites", help="few-shot: best candidates the Gaussian is refit to.")]
+ElitesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--cem-elites", help="few-shot: best candidates the Gaussian is refit to (default: 3; 2 from the batch)."
+    ),
+]
 
 
-IterationsOption = Annotated[int, typer.Option("--cem-iterations", help="few-shot: CEM iterations.")]
+IterationsOption = Annotated[
+    int | None, typer.Option("--cem-iterations", help="few-shot: CEM iterations (default: 5; 2 from the batch).")
+]
 
 
 SeedOption = Annotated[int, typer.Option("--cem-seed", help="few-shot: seed of the CEM samples.")]
@@ -137,7 +165,10 @@ CemTokensOption = Annotated[
 
 
 SaveAsOption = Annotated[
-    str | None, typer.Option("--save-as", help="few-shot: registry name of the found mix (default: TASK-fewshot).")
+    str | None,
+    typer.Option(
+        "--save-as", help="few-shot: registry name of the found mix (default: TASK-fewshot; NAME-TASK from the batch)."
+    ),
 ]
 
 
@@ -152,12 +183,14 @@ CalibrateOption = Annotated[
 ]
 
 
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Prompts per forward pass.")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")]
 
 
 PlotOption = Annotated[
     Path | None,
-    typer.Option("--plot", help="Also draw the figure to this PNG file (needs pip install 't2cli[plots]')."),
+    typer.Option(
+        "--plot", metavar="FILE.png", help="Also draw the figure to this PNG file (needs pip install 't2cli[plots]')."
+    ),
 ]
 
 
@@ -166,3 +199,9 @@ def check_plot(path: Path | None) -> Path | None:
     from t2cli.plots.style import check_plot_target
 
     return None if path is None else check_plot_target(path)
+
+
+AdaptOption = Annotated[
+    str,
+    typer.Option("--adapt", "-a", help="none, prompt, classifier, few-shot, or an expert name[@version]."),
+]

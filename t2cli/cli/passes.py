@@ -25,15 +25,19 @@ if TYPE_CHECKING:
 
 def strategy_options(params: Mapping[str, Any]) -> StrategyOptions:
     """The strategy flags, from the parameters of `t2 dispatch` or `t2 run` (they share these names)."""
-    from t2cli.adapt.cem import CemConfig
-    from t2cli.adapt.fewshot import SearchConfig
-    from t2cli.adapt.prepare import StrategyOptions
+    from dataclasses import replace
 
-    cem = CemConfig(
-        population=params["population"], elites=params["elites"], iterations=params["iterations"], seed=params["seed"]
-    )
-    search = SearchConfig(
-        granularity=params["granularity"], score=params["cem_score"], cem=cem, max_new_tokens=params["cem_tokens"]
+    from t2cli.adapt.prepare import StrategyOptions, default_search
+
+    # A CEM flag left out (None) keeps the default of where the shots come from (a file, or the batch).
+    defaults = default_search(from_batch=params["task"] is None and params["shots"] is None)
+    given = {key: params[key] for key in ("population", "elites", "iterations") if params[key] is not None}
+    search = replace(
+        defaults,
+        granularity=params["granularity"],
+        score=params["cem_score"] or defaults.score,
+        cem=replace(defaults.cem, seed=params["seed"], **given),
+        max_new_tokens=params["cem_tokens"],
     )
     return StrategyOptions(
         experts=tuple(name.strip() for name in (params["experts"] or "").split(",") if name.strip()),
@@ -68,11 +72,12 @@ def open_slot(
     ctx: typer.Context, model: str | None, registry: Path | None, engine: str, batch_size: int, tensor_parallel: int
 ) -> tuple[LoadedModel, ExpertSlot]:
     """Load the model, start the engine, and wrap it with the registry in an ExpertSlot."""
-    from t2cli.engines import check_engine, make_engine
+    from t2cli.engines import check_engine, make_engine, resolve_engine
     from t2cli.engines.slot import ExpertSlot
 
     check_engine(engine, tensor_parallel)  # refuse before spending seconds on the model
-    loaded = model_and_threads(ctx, model)
+    # vLLM loads the weights itself: t2 then reads only the checkpoint's files, not a second model.
+    loaded = model_and_threads(ctx, model, weights=resolve_engine(engine, tensor_parallel) != "vllm")
     started = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
     return loaded, ExpertSlot(started, open_registry(registry), loaded)
 
@@ -83,7 +88,7 @@ def search_callback(progress: Progress, options: StrategyOptions) -> Callable[[i
 
     def advance(iteration: int, score: Score) -> None:
         if not bar:
-            bar.append(progress.add_task("searching α", total=options.search.cem.iterations))
+            bar.append(progress.add_task("searching α", total=options.search_config().cem.iterations))
         progress.update(bar[0], completed=iteration + 1, description=f"searching α (best {score[0]:.3f})")
 
     return advance

@@ -1,6 +1,6 @@
 """docs/cli.md, the Markdown reference of every `t2` command, rendered from the live command tree.
 
-The tree is the one the shell completions are generated from (`t2cli.cli.completions.live_tree`), so
+The tree is the one the shell completions are generated from (`t2cli.cli.app.live_tree`), so
 the reference cannot drift from the parser; a test renders it in memory and compares it with the
 committed copy. Regenerate the committed copy with:
 
@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from t2cli.cli.completions import ArgumentSpec, CommandSpec, OptionSpec, live_tree
+from t2cli.cli.app import live_tree
+from t2cli.cli.command_tree import ArgumentSpec, CommandSpec, OptionSpec
 
 REGENERATE = "python -m t2cli.cli.reference docs/cli.md"
 HEADER = (

@@ -5,14 +5,15 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from t2cli.cli.common import make_progress, print_json, settings, stdout_console
+from t2cli.cli.common import make_progress, print_json, settings, stderr_console, stdout_console
 from t2cli.cli.options import (
+    AdaptOption,
     BatchSizeOption,
     CalibrateOption,
     CemScoreOption,
@@ -32,18 +33,19 @@ from t2cli.cli.options import (
     ShotsOption,
     TaskOption,
     TensorParallelOption,
+    open_registry,
 )
 from t2cli.cli.passes import open_slot, read_prompt_lines, search_callback, strategy_options
 from t2cli.cli.registry import JsonOption, RegistryOption
+
+if TYPE_CHECKING:
+    from t2cli.adapt.report import Mean, PairedScores
 
 
 def run_command(
     ctx: typer.Context,
     prompts: PromptsArgument,
-    adapt: Annotated[
-        str,
-        typer.Option("--adapt", "-a", help="none, prompt, classifier, few-shot, or an expert name[@version]."),
-    ] = "prompt",
+    adapt: AdaptOption = "classifier",  # routes bare requests best (docs/benchmarks.md#routing-on-bare-requests)
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Output JSONL, one line per valid input line (default: stdout)."),
@@ -67,32 +69,56 @@ def run_command(
     task: TaskOption = None,
     shots: ShotsOption = None,
     granularity: GranularityOption = "expert",
-    cem_score: CemScoreOption = "reward",
-    population: PopulationOption = 8,
-    elites: ElitesOption = 3,
-    iterations: IterationsOption = 5,
+    cem_score: CemScoreOption = None,
+    population: PopulationOption = None,
+    elites: ElitesOption = None,
+    iterations: IterationsOption = None,
     seed: SeedOption = 0,
     cem_tokens: CemTokensOption = 128,
     save_as: SaveAsOption = None,
     force: ForceOption = False,
+    lora_rank: Annotated[
+        int | None,
+        typer.Option(
+            "--lora-rank",
+            min=1,
+            help="Pass 2 without swaps (hf engine): all experts in mixed batches, each SVF expert as its rank-R "
+            "LoRA export (cached in $T2_HOME/lora). Default: exact weight swaps, one per expert group.",
+        ),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="Also answer every labelled line with `none` (the base weights): rows gain base_completion and "
+            "base_score, and the summary pairs both mean scores with their difference.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Answer every prompt with the expert pass 1 picks for it; outputs keep the input order.
 
     Example: t2 run examples/prompts.jsonl --adapt prompt -o answers.jsonl
     """
-    from t2cli.adapt.prepare import make_router
+    from t2cli.adapt.prepare import STRATEGIES, make_router
+    from t2cli.adapt.report import base_comparison, row_scores
     from t2cli.adapt.routers import Router
-    from t2cli.adapt.runio import Journal, jsonl_line
-    from t2cli.adapt.two_pass import run_batch
+    from t2cli.adapt.runio import Journal, check_output
+    from t2cli.adapt.two_pass import compare_base, run_batch
     from t2cli.engines.base import Sampling
     from t2cli.errors import BadInputError
+    from t2cli.fsutil import jsonl_line
 
     if json_output and output is None:
         raise BadInputError("--json prints a summary on stdout; pass -o FILE for the outputs")
     sampling = Sampling(max_new_tokens=max_new_tokens)
     options = strategy_options(ctx.params)
     options.check(adapt)
+    if compare not in (None, "none"):
+        raise BadInputError(f"--compare {compare!r}: only the base weights can be compared; pass --compare none")
+    check_output(output, prompts)
+    if adapt not in ("none", *STRATEGIES):  # an expert name: it must exist before the model loads
+        open_registry(registry).check_known(adapt, "--adapt")
     lines = read_prompt_lines(ctx, prompts, strict=strict)
     started = time.perf_counter()
     loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
@@ -102,7 +128,9 @@ def run_command(
     with make_progress(ctx) as progress:
 
         def router() -> Router:  # built inside run_batch, so a few-shot search counts as pass 1
-            built = make_router(adapt, slot, loaded, slot.registry, options, search_callback(progress, options))
+            built = make_router(
+                adapt, slot, loaded, slot.registry, options, search_callback(progress, options), lines=lines
+            )
             if built.note:
                 notes.append(built.note)
             return built
@@ -116,10 +144,20 @@ def run_command(
             journal=journal,
             resume=resume,
             on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            lora_rank=lora_rank,
         )
+        if compare is not None:
+            progress.update(bar, description="base weights", completed=0, total=None)
+            rows = compare_base(lines, rows, slot, sampling)
+            if journal is not None:
+                journal.commit(rows)
+    scores, paired = row_scores(rows), base_comparison(rows) if compare is not None else None
     if output is None:
         sys.stdout.write("".join(jsonl_line(row) for row in rows))
         sys.stdout.flush()
+        if not settings(ctx).quiet:  # stdout holds only the output lines; how pass 1 was set up goes to stderr
+            for note in notes:
+                stderr_console().print(note, markup=False, soft_wrap=True)
     report = {
         "adapt": adapt,
         "engine": slot.engine.name,
@@ -128,6 +166,8 @@ def run_command(
         **summary.to_dict(),
         "load_seconds": round(load_seconds, 3),
         "notes": notes,
+        "scores": scores.to_dict() if scores is not None else None,
+        **({"compare": paired.to_dict() if paired is not None else None} if compare is not None else {}),
     }
     if json_output:
         print_json(report)
@@ -148,3 +188,25 @@ def run_command(
         f"pass 1 {summary.pass1_seconds:.2f} s, pass 2 {summary.pass2_seconds:.2f} s, total {summary.seconds:.2f} s",
         markup=False,
     )
+    if paired is not None:
+        console.print(score_table(paired, adapt))
+    elif scores is not None:
+        console.print(f"score of {scores.n} labelled lines: {mean_text(scores)}", markup=False)
+
+
+def mean_text(mean: Mean) -> str:
+    return f"mean {mean.mean:.3f}" + (f" ± {mean.se:.3f} (SE)" if mean.se is not None else "")
+
+
+def score_table(paired: PairedScores, adapt: str) -> Table:
+    """The labelled lines' mean scores, routed and with the base weights, and their paired difference."""
+    table = Table(title=f"score of {paired.adapted.n} labelled lines")
+    for column in ("answered by", "mean", "SE"):
+        table.add_column(column, justify="left" if column == "answered by" else "right")
+    for name, mean, sign in (
+        (f"--adapt {adapt}", paired.adapted, ""),
+        ("base weights", paired.base, ""),
+        ("difference (paired)", paired.difference, "+"),
+    ):
+        table.add_row(escape(name), f"{mean.mean:{sign}.3f}", "–" if mean.se is None else f"{mean.se:.3f}")
+    return table

@@ -6,17 +6,29 @@ between them and only the main one prints and publishes.
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from copy import copy
+from dataclasses import MISSING, asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stdout_console
-from t2cli.cli.options import EngineOption, ModelOption, RegistryOption, TargetsOption, model_and_threads, open_registry
+from t2cli.cli.options import (
+    EngineOption,
+    ModelOption,
+    RegistryOption,
+    TargetsOption,
+    model_and_threads,
+    open_registry,
+    placement,
+)
+from t2cli.training.config import Setting, TrainConfig, config_settings, load_config
 
 if TYPE_CHECKING:
     from t2cli.training.records import StepRecord
@@ -46,45 +58,23 @@ def progress_reporter(
 
 def train_command(
     ctx: typer.Context,
-    task: Annotated[str, typer.Option("--task", "-t", help="Task name (arc, gsm8k, mbpp, …, cls) or a YAML spec.")],
-    data: Annotated[str | None, typer.Option("--data", help="Data file or folder (default: the task's own).")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="Data file or folder (default: the task's own); for --task cls: TASK=PATH,…"),
+    ] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Expert name (default: the task).")] = None,
     model: ModelOption = None,
-    targets: TargetsOption = None,
     experts: Annotated[
         str | None, typer.Option("--experts", help="For --task cls: the experts whose tasks are the categories.")
     ] = None,
-    method: Annotated[
-        str,
+    config_file: Annotated[
+        Path | None,
         typer.Option(
-            "--method",
-            help="svf (REINFORCE, default), nll (reference answers), or the LoRA baseline: lora, lora-nll.",
+            "--config",
+            help="YAML of training settings (the options below; a manifest's provenance.hyperparameters as is). "
+            "Options given on the command line win.",
         ),
-    ] = "svf",
-    rank: Annotated[
-        int | None, typer.Option("--rank", help="LoRA rank r for --method lora/lora-nll (default 16).")
     ] = None,
-    rollout: Annotated[
-        str, typer.Option("--rollout", help="auto, generate, or choices (exact gradient over answer letters).")
-    ] = "auto",
-    rule: Annotated[str, typer.Option("--rule", help="SVF rule: none or nuclear (keep Σ s·z = Σ s).")] = "none",
-    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps.")] = 100,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per step.")] = 8,
-    samples: Annotated[int, typer.Option("--samples", help="Completions sampled per prompt (generate).")] = 4,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate on z (or the LoRA factors).")] = 2e-3,
-    kl: Annotated[float, typer.Option("--kl", help="β of the KL(π_z ‖ π_base) penalty.")] = 0.05,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature of rollouts.")] = 1.0,
-    baseline: Annotated[str, typer.Option("--baseline", help="Reward baseline: none, mean or group.")] = "group",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Rollout and validation length.")] = 128,
-    micro_batch: Annotated[int, typer.Option("--micro-batch", help="Sequences per backward pass.")] = 8,
-    val_every: Annotated[int, typer.Option("--val-every", help="Validate every N steps.")] = 20,
-    select: Annotated[
-        str,
-        typer.Option("--select", help="Publish the best validated step (ties: the earlier, base first) or the last."),
-    ] = "best",
-    val_limit: Annotated[int | None, typer.Option("--val-limit", help="Validation examples (default 100).")] = 100,
-    train_limit: Annotated[int | None, typer.Option("--train-limit", help="Use only the first N examples.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for batches, sampling and choice order.")] = 0,
     run_dir: Annotated[
         Path | None, typer.Option("--run-dir", help="Checkpoints and log (default: $T2_HOME/runs/MODEL/NAME).")
     ] = None,
@@ -92,6 +82,7 @@ def train_command(
     registry: RegistryOption = None,
     engine: EngineOption = "auto",
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    **settings_given: Any,
 ) -> None:
     """Train an SVF expert by REINFORCE with a KL penalty and publish it to the registry.
 
@@ -103,45 +94,30 @@ def train_command(
     """
     from t2cli.config import t2_home
     from t2cli.engines import check_engine
-    from t2cli.training.config import TrainConfig
-    from t2cli.training.data import training_data
+    from t2cli.experts.manifest import check_name
+    from t2cli.training.data import classification_task, training_task
     from t2cli.training.distributed import launched_world
     from t2cli.training.publish import publish
     from t2cli.training.trainer import Trainer
 
-    config = TrainConfig(
-        task=task,
-        method=method,
-        rollout=rollout,
-        targets=targets,
-        rule=rule,
-        steps=steps,
-        batch_size=batch_size,
-        samples=samples,
-        lr=lr,
-        kl=kl,
-        temperature=temperature,
-        baseline=baseline,
-        max_new_tokens=max_new_tokens,
-        micro_batch=micro_batch,
-        val_every=val_every,
-        val_limit=val_limit,
-        train_limit=train_limit,
-        seed=seed,
-        rank=rank,
-        select=select,
-    )
+    config = train_config(ctx, config_file, settings_given)
     check_engine(engine)
+    if output is not None:
+        check_name(output)  # the run folder is named after it: no path may leave the runs root
+    task = training_task(config.task, config.seed)
     store = open_registry(registry)
-    with launched_world() as world:
-        loaded = model_and_threads(ctx, model)
-        task_obj, train, validation = training_data(task, data, seed, store, loaded.slug, experts)
-        name = output or task_obj.name
+    with launched_world(placement(ctx).device) as world:
+        loaded = model_and_threads(ctx, model, device=world.device)
+        if task is None:
+            task = classification_task(experts, data, config.seed, store, loaded.slug)
+        source = None if config.task == "cls" else data  # cls reads its members' data
+        train, validation = task.load(source, "train"), task.load(source, "validation")
+        name = output or task.name
         folder = run_dir or t2_home() / "runs" / loaded.slug / name
         with progress_reporter(ctx, name, config.steps, enabled=world.main) as on_step:
             trainer = Trainer(
                 loaded,
-                task_obj,
+                task,
                 train,
                 validation,
                 config,
@@ -153,7 +129,7 @@ def train_command(
             result = trainer.run(resume=resume)
     if not world.main:
         return
-    ref = publish(store, loaded, task_obj, data, train, config, result, name)
+    ref = publish(store, loaded, task, source, train, config, result, name)
     summary = {
         "expert": ref.spec,
         "model": loaded.model_id,
@@ -180,3 +156,43 @@ def train_command(
     for key, value in summary.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     stdout_console().print(table)
+
+
+# Options spelled otherwise than --FIELD-NAME, or declared once for several commands.
+_SHORT = {"task": ("-t",)}
+_SHARED = {"targets": TargetsOption}
+_PANEL = "Training settings (also read from --config)"
+
+
+def _setting_parameter(setting: Setting) -> inspect.Parameter:
+    """The option of one TrainConfig field: its flag, type, default and help come from the dataclass."""
+    if setting.name in _SHARED:
+        kind, shared = typing.get_args(_SHARED[setting.name])
+        option = copy(shared)  # the shared declaration stays as other commands use it
+    else:
+        kind = setting.kind | None if setting.optional else setting.kind
+        option = typer.Option(f"--{setting.flag}", *_SHORT.get(setting.name, ()), help=setting.help)
+    option.rich_help_panel = _PANEL
+    # A required field (the task) may come from --config instead, so no option is required here.
+    default = None if setting.default is MISSING else setting.default
+    return inspect.Parameter(
+        setting.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
+
+
+def train_config(ctx: typer.Context, config_file: Path | None, given: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from the options typed (or set in the environment), over --config, over the task's defaults."""
+    # By name: typer vendors its own click, whose ParameterSource is another class than click's.
+    explicit = {name: value for name, value in given.items() if _source(ctx, name) in ("COMMANDLINE", "ENVIRONMENT")}
+    return load_config(config_file, explicit)
+
+
+def _source(ctx: typer.Context, name: str) -> str | None:
+    source = ctx.get_parameter_source(name)
+    return None if source is None else source.name
+
+
+_own = [p for p in inspect.signature(train_command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [*_own, *(_setting_parameter(setting) for setting in config_settings())]
+)

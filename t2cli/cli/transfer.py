@@ -42,11 +42,12 @@ def transfer_command(
 
     Example: t2 transfer arc --to gemma3-270m --strength 0.8
     """
-    from t2cli.experts.transfer import transfer_expert
+    from t2cli.experts.transfer import check_strength, transfer_expert
     from t2cli.models import parse_roles
 
+    check_strength(strength)  # refuse a bad --strength or --targets before loading any model
     if targets is not None:
-        parse_roles(targets)  # refuse a bad --targets before loading any model
+        parse_roles(targets)
     store = open_registry(registry)
     expert = store.resolve(spec, model_slug(source_model)).load()
     loaded = model_and_threads(ctx, to)

@@ -52,13 +52,25 @@ class Generation:
 
 
 class Engine(Protocol):
+    """What every inference backend does. Both passes and evaluation use only these methods."""
+
     name: str
+    batch_size: int
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]: ...
 
-    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]: ...
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]:
+        """log p(continuation | prompt) summed over the continuation's tokens."""
+        ...
 
-    def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None: ...
+    def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> torch.Tensor:
+        """log p(label | prompt) over the labels' first tokens, renormalised among the labels: one prefill per
+        batch, no generation (pass 1 routing reads this)."""
+        ...
+
+    def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None:
+        """Swap in W'(z) for the matrices z names (None: the base weights)."""
+        ...
 
 
 def render_prompt(tokenizer: Any, prompt: Prompt) -> str:

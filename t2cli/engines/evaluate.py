@@ -10,8 +10,6 @@ The score is the mean of (reward + 1) / 2, i.e. accuracy for ±1 rewards, in [0,
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from t2cli.engines.base import Engine, Prompt, Sampling
 from t2cli.errors import BadInputError
+from t2cli.fsutil import write_jsonl
 from t2cli.tasks.base import Example, Task
 
 if TYPE_CHECKING:
@@ -180,13 +179,13 @@ def evaluate_experts(
 
 
 def write_items(path: Path, results: Sequence[EvalResult]) -> None:
-    """Per-example JSONL (one line per example and expert), written atomically."""
-    lines = [
-        json.dumps({"task": r.task, "expert": r.label, "mode": r.mode, **asdict(item)})
-        for r in results
-        for item in r.items
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text("".join(line + "\n" for line in lines))
-    os.replace(temp, path)
+    """Per-example JSONL (one line per example and expert), written atomically. `score` is (reward + 1) / 2,
+    in [0, 1], the field `t2 run` rows carry; `reward` stays for older readers."""
+    write_jsonl(
+        path,
+        (
+            {"task": r.task, "expert": r.label, "mode": r.mode, **asdict(item), "score": (item.reward + 1) / 2}
+            for r in results
+            for item in r.items
+        ),
+    )

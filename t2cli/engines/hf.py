@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,6 +19,7 @@ from t2cli.engines.base import (
     left_pad,
     pad_token_id,
 )
+from t2cli.errors import EngineError
 from t2cli.models import LoadedModel
 from t2cli.svd import decompose
 from t2cli.svf import Factors, LiveAdapter
@@ -60,6 +64,8 @@ class HFEngine:
         self.device = next(self.model.parameters()).device
         self.pad_id = pad_token_id(self.tokenizer)
         self._adapter: LiveAdapter | None = None
+        self._peft: Any = None  # a PEFT wrapper sharing the model's tensors, made for the first mixed batch
+        self._adapter_names: dict[str, str] = {}
         self.swaps = 0
 
     def _factors_for(self, names: Sequence[str]) -> dict[str, Factors]:
@@ -79,6 +85,43 @@ class HFEngine:
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]:
+        return self._generate(self.model, prompts, sampling, None)
+
+    @torch.inference_mode()
+    def generate_mixed(
+        self, prompts: Sequence[Prompt], adapters: Sequence[Path | None], sampling: Sampling
+    ) -> list[Generation]:
+        """One batch in which each prompt has its own PEFT adapter folder (None: the base weights).
+
+        PEFT's mixed-adapter batches apply each row's LoRA to that row only, so no weights are swapped;
+        the engine must hold the base weights (`set_expert(None)`). Adapters load once and stay.
+        """
+        if self._adapter is not None and self._adapter.active:
+            raise EngineError("mixed-adapter batches need the base weights held; call set_expert(None) first")
+        names = [None if folder is None else self._load_adapter(Path(folder)) for folder in adapters]
+        if self._peft is None:
+            return self.generate(prompts, sampling)
+        return self._generate(self._peft, prompts, sampling, [name or "__base__" for name in names])
+
+    def _load_adapter(self, folder: Path) -> str:
+        """The PEFT adapter name of an exported folder, loading it on first use."""
+        from peft import PeftModel
+
+        from t2cli.models import shared_copy
+
+        key = str(folder.resolve())
+        if key not in self._adapter_names:
+            name = f"t2_{len(self._adapter_names)}"
+            if self._peft is None:
+                self._peft = PeftModel.from_pretrained(shared_copy(self.model), key, adapter_name=name).eval()
+            else:
+                self._peft.load_adapter(key, adapter_name=name)
+            self._adapter_names[key] = name
+        return self._adapter_names[key]
+
+    def _generate(
+        self, model: Any, prompts: Sequence[Prompt], sampling: Sampling, adapter_names: Sequence[str] | None
+    ) -> list[Generation]:
         from transformers import GenerationConfig, StoppingCriteriaList
 
         encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
@@ -98,13 +141,15 @@ class HFEngine:
         results: list[Generation | None] = [None] * len(prompts)
         for batch in _length_batches([len(e) for e in encoded], self.batch_size):
             ids, mask, _ = left_pad([encoded[i] for i in batch], self.pad_id)
-            output = self.model.generate(
+            extra = {} if adapter_names is None else {"adapter_names": [adapter_names[i] for i in batch]}
+            output = model.generate(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 generation_config=config,
                 stopping_criteria=StoppingCriteriaList(
                     [_StopOnText(self.tokenizer, sampling.stop, ids.shape[1])] if any(sampling.stop) else []
                 ),
+                **extra,
             )
             for row, index in enumerate(batch):
                 new_tokens = output[row, ids.shape[1] :].tolist()
@@ -152,22 +197,52 @@ class HFEngine:
     def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> torch.Tensor:
         """log p(label | prompt) over the labels' first tokens, renormalised among the labels.
 
-        One prefill per batch and no generation: the cheap way to ask "which of these?".
+        One prefill per batch and no generation: the cheap way to ask "which of these?". Routing
+        prompts share a long head (template, instructions, category list): when the batch shares at
+        least SHARED_PREFIX_MIN tokens, their keys and values are computed once and every batch
+        continues from a copy of them.
         """
         label_ids = torch.tensor(label_token_ids(self.tokenizer, labels, chat=self.loaded.chat))
         encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
+        shared = shared_prefix_length(encoded)
+        window = getattr(self.model.config, "sliding_window", None)
+        if window and max(len(e) for e in encoded) >= window:
+            shared = 0  # a sliding window counts the padding between head and tail: not the same attention
+        prefix = self._prefill(encoded[0][:shared]) if shared >= SHARED_PREFIX_MIN else None
+        shared = shared if prefix is not None else 0
         out = torch.empty(len(prompts), len(labels))
         for batch in _length_batches([len(e) for e in encoded], self.batch_size):
-            ids, mask, positions = left_pad([encoded[i] for i in batch], self.pad_id)
-            logits = (
-                self.model(
-                    input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    position_ids=positions.to(self.device),
-                    logits_to_keep=1,
-                )
-                .logits[:, -1]
-                .float()
-            )
+            ids, mask, positions = left_pad([encoded[i][shared:] for i in batch], self.pad_id)
+            inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions + shared}
+            if prefix is not None:
+                # Padding sits between the shared head and each row's own tail: masked, and positions
+                # run on from the head, so each row sees exactly its own prompt.
+                cache = copy.deepcopy(prefix)
+                cache.batch_repeat_interleave(len(batch))
+                inputs["attention_mask"] = torch.cat([torch.ones(len(batch), shared, dtype=mask.dtype), mask], 1)
+                inputs["past_key_values"] = cache
+            inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+            logits = self.model(**inputs, logits_to_keep=1).logits[:, -1].float()
             out[batch] = torch.log_softmax(logits[:, label_ids.to(logits.device)], dim=-1).cpu()
         return out
+
+    def _prefill(self, ids: Sequence[int]) -> Any:
+        """The KV cache of one token sequence (batch of one)."""
+        tensor = torch.tensor([list(ids)], device=self.device)
+        return self.model(input_ids=tensor, use_cache=True).past_key_values
+
+
+# Below this many shared tokens, a separate prefill costs more than it saves.
+SHARED_PREFIX_MIN = 16
+
+
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Tokens every row starts with, leaving each row at least one token of its own (its last)."""
+    if not rows:
+        return 0
+    limit = min(len(row) for row in rows) - 1
+    first = rows[0]
+    length = 0
+    while length < limit and all(row[length] == first[length] for row in rows):
+        length += 1
+    return max(length, 0)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from t2cli.engines.base import Engine
+from t2cli.errors import EngineError
+from t2cli.experts.export import cached_lora, expert_factors
 from t2cli.experts.lora import is_lora_expert, load_lora_adapter
 
 if TYPE_CHECKING:
@@ -51,6 +54,18 @@ class ExpertSlot:
         self.current = _UNNAMED
         self.swaps += 1
 
+    def adapter(self, spec: str | None, rank: int) -> tuple[Path | None, str]:
+        """The PEFT folder that answers for `spec` in a mixed-adapter batch, and the path it takes:
+        `exact` (the base, or a LoRA expert's own adapter) or `lora:R` (an SVF expert exported at rank R,
+        cached under $T2_HOME/lora on first use)."""
+        if spec is None:
+            return None, "exact"
+        ref = self.registry.resolve(spec, self.model_slug)
+        expert = ref.load(self.fingerprint)
+        if is_lora_expert(expert.manifest):
+            return ref.path, "exact"
+        return cached_lora(self.loaded, expert, expert_factors(self.loaded, expert), ref.path, rank), f"lora:{rank}"
+
     @contextmanager
     def holding(self, spec: str | None) -> Iterator[Engine]:
         """The engine that answers with `spec` (None: the base weights) for the duration of a block.
@@ -64,6 +79,8 @@ class ExpertSlot:
             if is_lora_expert(ref.manifest()):
                 from t2cli.engines.hf import HFEngine
 
+                if self.loaded.model is None:
+                    raise EngineError(f"LoRA expert {ref.spec} runs on the transformers engine; pass --engine hf")
                 adapted = load_lora_adapter(self.loaded.model, ref.path, fingerprint=self.fingerprint)
                 yield HFEngine(replace(self.loaded, model=adapted), batch_size=self.engine.batch_size)
                 return

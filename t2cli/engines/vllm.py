@@ -7,6 +7,10 @@ every swap, so no KV block computed under other weights is ever reused.
 
 Prompts are tokenised by t2 (`encode_prompt`), exactly as the hf engine does, so both engines see
 the same token ids and greedy outputs agree when both run in fp32.
+
+The driver needs no transformers model: `load_model(..., weights=False)` takes the targets and the
+fingerprint from the checkpoint's safetensors files, and SVD factors come from the cache (or are
+computed from those files, matrix by matrix); vLLM alone holds the weights, in the --dtype asked for.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import torch
 
+from t2cli.device import dtype_name
 from t2cli.engines.base import Generation, Prompt, Sampling, encode_prompt, label_token_ids
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models import LoadedModel
@@ -81,7 +86,7 @@ class VLLMEngine:
         loaded: LoadedModel,
         *,
         batch_size: int = 16,
-        dtype: str = "float32",
+        dtype: str | None = None,
         tensor_parallel_size: int = 1,
         max_model_len: int = 4096,
         seed: int = 0,
@@ -104,7 +109,7 @@ class VLLMEngine:
         try:
             self.llm = start_llm(
                 model=loaded.source,
-                dtype=dtype,
+                dtype=dtype or dtype_name(loaded.dtype),
                 seed=seed,
                 enforce_eager=True,  # CUDA graphs / torch.compile cost a minute per start; batches here are short
                 max_model_len=max_model_len,
@@ -130,7 +135,8 @@ class VLLMEngine:
             unknown = [name for name in missing if name not in by_name]
             if unknown:
                 raise BadInputError(f"z names {unknown[0]!r}, which is not a target of {self.loaded.model_id}")
-            decomposition = decompose(self.loaded, [by_name[name] for name in missing])
+            # The factors stay in the cache file (memory-mapped): the worker reads them, t2 only checks z's shapes.
+            decomposition = decompose(self.loaded, [by_name[name] for name in missing], resident=False)
             self.llm.collective_rpc("t2_prepare", args=(str(decomposition.path), missing))
             self._factors.update(decomposition.factors)
         # Every vector, not just the new ones: a later expert may cover matrices prepared earlier.

@@ -4,7 +4,7 @@ vLLM mixes this class into its worker (`worker_extension_cls`); the driver calls
 through `LLM.collective_rpc`, which serialises arguments with msgpack, so only names, paths and
 lists of floats cross that line, never tensors. The worker keeps, for every prepared target, its
 base weight (read from the checkpoint through vLLM's own loader) and its U, s, Vh (read from t2's
-SVD cache, never recomputed). A swap receives z alone, builds W'(z) in delta form in fp32, and
+SVD cache, never recomputed, in the cache's dtype). A swap receives z alone, builds W'(z) in delta form in fp32, and
 hands checkpoint-named tensors to `reload_weights`, which lets vLLM repack them into whatever
 kernel layout it uses (CPU kernels do not read the parameters a plain copy would write).
 
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from t2cli.errors import IntegrityError
-from t2cli.svd import PROBE_TOLERANCE, probe_error
+from t2cli.svd import probe_error, probe_tolerance
 from t2cli.svf import Factors, adapted_weight
 
 
@@ -62,7 +62,8 @@ def _read_factors(cache_path: Path, names: Iterable[str], device: torch.device) 
             parts = [f"{name}.{part}" for part in ("U", "S", "Vh")]
             if not all(part in keys for part in parts):
                 raise IntegrityError(f"SVD cache {cache_path} has no factors for {name}; run `t2 decompose`")
-            found[name] = Factors(*(handle.get_tensor(part).to(device, torch.float32) for part in parts))
+            # Kept in the cache's dtype (fp32 or 16-bit): W'(z) is built in fp32 one matrix at a time.
+            found[name] = Factors(*(handle.get_tensor(part).to(device) for part in parts))
     return found
 
 
@@ -108,7 +109,8 @@ class SVFWorkerExtension:
         generator = torch.Generator().manual_seed(0)
         for name, factor in factors.items():
             cpu_factor = Factors(factor.U.cpu(), factor.S.cpu(), factor.Vh.cpu())
-            if probe_error(state.base[name].cpu(), cpu_factor, generator) > PROBE_TOLERANCE:
+            weight = state.base[name].cpu()
+            if probe_error(weight, cpu_factor, generator) > probe_tolerance(factor.U.dtype, weight.dtype):
                 raise IntegrityError(
                     f"SVD cache {cache_path} does not reproduce vLLM's {name}; the engines load different weights"
                 )

@@ -29,8 +29,8 @@ from t2cli.config import t2_home
 from t2cli.errors import BadInputError
 from t2cli.experts.fidelity import FidelityReport, kept_components, matrix_fidelity, plan_ranks, spectrum_change
 from t2cli.experts.files import Expert
-from t2cli.experts.lora import ADAPTER_FILES, is_lora_expert, require_peft, shared_copy
-from t2cli.models import LoadedModel, load_model
+from t2cli.experts.lora import ADAPTER_FILES, is_lora_expert, require_peft
+from t2cli.models import LoadedModel, load_model, shared_copy
 from t2cli.svd import decompose
 from t2cli.svf import Factors, LiveAdapter
 
@@ -66,12 +66,17 @@ class LoraFactors:
         return sum(t.numel() for t in self.tensors.values())
 
 
+def expert_spectra(expert: Expert, factors: Mapping[str, Factors]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(c = s' − s, s') of every matrix the expert adapts, in name order."""
+    rule = expert.manifest.svf_rule
+    return {name: spectrum_change(factors[name], z, rule) for name, z in sorted(expert.z.items())}
+
+
 def lora_factors(
     expert: Expert, factors: Mapping[str, Factors], *, rank: int | None = None, energy: float | None = None
 ) -> LoraFactors:
     """B = U_k diag(c_k), A = Vh_k for the k components of c = s' − s largest in magnitude, per matrix."""
-    rule = expert.manifest.svf_rule
-    spectra = {name: spectrum_change(factors[name], z, rule) for name, z in sorted(expert.z.items())}
+    spectra = expert_spectra(expert, factors)
     ranks = plan_ranks({name: change for name, (change, _) in spectra.items()}, rank=rank, energy=energy)
     tensors: dict[str, torch.Tensor] = {}
     fidelity = []

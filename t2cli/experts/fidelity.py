@@ -167,3 +167,31 @@ class FidelityReport:
             ranks = str(g.min_rank) if g.min_rank == g.max_rank else f"{g.min_rank}–{g.max_rank}"
             lines.append(f"| {g.label} | {g.matrices} | {ranks} | {g.energy:.4%} | {g.max_error:.2e} |")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class FidelityCurve:
+    """Overall energy kept and largest relative weight error at each uniform rank (what `--plot` draws)."""
+
+    ranks: list[int]
+    energy: list[float]
+    max_error: list[float]
+
+
+def fidelity_curve(spectra: Mapping[str, tuple[torch.Tensor, torch.Tensor]], ranks: list[int]) -> FidelityCurve:
+    """The report's overall numbers at every rank in `ranks`, from the spectra (c, s') of each matrix."""
+    kept = torch.zeros(len(ranks), dtype=torch.float64)
+    worst = torch.zeros(len(ranks), dtype=torch.float64)
+    total = 0.0
+    index = torch.tensor(ranks) - 1
+    for change, adapted in spectra.values():
+        squares = torch.sort(change.double() ** 2, descending=True).values
+        cumulative = torch.cumsum(squares, 0)
+        at = cumulative[index.clamp_max(squares.numel() - 1)]
+        kept += at
+        norm = float((adapted.double() ** 2).sum())
+        if norm > 0:
+            worst = torch.maximum(worst, ((cumulative[-1] - at).clamp_min(0) / norm).sqrt())
+        total += float(cumulative[-1])
+    energy = (kept / total).tolist() if total > 0 else [1.0] * len(ranks)
+    return FidelityCurve(list(ranks), energy, worst.tolist())

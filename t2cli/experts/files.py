@@ -25,7 +25,7 @@ from t2cli.experts.manifest import (
     check_fingerprint,
 )
 from t2cli.fsutil import atomic_write, copy_verified, decode_utf8, file_sha256, read_bounded
-from t2cli.models import ALL_ROLES
+from t2cli.targets import ALL_ROLES
 
 
 @dataclass

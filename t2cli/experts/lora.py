@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from t2cli.errors import BadInputError, NotFoundError
+from t2cli.models import shared_copy
 
 if TYPE_CHECKING:
     from t2cli.experts.manifest import Manifest
@@ -28,15 +27,6 @@ def require_peft() -> None:
         raise NotFoundError("LoRA needs the peft package; run: pip install 't2cli[lora]'") from None
 
 
-def shared_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of the module tree that shares every parameter and buffer with `model`.
-
-    PEFT injects its layers by replacing modules in place; doing that on this copy leaves the
-    caller's model untouched (its parameter names, its outputs), and sharing the tensors costs no
-    memory however large the base is.
-    """
-    memo: dict[int, Any] = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
-    return copy.deepcopy(model, memo)
 
 
 def adapter_provenance(rank: int) -> dict[str, Any]:

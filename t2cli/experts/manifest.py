@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from t2cli.errors import BadInputError, IntegrityError
-from t2cli.models import ALL_ROLES, TargetMatrix
 from t2cli.safeyaml import dump_yaml, load_yaml
 from t2cli.svf import check_rule
+from t2cli.targets import ALL_ROLES, TargetMatrix
 
 # 2: the manifest carries `sizes` and `manifest_sha256`, a checksum of all its other fields.
 FORMAT_VERSION = 2

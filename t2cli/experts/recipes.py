@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from t2cli.errors import BadInputError, NotFoundError
+from t2cli.errors import BadInputError
 from t2cli.experts.manifest import parse_spec
-from t2cli.models import ALL_ROLES, ATTENTION_ROLES, MLP_ROLES
+from t2cli.fsutil import read_text_bounded
+from t2cli.safeyaml import MAX_YAML_BYTES, dump_yaml, load_yaml
+from t2cli.targets import ALL_ROLES, ATTENTION_ROLES, MLP_ROLES
 
 # A scalar, or a gradient: anchors spread evenly from the first layer to the last.
 AlphaValue = float | tuple[float, ...]
@@ -42,6 +42,9 @@ ALPHA_KEYS = (*ALL_ROLES, *ROLE_GROUPS, "default")
 RECIPE_KEYS = ("base_model", "description", "experts", "normalize", "output")
 EXPERT_KEYS = ("name", "alpha")
 ALPHA_HELP = "a number, a list over depth like [0.2, 1.0], or per-role values like {mlp: 0.6, attn: 0.3}"
+# |α| beyond this scales z so far from 1 that the mix overflows or is meaningless; refusing it here
+# makes it a usage error instead of an integrity failure of the composed z.
+MAX_ALPHA = 1000.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ class Recipe:
         return data
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=120)
+        return dump_yaml(self.to_dict())
 
 
 def parse_ref(ref: Any, field: str = "name") -> tuple[str, int | None]:
@@ -127,6 +130,8 @@ def _number(value: Any, field: str) -> float:
         raise BadInputError(f"{field} must be a number, got {value!r}{hint}; use {ALPHA_HELP}")
     if not math.isfinite(value):
         raise BadInputError(f"{field} is {value}; use a finite number")
+    if abs(value) > MAX_ALPHA:
+        raise BadInputError(f"{field} is {value:g}; use a value between -{MAX_ALPHA:g} and {MAX_ALPHA:g}")
     return float(value)
 
 
@@ -220,17 +225,10 @@ def parse_recipe(text_or_path: str | Path) -> Recipe:
         "\n" not in text_or_path and text_or_path.strip().endswith((".yaml", ".yml"))
     ):
         path = Path(text_or_path).expanduser()
-        if not path.is_file():
-            raise NotFoundError(f"recipe file {path} does not exist; check the path")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        text, source = read_text_bounded(path, MAX_YAML_BYTES, what="a recipe"), str(path)
     else:
         text = text_or_path
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise BadInputError(f"{source} is not valid YAML{line}; fix the syntax") from None
+    data = load_yaml(text, source)
     return recipe_from_dict(data, source)
 
 

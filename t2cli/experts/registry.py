@@ -198,6 +198,14 @@ class Registry:
         """`name` (latest version) or `name@3`, optionally restricted to one model's experts."""
         return self.ref(*pick(self.catalog(), spec, model_slug, str(self.root)))
 
+    def check_known(self, spec: str, what: str) -> None:
+        """Refuse a `name[@V]` that no model here has, before a model is loaded to choose among models."""
+        name, version = parse_spec(spec)
+        if not any(
+            name in experts and (version is None or version in experts[name]) for experts in self.catalog().values()
+        ):
+            raise NotFoundError(f"{what} {spec}: no such expert in {self.root}; see `t2 registry list`")
+
     def list(self, model_slug: str | None = None) -> list[ExpertSummary]:
         summaries = []
         for slug, experts in self.catalog().items():

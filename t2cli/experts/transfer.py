@@ -32,7 +32,8 @@ from t2cli.errors import BadInputError
 from t2cli.experts.compose import Placed, Targets, depth, keyed
 from t2cli.experts.files import Expert
 from t2cli.experts.manifest import new_manifest
-from t2cli.models import ALL_ROLES, LoadedModel
+from t2cli.models import LoadedModel
+from t2cli.targets import ALL_ROLES
 
 
 @dataclass(frozen=True)
@@ -114,12 +115,17 @@ def _by_role_layer(targets: Mapping[str, Placed]) -> dict[tuple[str, int], str]:
     return found
 
 
+def check_strength(strength: float) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise BadInputError(f"strength must be a finite number, got {strength!r}; try --strength 1.0")
+    return strength
+
+
 def transfer_vectors(
     z: Mapping[str, torch.Tensor], source_targets: Targets, target_targets: Targets, strength: float = 1.0
 ) -> Transfer:
     """Map an expert's z (over source_targets) onto target_targets; see the module docstring."""
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
-        raise BadInputError(f"strength must be a finite number, got {strength!r}; try --strength 1.0")
+    check_strength(strength)
     source, target = keyed(source_targets), keyed(target_targets)
     for name, placed in source.items():
         if name not in z or tuple(z[name].shape) != (placed.rank,):

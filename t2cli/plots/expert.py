@@ -13,17 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from t2cli.models import ALL_ROLES
+import torch
+
 from t2cli.plots.style import COLORS, drawing
+from t2cli.targets import ALL_ROLES
 
 if TYPE_CHECKING:
-    import torch
-
     from t2cli.experts.files import Expert
     from t2cli.experts.manifest import TargetInfo
 
 MEASURE = "mean |z − 1|"
 SPECTRUM_CURVES = 4
+# Per-value z is noise-like at ranks of hundreds; run means show the trend over the spectrum.
+SPECTRUM_BINS = 24
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class ZHeatmap:
 
 @dataclass(frozen=True)
 class Spectrum:
-    """One matrix's z along its singular values (largest first); position i/(rank − 1) puts ranks side by side."""
+    """One matrix's z along its singular values (largest first), as the means of SPECTRUM_BINS equal runs of
+    indices; position: each run's centre index / (rank − 1), so matrices of different rank line up."""
 
     name: str
     layer: int
@@ -90,10 +93,12 @@ def top_spectra(
     ranked = sorted(targets, key=lambda n: (-_deviation(z[n]), targets[n].layer, order[targets[n].role], n))
     spectra = []
     for name in ranked[:count]:
-        values = z[name].double().tolist()
-        steps = max(len(values) - 1, 1)
-        position = tuple(i / steps for i in range(len(values)))
-        spectra.append(Spectrum(name, targets[name].layer, targets[name].role, position, tuple(values)))
+        vector = z[name].double()
+        last = max(len(vector) - 1, 1)
+        runs = torch.arange(len(vector), dtype=torch.float64).tensor_split(min(SPECTRUM_BINS, len(vector)))
+        position = tuple(float(run.mean()) / last for run in runs)
+        values = tuple(float(run.mean()) for run in vector.tensor_split(len(runs)))
+        spectra.append(Spectrum(name, targets[name].layer, targets[name].role, position, values))
     return tuple(spectra)
 
 
@@ -143,11 +148,12 @@ def plot_expert(expert: Expert, path: Path, *, title: str | None = None) -> Expe
 
     data = expert_plot_data(expert, title)
     heat = data.heatmap
-    with drawing(path, 10, 7.5 if data.mix else 7) as fig:
+    with drawing(path, 9, 7 if data.mix else 6.5) as fig:
         grid = fig.add_gridspec(2, 2 if data.mix else 1, height_ratios=(1, 1.2))
         top = fig.add_subplot(grid[0, :])
         image = top.imshow(np.ma.masked_invalid(np.array(heat.values)), aspect="auto", interpolation="nearest")
-        top.set_xticks(range(len(heat.layers)), [str(layer) for layer in heat.layers])
+        every = math.ceil(len(heat.layers) / 32)  # at most 32 layer labels, so deep models stay legible
+        top.set_xticks(range(0, len(heat.layers), every), [str(layer) for layer in heat.layers[::every]])
         top.set_yticks(range(len(heat.roles)), heat.roles)
         top.set_xlabel("layer")
         top.set_ylabel("role")
@@ -156,9 +162,9 @@ def plot_expert(expert: Expert, path: Path, *, title: str | None = None) -> Expe
         fig.colorbar(image, ax=top, label=heat.measure, pad=0.01)
         spectrum = fig.add_subplot(grid[1, 0])
         for color, curve in zip(COLORS, data.spectra, strict=False):
-            spectrum.plot(curve.position, curve.z, lw=0.8, color=color, label=f"layer {curve.layer} {curve.role}")
+            spectrum.plot(curve.position, curve.z, lw=1.2, color=color, label=f"layer {curve.layer} {curve.role}")
         spectrum.axhline(1.0, color="grey", lw=0.8, ls="--")
-        spectrum.set_xlabel("singular value index / (rank − 1)  (largest first)")
+        spectrum.set_xlabel(f"singular value index / (rank − 1), largest first (means of {SPECTRUM_BINS} runs)")
         spectrum.set_ylabel("z")
         spectrum.set_title(f"z spectra of the {len(data.spectra)} most changed matrices")
         spectrum.legend(loc="best")

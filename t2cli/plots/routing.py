@@ -27,8 +27,8 @@ class RoutingPlot:
 def routing_plot_data(report: RoutingReport) -> RoutingPlot:
     truths = tuple(sorted(report.confusion))
     labels = {label for row in report.confusion.values() for label in row}
-    # Categories that are also true tasks come first, in the rows' order, so hits sit on the diagonal.
-    chosen = tuple(t for t in truths if t in labels) + tuple(sorted(labels - set(truths)))
+    # Every true task is a column too (0 where never chosen), in the rows' order, so hits sit on the diagonal.
+    chosen = truths + tuple(sorted(labels - set(truths)))
     counts = tuple(tuple(report.confusion[t].get(label, 0) for label in chosen) for t in truths)
     ranked = sorted(report.experts.items(), key=lambda item: (-item[1], item[0]))
     return RoutingPlot(
@@ -44,6 +44,7 @@ def routing_plot_data(report: RoutingReport) -> RoutingPlot:
 def plot_routing(report: RoutingReport, path: Path, *, title: str = "routing") -> RoutingPlot:
     """Confusion matrix (colour: share of the row, text: count) beside the prompts per expert; returns the data."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     data = routing_plot_data(report)
     with drawing(path, 10 if data.truths else 5, 4) as fig:
@@ -68,5 +69,6 @@ def plot_routing(report: RoutingReport, path: Path, *, title: str = "routing") -
         bar_axes.bar(range(len(data.experts)), data.prompts, color=COLORS[0])
         bar_axes.set_xticks(range(len(data.experts)), data.experts, rotation=30, ha="right")
         bar_axes.set_ylabel("prompts")
+        bar_axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         bar_axes.set_title("prompts per expert")
     return data

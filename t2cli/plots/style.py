@@ -48,7 +48,7 @@ def plots_available() -> bool:
 def check_plot_target(path: Path) -> Path:
     """Refuse `--plot FILE` up front, before any model loads: matplotlib missing, not a .png, no such folder."""
     if not plots_available():
-        raise BadInputError(f"--plot needs matplotlib, which is not installed; install it with {INSTALL_HINT}")
+        raise BadInputError(f"drawing plots needs matplotlib, which is not installed; install it with {INSTALL_HINT}")
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise BadInputError(f"plot file {path} must end in .png; give a name like figure.png")

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 CURVES_FILE = "curves.png"
 LOG_FILE = "log.jsonl"
-CHECKPOINT_FILE = "checkpoint.json"
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,7 @@ def run_curves(records: Sequence[StepRecord], base_val: float | None) -> RunCurv
 
 def read_run(run_dir: Path) -> tuple[list[StepRecord], float | None]:
     """The step records of a run folder and its base validation score (from the checkpoint, if one exists)."""
+    from t2cli.training.checkpoint import STATE
     from t2cli.training.records import StepRecord
 
     log = Path(run_dir) / LOG_FILE
@@ -61,13 +61,15 @@ def read_run(run_dir: Path) -> tuple[list[StepRecord], float | None]:
             raise BadInputError(
                 f"{log} line {number} is not a step record ({error}); is this a t2 run folder?"
             ) from None
-    checkpoint = Path(run_dir) / CHECKPOINT_FILE
+    checkpoint = Path(run_dir) / STATE
     base_val = json.loads(checkpoint.read_text()).get("base_val") if checkpoint.is_file() else None
     return records, base_val
 
 
 def plot_run(records: Sequence[StepRecord], base_val: float | None, path: Path, *, title: str = "") -> RunCurves:
     """Reward and KL (left) and validation score against the base's (right); returns what was drawn."""
+    from matplotlib.ticker import MaxNLocator
+
     data = run_curves(records, base_val)
     if not data.steps:
         raise BadInputError(f"no steps logged yet, nothing to draw for {path}; plot again after a step")
@@ -80,12 +82,15 @@ def plot_run(records: Sequence[StepRecord], base_val: float | None, path: Path, 
         kl_axes.plot(data.steps, data.kl, color=COLORS[1], lw=1, label="KL")
         kl_axes.set_ylabel("KL(π_z ‖ π_base)", color=COLORS[1])
         kl_axes.grid(False)
+        kl_axes.spines["right"].set_visible(True)
         reward_axes.set_title(f"{title}: reward and KL per step" if title else "reward and KL per step")
         val_axes.plot(data.val_steps, data.val_score, color=COLORS[2], marker="o", label="expert")
         if data.base_val is not None:
             val_axes.axhline(data.base_val, color="grey", ls="--", label=f"base {data.base_val:.3f}")
         val_axes.set_xlim(0, max(data.steps) + 1)
         val_axes.set_xlabel("step")
+        for axes in (reward_axes, val_axes):
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         val_axes.set_ylabel("validation score")
         val_axes.set_title("validation score")
         val_axes.legend(loc="best")

@@ -71,8 +71,11 @@ class ArcTask(FileTask):
             reference=LETTERS[answer],
             choices=tuple(text for text, _ in entries),
             answer_index=answer,
-            meta={"labels": labels},
+            meta={"labels": labels, "stem": str(question["stem"])},
         )
+
+    def raw_request(self, example: Example) -> str:
+        return example.meta["stem"]
 
     def score(self, example: Example, completion: str) -> float:
         picked = extract_choice(completion, len(example.choices), example.choices)

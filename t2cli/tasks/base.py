@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from t2cli.errors import BadInputError
 from t2cli.tasks.choice import LETTERS
@@ -33,6 +34,9 @@ class Task(ABC):
     answer_cue: str = "Answer:"  # ends plain prompts for models without a chat template
     # False for prompt formats meant as plain text even on chat models (e.g. ARC's cloze style).
     uses_chat_template: bool = True
+    # `t2 train` settings this task starts from when the user sets none (TrainConfig field -> value): a
+    # run of the generic defaults can take hours on a CPU for some tasks. Flags and --config win.
+    training_defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     @abstractmethod
     def load(self, source: str | Path | None = None, split: str = "test", limit: int | None = None) -> list[Example]:
@@ -53,6 +57,11 @@ class Task(ABC):
     def plain_prompt(self, example: Example) -> str:
         text = "\n\n".join(part for part in (self.system, example.question) if part)
         return f"{text}\n{self.answer_cue}" if self.answer_cue else text
+
+    def raw_request(self, example: Example) -> str:
+        """The request as a user would send it, without the task's template (what a router sees in use);
+        a multiple-choice task's choices stay in `example.choices`."""
+        return example.question
 
     def reference_completion(self, example: Example) -> str | None:
         """A gold completion for NLL training or likelihood scoring, when the data has one."""

@@ -1,14 +1,116 @@
-"""The `cls` task: which task does a request belong to? Trains and evaluates routing (dispatch)."""
+"""The `cls` task: which task does a request belong to? Trains and evaluates routing (dispatch).
+
+Its examples are requests as users send them. A classifier trained on the tasks' templated prompts
+learns the templates ("Answer with the letter…", "You are an expert Python programmer…") and misroutes
+the bare questions users actually send. So a request here is a task example's `raw_request` (no
+template, no instruction), wrapped in one of a few phrasings that every category shares (so the
+phrasing tells nothing), and for a multiple-choice task shown with or without its choices. The
+`other` category holds hand-written requests (chit-chat, opinions, advice, general knowledge;
+`other_requests.txt`, none from a benchmark) whose right expert is none. Each split comes from the
+tasks' own split (the `other` list is cut 60/20/20, seeded), so validation and test requests are never
+training items.
+"""
 
 from __future__ import annotations
 
 import random
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from t2cli.errors import BadInputError
-from t2cli.tasks.base import Example, Task
+from t2cli.tasks.base import Example, Record, Task
+from t2cli.tasks.choice import LETTERS
+from t2cli.tasks.sources import seeded_cut
+
+OTHER = "other"
+OTHER_DESCRIPTION = "anything else, such as chit-chat, opinions or general knowledge"
+OTHER_SHARES = {"train": 0.6, "validation": 0.2, "test": 0.2}
+
+# How a user may put a request; every category is phrased with the same wrappers.
+WRAPPERS = (
+    "{request}",
+    "{request}",
+    "Q: {request}",
+    "Question: {request}",
+    "Can you help: {request}",
+    "Please help me with this.\n\n{request}",
+    "{request}\n\nThanks!",
+    "Quick one: {request}",
+)
+CHOICE_FORMATS = ("{letter}. {text}", "({letter}) {text}", "{letter}) {text}")
+
+
+@dataclass(frozen=True)
+class RoutingRequest:
+    """One request and the category that should answer it (a task name, or `other`)."""
+
+    id: str
+    category: str
+    text: str
+
+
+def other_requests(split: str) -> list[str]:
+    """The packaged `other` requests of one split of their fixed 60/20/20 seeded cut."""
+    text = resources.files("t2cli.tasks").joinpath("other_requests.txt").read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    records = [Record({"text": line}, index, f"other_requests.txt:{index + 1}") for index, line in enumerate(lines)]
+    return [record.data["text"] for record in seeded_cut(records, split, OTHER_SHARES, OTHER)]
+
+
+def phrase(request: str, choices: Sequence[str], rng: random.Random) -> str:
+    """`request` as a user might send it: in a random wrapper, its choices (if any) listed or not."""
+    if choices and rng.random() < 0.5:
+        shape = rng.choice(CHOICE_FORMATS)
+        listing = "\n".join(shape.format(letter=LETTERS[i], text=text) for i, text in enumerate(choices))
+        request = f"{request}\n\n{listing}"
+    return rng.choice(WRAPPERS).format(request=request.strip())
+
+
+def routing_requests(
+    tasks: Sequence[Task],
+    sources: Mapping[str, str | Path | None] | None = None,
+    split: str = "train",
+    seed: int = 0,
+    limit: int | None = None,
+    per_category: int | None = None,
+) -> list[RoutingRequest]:
+    """Seeded requests of `split`, shuffled: balanced (the same number per category — the tasks, then
+    `other` — at most `limit` in all), or with `per_category`, up to that many of each category."""
+    if limit is not None and limit < 0:
+        raise BadInputError(f"limit must be >= 0, got {limit}; pass a non-negative --limit")
+    rng = random.Random(f"routing:{seed}:{split}")
+    pools = [
+        [
+            RoutingRequest(
+                f"{task.name}/{example.id}", task.name, phrase(task.raw_request(example), example.choices, rng)
+            )
+            for example in task.load((sources or {}).get(task.name), split)
+        ]
+        for task in tasks
+    ]
+    pools.append(
+        [
+            RoutingRequest(f"{OTHER}/{split}-{n}", OTHER, phrase(text, (), rng))
+            for n, text in enumerate(other_requests(split))
+        ]
+    )
+    counts = [min(len(pool) for pool in pools)] * len(pools)
+    if per_category is not None:
+        counts = [min(len(pool), per_category) for pool in pools]
+    if limit is not None:
+        share, extra = divmod(limit, len(pools))
+        counts = [min(count, share + (index < extra)) for index, count in enumerate(counts)]
+    picked = [request for pool, count in zip(pools, counts, strict=True) for request in rng.sample(pool, count)]
+    rng.shuffle(picked)
+    return picked
+
+
+def request_lines(requests: Sequence[RoutingRequest]) -> list[dict[str, str]]:
+    """Prompt lines for `t2 dispatch`/`t2 run` (their `task` field is what the routing is checked against)."""
+    return [{"id": r.id, "prompt": r.text, "task": r.category} for r in requests]
 
 
 def classification_messages(question: str, categories: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
@@ -57,8 +159,10 @@ def extract_label(completion: str, names: Sequence[str]) -> str | None:
 
 
 class ClassificationTask(Task):
-    """Each example is a member task's question; its reference is that task's name. Sampling is balanced
-    (the same number from every task) and seeded."""
+    """Each example is a request as a user would send it (`routing_requests`): a member task's
+    bare question, or an `other` request whose right expert is none; its reference is the category.
+    Sampling is balanced (the same number from every category) and seeded; validation and test
+    requests come from the members' held-out splits."""
 
     name = "cls"
     description = "deciding which kind of task a request is"
@@ -69,44 +173,32 @@ class ClassificationTask(Task):
         names = [task.name for task in tasks]
         if len(names) < 2 or len(set(names)) != len(names):
             raise BadInputError(f"cls needs at least two different tasks, got {names}; pass distinct task names")
+        if OTHER in names:
+            raise BadInputError(f"a cls task is named {OTHER!r}, the category of everything else; rename it")
         unknown = sorted(set(sources or {}) - set(names))
         if unknown:
             raise BadInputError(f"sources given for {unknown}, which are not among the cls tasks {names}")
         self.tasks = list(tasks)
         self.sources = dict(sources or {})
         self.seed = seed
-        self.categories = [(task.name, task.description) for task in self.tasks]
+        self.categories = [(task.name, task.description) for task in self.tasks] + [(OTHER, OTHER_DESCRIPTION)]
 
     def load(self, source: str | Path | None = None, split: str = "test", limit: int | None = None) -> list[Example]:
         if source is not None:
             raise BadInputError(
                 "cls builds its examples from its member tasks; give their data as sources={task: path}"
             )
-        if limit is not None and limit < 0:
-            raise BadInputError(f"limit must be >= 0, got {limit}; pass a non-negative --limit")
-        pools = [task.load(self.sources.get(task.name), split) for task in self.tasks]
-        per_task = [min(len(pool) for pool in pools)] * len(pools)
-        if limit is not None:
-            share, extra = divmod(limit, len(pools))
-            per_task = [min(count, share + (index < extra)) for index, count in enumerate(per_task)]
-        rng = random.Random(self.seed)
-        picked = [
-            (task, example)
-            for task, pool, count in zip(self.tasks, pools, per_task, strict=True)
-            for example in rng.sample(pool, count)
-        ]
-        rng.shuffle(picked)
         names = [name for name, _ in self.categories]
         return [
             Example(
-                id=f"{task.name}/{example.id}",
-                question=classification_messages(example.question, self.categories)[-1]["content"],
-                reference=task.name,
+                id=request.id,
+                question=classification_messages(request.text, self.categories)[-1]["content"],
+                reference=request.category,
                 choices=tuple(names),
-                answer_index=names.index(task.name),
-                meta={"request": example.question},
+                answer_index=names.index(request.category),
+                meta={"request": request.text},
             )
-            for task, example in picked
+            for request in routing_requests(self.tasks, self.sources, split, self.seed, limit)
         ]
 
     def messages(self, example: Example) -> list[dict[str, str]]:

@@ -41,5 +41,8 @@ class MathTask(FileTask):
         answer = last_boxed(completion)
         return 1.0 if answer is not None and answers_match(answer, example.reference) else -1.0
 
+    def raw_request(self, example: Example) -> str:
+        return example.question.removesuffix(f"\n\n{INSTRUCTION}")
+
     def reference_completion(self, example: Example) -> str:
         return example.meta["solution"]

@@ -41,6 +41,9 @@ class Gsm8kTask(FileTask):
     def score(self, example: Example, completion: str) -> float:
         return number_reward(completion, example.reference)
 
+    def raw_request(self, example: Example) -> str:
+        return example.question.removesuffix(f"\n\n{INSTRUCTION}")
+
     def reference_completion(self, example: Example) -> str:
         steps = _CALCULATOR.sub("", example.meta["solution"].rsplit("####", 1)[0]).strip()
         return f"{steps}\nThe answer is {example.reference}."

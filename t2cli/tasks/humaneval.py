@@ -45,6 +45,9 @@ class HumanEvalTask(CodeTask):
         # Base models continue the code itself, as in the original HumanEval protocol.
         return example.meta["prompt"]
 
+    def raw_request(self, example: Example) -> str:
+        return example.meta["prompt"]
+
     def program(self, example: Example, completion: str) -> str:
         prompt, entry = example.meta["prompt"], example.meta["entry_point"]
         code = extract_code(completion)

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from t2cli.errors import BadInputError
+from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks.arc import ArcTask
 from t2cli.tasks.base import Task
 from t2cli.tasks.classification import ClassificationTask
@@ -67,7 +67,7 @@ def get_task(name: str, **options: Any) -> Task:
     """A task by name; options go to its constructor (e.g. arc: shuffle_seed; jsonl: spec=PATH)."""
     factory = _FACTORIES.get(name)
     if factory is None:
-        raise BadInputError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
+        raise NotFoundError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
     signature = inspect.signature(factory)
     try:
         signature.bind(**options)

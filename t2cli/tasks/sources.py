@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import random
 import re
@@ -11,14 +9,13 @@ from importlib import metadata
 from pathlib import Path
 
 from t2cli.errors import BadInputError, NotFoundError
+from t2cli.fsutil import JsonProblem, json_loads, open_text_lines
 from t2cli.tasks.base import Record
 
 SPLITS = ("train", "validation", "test")
 VALIDATION_FRACTION = 0.1
 HOLDOUT_SEED = 0
 _HF_URL = re.compile(r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+)")
-
-
 
 
 def resolve_source(source: str | Path | None, *, task: str, packaged: Path | None = None, hint: str) -> Path:
@@ -42,7 +39,9 @@ def download_hf(url: str) -> Path:
     try:
         return hub_dataset_file(match["repo"], match["file"], match["revision"])
     except NotFoundError as error:
-        raise NotFoundError(f"cannot download {url} ({error}); check the repo, file and revision, your network and HF_TOKEN") from None
+        raise NotFoundError(
+            f"cannot download {url} ({error}); check the repo, file and revision, your network and HF_TOKEN"
+        ) from None
 
 
 def hub_dataset_file(repo: str, file: str, revision: str | None = None) -> Path:
@@ -72,19 +71,16 @@ def packaged_file(distribution: str, member: str) -> Path | None:
 
 def read_jsonl(path: Path) -> list[Record]:
     """Records of a .jsonl or .jsonl.gz file; blank lines are skipped."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     records: list[Record] = []
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
+        with open_text_lines(path) as lines:
+            for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 try:
-                    data = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise BadInputError(
-                        f"{path}:{number}: malformed JSON ({error.msg}); fix or remove that line"
-                    ) from None
+                    data = json_loads(line)
+                except JsonProblem as error:
+                    raise BadInputError(f"{path}:{number}: {error}; fix or remove that line") from None
                 if not isinstance(data, dict):
                     raise BadInputError(
                         f"{path}:{number}: expected a JSON object, got {type(data).__name__}; fix that line"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Sequence
@@ -9,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from t2cli.errors import BadInputError, NotFoundError
+from t2cli.fsutil import read_text_bounded
+from t2cli.safeyaml import MAX_YAML_BYTES, load_yaml
 from t2cli.tasks.base import Example, FileTask, Record, check_pairs
 from t2cli.tasks.choice import LETTERS, extract_choice
 from t2cli.tasks.numbers import number_reward, parse_number
@@ -22,6 +23,7 @@ SCORERS = ("exact", "number", "choice", "regex", "code")
 _REQUIRED = ("name", "description", "data", "prompt", "answer", "scorer")
 _OPTIONAL = ("system", "pattern", "choices", "timeout_s")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+MAX_TIMEOUT_S = 3600.0
 _ANSWER_PREFIX = re.compile(r"^(?:the answer is|answer\s*:)\s*", re.IGNORECASE)
 
 
@@ -44,13 +46,9 @@ class TaskSpec:
 def load_spec(path: str | Path) -> TaskSpec:
     """Read and fully validate a YAML task spec, before any data is touched."""
     path = Path(path).expanduser()
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotFoundError(f"task spec not found: {path}; pass an existing YAML file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        detail = " ".join(str(error).split())
-        raise BadInputError(f"{path}: not a readable YAML task spec ({detail}); fix the file") from None
+    if not path.exists():
+        raise NotFoundError(f"task spec not found: {path}; pass an existing YAML file")
+    raw = load_yaml(read_text_bounded(path, MAX_YAML_BYTES, what="a task spec"), f"task spec {path}")
     return parse_spec(raw, origin=str(path), base_dir=path.parent)
 
 
@@ -82,8 +80,15 @@ def parse_spec(raw: Any, *, origin: str, base_dir: Path) -> TaskSpec:
     timeout = raw.get("timeout_s", 10.0)
     if "timeout_s" in raw and scorer != "code":
         raise BadInputError(f"{origin}: field 'timeout_s' is allowed only with scorer 'code'")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise BadInputError(f"{origin}: timeout_s must be a positive number of seconds, got {timeout!r}")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or not 0 < timeout <= MAX_TIMEOUT_S
+    ):
+        raise BadInputError(
+            f"{origin}: timeout_s must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, got {timeout!r}"
+        )
     data = raw["data"]
     if not data.startswith("hf://") and not Path(data).expanduser().is_absolute():
         data = str(base_dir / data)

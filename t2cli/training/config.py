@@ -1,59 +1,77 @@
-"""TrainConfig: every knob of a training run, validated, stored whole in the expert's provenance."""
+"""TrainConfig: every knob of a training run, validated, stored whole in the expert's provenance.
+
+The dataclass is the one source of truth for a run's settings: each field's `help` metadata is what
+`t2 train` shows for the option it generates from the field, and `load_config` reads the same
+fields from a YAML file (what a manifest stores under provenance.hyperparameters feeds back as is).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import contextlib
+import math
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 from t2cli.errors import BadInputError
-from t2cli.svf import check_rule
-
-if TYPE_CHECKING:
-    pass
-
 
 METHODS = ("svf", "nll", "lora", "lora-nll")
-
-
 ROLLOUTS = ("auto", "generate", "choices", "likelihood")
-
-
 SELECTIONS = ("best", "last")
-
-
-DEFAULT_RANK = 16  # LoRA rank of the baseline when --rank is not given
 BASELINES = ("none", "mean", "group")
+DEFAULT_RANK = 16  # LoRA rank of the baseline when --rank is not given
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Every knob of a run; stored whole in the expert's provenance."""
 
-    task: str
-    method: str = "svf"
-    rollout: str = "auto"
-    targets: str | None = None
-    rule: str = "none"
-    steps: int = 100
-    batch_size: int = 8
-    samples: int = 4
-    lr: float = 2e-3
-    kl: float = 0.05
-    temperature: float = 1.0
-    baseline: str = "group"
-    max_new_tokens: int = 128
-    grad_clip: float = 1.0
-    micro_batch: int = 8
-    val_every: int = 20
-    val_limit: int | None = 100
-    train_limit: int | None = None
-    checkpoint_every: int = 10
-    seed: int = 0
-    # LoRA rank r (lora methods only; DEFAULT_RANK when not given).
-    rank: int | None = None
-    # Which weights are published: `best` validation score (the base wins ties: a run that never
-    # beats it publishes z = 1), or the `last` step's (for objectives validation cannot yet see).
-    select: str = "best"
+    task: str = field(metadata=_help("Task name (arc, gsm8k, mbpp, …, cls) or a YAML spec."))
+    method: str = field(
+        default="svf",
+        metadata=_help("svf (REINFORCE, default), nll (reference answers), or the LoRA baseline: lora, lora-nll."),
+    )
+    rollout: str = field(
+        default="auto",
+        metadata=_help(
+            "auto, generate, choices (exact gradient over answer letters) or likelihood (over choice texts)."
+        ),
+    )
+    targets: str | None = field(
+        default=None, metadata=_help("Matrices to adapt: all (default), mlp, attn, or roles like q,v,down.")
+    )
+    rule: str = field(default="none", metadata=_help("SVF rule: none or nuclear (keep Σ s·z = Σ s)."))
+    steps: int = field(default=100, metadata=_help("Optimiser steps."))
+    batch_size: int = field(default=8, metadata=_help("Prompts per step."))
+    samples: int = field(default=4, metadata=_help("Completions sampled per prompt (generate)."))
+    lr: float = field(default=2e-3, metadata=_help("Adam learning rate on z (or the LoRA factors)."))
+    kl: float = field(default=0.05, metadata=_help("β of the KL(π_z ‖ π_base) penalty."))
+    temperature: float = field(default=1.0, metadata=_help("Sampling temperature of rollouts."))
+    baseline: str = field(default="group", metadata=_help("Reward baseline: none, mean or group."))
+    max_new_tokens: int = field(default=128, metadata=_help("Rollout and validation length."))
+    grad_clip: float = field(default=1.0, metadata=_help("Clip the gradient's global norm to this before each step."))
+    micro_batch: int = field(default=8, metadata=_help("Sequences per backward pass."))
+    val_every: int = field(default=20, metadata=_help("Validate every N steps (and at the last)."))
+    val_limit: int | None = field(default=100, metadata=_help("Validate on the first N validation examples."))
+    train_limit: int | None = field(default=None, metadata=_help("Train on the first N examples only."))
+    checkpoint_every: int = field(default=10, metadata=_help("Checkpoint every N steps (and at the last)."))
+    seed: int = field(default=0, metadata=_help("Seed for batches, sampling and choice order."))
+    rank: int | None = field(
+        default=None, metadata=_help(f"LoRA rank r for --method lora/lora-nll (default {DEFAULT_RANK}).")
+    )
+    # `best` validation score (the base wins ties: a run that never beats it publishes z = 1), or the
+    # `last` step's (for objectives validation cannot yet see).
+    select: str = field(
+        default="best",
+        metadata=_help("Publish the best validated step (ties: the earlier, base first) or the last."),
+    )
 
     @property
     def adapter(self) -> str:
@@ -66,6 +84,14 @@ class TrainConfig:
         return "nll" if self.method.endswith("nll") else "reinforce"
 
     def __post_init__(self) -> None:
+        for setting in config_settings():
+            value = getattr(self, setting.name)
+            if setting.kind is float and type(value) is int:
+                object.__setattr__(self, setting.name, float(value))  # frozen: normalise once, here
+            elif not (value is None and setting.optional) and type(value) is not setting.kind:
+                raise BadInputError(f"{setting.name} must be {setting.describe()}, got {value!r}; {setting.fix}")
+            elif setting.kind is float and not math.isfinite(value):
+                raise BadInputError(f"{setting.name} must be a finite number, got {value}; {setting.fix}")
         for name, value, allowed in (
             ("method", self.method, METHODS),
             ("rollout", self.rollout, ROLLOUTS),
@@ -74,12 +100,18 @@ class TrainConfig:
         ):
             if value not in allowed:
                 raise BadInputError(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+        from t2cli.svf import check_rule  # torch: not at import, so the CLI starts fast
+
         check_rule(self.rule)
-        for name in ("steps", "batch_size", "samples", "max_new_tokens", "micro_batch", "val_every"):
-            if getattr(self, name) < 1:
-                raise BadInputError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.kl < 0 or self.temperature <= 0:
-            raise BadInputError("lr and temperature must be > 0 and kl >= 0; check --lr, --temperature, --kl")
+        counts = ("steps", "batch_size", "samples", "max_new_tokens", "micro_batch", "val_every", "checkpoint_every")
+        for name in (*counts, "val_limit", "train_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise BadInputError(f"{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.lr <= 0 or self.kl < 0 or self.temperature <= 0 or self.grad_clip <= 0:
+            raise BadInputError(
+                "lr, temperature and grad-clip must be > 0 and kl >= 0; check --lr, --temperature, --grad-clip, --kl"
+            )
         if self.adapter == "svf":
             if self.rank is not None:
                 raise BadInputError("--rank is the LoRA rank; use it with --method lora or lora-nll")
@@ -90,3 +122,84 @@ class TrainConfig:
             object.__setattr__(self, "rank", DEFAULT_RANK)  # frozen: fill the default once, here
         elif self.rank < 1:
             raise BadInputError(f"rank must be >= 1, got {self.rank}; pass --rank N")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One TrainConfig field as an option: its scalar type, whether None is allowed, default and help."""
+
+    name: str
+    kind: type  # int, float or str
+    optional: bool
+    default: Any  # dataclasses.MISSING when required
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return self.name.replace("_", "-")
+
+    @property
+    def fix(self) -> str:
+        return f"fix --{self.flag} (or `{self.name}:` in --config)"
+
+    def describe(self) -> str:
+        kind = {int: "an integer", float: "a number", str: "a string"}[self.kind]
+        return f"{kind} or null" if self.optional else kind
+
+
+def config_settings() -> tuple[Setting, ...]:
+    """TrainConfig's fields, in order, with their types resolved (the module's annotations are strings)."""
+    hints = typing.get_type_hints(TrainConfig)
+    result = []
+    for item in fields(TrainConfig):
+        hint = hints[item.name]
+        members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        kinds = [member for member in members if member is not type(None)]
+        result.append(Setting(item.name, kinds[0], len(kinds) < len(members), item.default, item.metadata["help"]))
+    return tuple(result)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The TrainConfig fields a YAML --config file sets. Every refusal is one line naming the file and the
+    field, raised before anything loads."""
+    from t2cli.fsutil import read_text_bounded
+    from t2cli.safeyaml import load_yaml
+
+    path = Path(path).expanduser()
+    raw = load_yaml(read_text_bounded(path, 1 << 20, what="a training config"), str(path))
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise BadInputError(f"{path}: a config must be a YAML mapping of training settings (field: value)")
+    by_name = {setting.name: setting for setting in config_settings()}
+    unknown = sorted(map(str, set(raw) - set(by_name)))
+    if unknown:
+        raise BadInputError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    values = dict(raw)
+    for name, value in raw.items():
+        if by_name[name].kind is float and isinstance(value, str):
+            # YAML 1.1 reads an exponent without a dot (`lr: 2e-3`) as a string.
+            with contextlib.suppress(ValueError):  # if not a number, TrainConfig names the field and type
+                values[name] = float(value)
+    return values
+
+
+def task_training_defaults(task: str) -> Mapping[str, Any]:
+    """The built-in task's own starting settings (empty for user specs and unknown names)."""
+    from t2cli.errors import T2Error
+    from t2cli.tasks.registry import get_task
+
+    try:
+        return get_task(task.split(":", 1)[0]).training_defaults
+    except T2Error:
+        return {}
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """A run's settings, by precedence: `overrides` (the flags given) > the --config file at `path` > the
+    task's training defaults > TrainConfig's own defaults."""
+    values = read_config(path) if path is not None else {}
+    values |= dict(overrides or {})
+    if "task" not in values:
+        where = f"{path} names no task; add `task: NAME` to it or pass --task" if path else "no task given"
+        raise BadInputError(f"{where}; pass --task NAME (or a --config file with `task: NAME`)")
+    return TrainConfig(**{**task_training_defaults(str(values["task"])), **values})

@@ -1,17 +1,21 @@
-"""A task's training and validation examples, and the hash that identifies them in provenance."""
+"""A task's training and validation examples, and how provenance identifies them (name, revision, sha256)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from t2cli.errors import BadInputError
+from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks.base import Example, Task
 
 if TYPE_CHECKING:
+    from t2cli.experts.manifest import Manifest
     from t2cli.experts.registry import Registry
+
+HF_PREFIX = "hf://datasets/"
 
 
 def data_sha256(examples: Sequence[Example]) -> str:
@@ -22,29 +26,94 @@ def data_sha256(examples: Sequence[Example]) -> str:
     return digest.hexdigest()
 
 
-def training_data(
-    task_name: str, data: str | None, seed: int, registry: Registry, model_slug: str, experts: str | None
-) -> tuple[Task, list[Example], list[Example]]:
-    """The task with its train and validation examples.
+def data_identity(data: str | None, examples: Sequence[Example]) -> dict[str, Any]:
+    """What provenance records of the training data: a name that means the same on any machine, the
+    revision, and the content hash — never a path of the training machine.
 
-    ARC's choices are shuffled (seeded) so that a preference for one letter earns nothing. The
-    classification task `cls` is built from the experts named in `experts`: their manifests give
-    the categories (their tasks) and the data each was trained on.
+    name: the hf://datasets/OWNER/NAME/FILE URL (its @REVISION under `revision`), a local file or
+    folder's own name, or None for the task's own data.
     """
-    from t2cli.tasks.registry import get_task, resolve_task
+    name, revision = (None, None) if data is None else _split_revision(data)
+    if name is not None and not name.startswith(HF_PREFIX):
+        name = Path(name).expanduser().resolve().name
+    return {"name": name, "revision": revision, "sha256": data_sha256(examples)}
+
+
+def recorded_source(manifest: Manifest) -> str | None:
+    """Where an expert's training data can be loaded again: the task's own data (None), an hf:// URL
+    at its revision, or the path manifests recorded before data identities. A local file's name alone
+    locates nothing, so that data must be given again."""
+    recorded = manifest.provenance.get("data")
+    if not isinstance(recorded, dict):
+        return recorded
+    name, revision = recorded.get("name"), recorded.get("revision")
+    if name is None:
+        return None
+    if not name.startswith(HF_PREFIX):
+        raise BadInputError(
+            f"expert {manifest.ref} was trained on local data {name!r}; give its path with --data {manifest.task}=PATH"
+        )
+    return name if revision is None else _join_revision(name, revision)
+
+
+def training_task(task_name: str, seed: int) -> Task | None:
+    """The task, resolved before the model loads (None for `cls`, built from experts of the model).
+
+    An unknown name is NotFoundError (exit 3). ARC's choices are shuffled (seeded) so that a
+    preference for one letter earns nothing.
+    """
+    from t2cli.tasks.registry import resolve_task, task_names
 
     if task_name == "cls":
-        if not experts:
-            raise BadInputError("--task cls needs --experts a,b,c: the experts whose tasks are the categories")
-        members, sources = [], {}
-        for spec in experts.split(","):
-            manifest = registry.resolve(spec.strip(), model_slug).manifest()
-            if not manifest.task:
-                raise BadInputError(f"expert {manifest.ref} records no task; it cannot be a category of cls")
-            members.append(resolve_task(manifest.task, **({"shuffle_seed": seed} if manifest.task == "arc" else {})))
-            sources[manifest.task] = manifest.provenance.get("data")
-        task = get_task("cls", tasks=members, sources=sources, seed=seed)
-        data = None
-    else:
-        task = resolve_task(task_name, **({"shuffle_seed": seed} if task_name == "arc" else {}))
-    return task, task.load(data, "train"), task.load(data, "validation")
+        return None
+    known = [name for name in task_names() if name not in ("cls", "jsonl")]
+    if not task_name.endswith((".yaml", ".yml")) and task_name.partition(":")[0] not in known:
+        raise NotFoundError(f"unknown task {task_name!r}; use one of {', '.join(known)}, cls, or a YAML task spec")
+    return resolve_task(task_name, **({"shuffle_seed": seed} if task_name == "arc" else {}))
+
+
+def classification_task(experts: str | None, data: str | None, seed: int, registry: Registry, model_slug: str) -> Task:
+    """The `cls` task over the experts named in `experts`: their manifests give the categories (their
+    tasks) and the data each was trained on; `data` (TASK=PATH,...) gives or replaces a member's data."""
+    from t2cli.tasks.registry import get_task, resolve_task
+
+    if not experts:
+        raise BadInputError("--task cls needs --experts a,b,c: the experts whose tasks are the categories")
+    given = _member_data(data)
+    members, sources = [], {}
+    for spec in experts.split(","):
+        manifest = registry.resolve(spec.strip(), model_slug).manifest()
+        if not manifest.task:
+            raise BadInputError(f"expert {manifest.ref} records no task; it cannot be a category of cls")
+        members.append(resolve_task(manifest.task, **({"shuffle_seed": seed} if manifest.task == "arc" else {})))
+        sources[manifest.task] = given[manifest.task] if manifest.task in given else recorded_source(manifest)
+    sources |= given  # a task that is no member is refused by the cls task, naming it
+    return get_task("cls", tasks=members, sources=sources, seed=seed)
+
+
+def _member_data(data: str | None) -> dict[str, str]:
+    """`--data` of a cls run: TASK=PATH pairs, comma-separated."""
+    if data is None:
+        return {}
+    pairs = [item.partition("=") for item in data.split(",")]
+    if any(not name.strip() or not sep or not path.strip() for name, sep, path in pairs):
+        raise BadInputError(f"--data {data!r}: cls takes its members' data as TASK=PATH[,TASK=PATH]")
+    return {name.strip(): path.strip() for name, _, path in pairs}
+
+
+def _split_revision(source: str) -> tuple[str, str | None]:
+    """hf://datasets/OWNER/NAME@REV/FILE -> (hf://datasets/OWNER/NAME/FILE, REV); other sources as they are."""
+    if not source.startswith(HF_PREFIX):
+        return source, None
+    owner, repo, file = _hf_parts(source)
+    repo, _, revision = repo.partition("@")
+    return f"{HF_PREFIX}{owner}/{repo}/{file}", revision or None
+
+
+def _join_revision(url: str, revision: str) -> str:
+    owner, repo, file = _hf_parts(url)
+    return f"{HF_PREFIX}{owner}/{repo}@{revision}/{file}"
+
+
+def _hf_parts(url: str) -> list[str]:
+    return [*url.removeprefix(HF_PREFIX).split("/", 2), "", ""][:3]

@@ -107,11 +107,14 @@ def launched_world(device: torch.device | str = "cpu") -> Iterator[World]:
     caller already joined is used as is and left to the caller.
     """
     device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        # One GPU per process on each host: the launcher numbers them by LOCAL_RANK.
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    launched = _launched_size() > 1
+    if device.type == "cuda" and (launched or device.index is None):
+        # One GPU per process on each host, numbered by the launcher's LOCAL_RANK (a resolved
+        # `cuda:0` names the kind of device here, not one GPU for every process).
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) if launched else 0)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-    if _launched_size() == 1:
+    if not launched:
         yield World(device=str(device))
         return
     dist = torch.distributed

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -13,11 +10,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from t2cli.models import LoadedModel, TargetMatrix
+from t2cli.models import LoadedModel
+from t2cli.targets import TargetMatrix
 
 if TYPE_CHECKING:
     from t2cli.engines.hf import HFEngine
-from t2cli.experts.lora import ADAPTER_FILES, require_peft, shared_copy
+from t2cli.experts.lora import ADAPTER_FILES, require_peft
+from t2cli.fsutil import staged_folder
+from t2cli.models import shared_copy
 
 
 class LoRAPolicy:
@@ -77,8 +77,14 @@ class LoRAPolicy:
             yield
 
     def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
-        return out.logits.float()
+        device = self.loaded.device
+        out = self.model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=keep,
+        )
+        return out.logits.float().to(ids.device)  # the objectives' masks and labels stay with the inputs
 
     @torch.no_grad()
     def base_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
@@ -93,16 +99,10 @@ class LoRAPolicy:
         """Save `snapshot` as a PEFT adapter folder (replaced whole); return registry name -> path."""
         current = self.snapshot()
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
         try:
             self.load(snapshot)
-            self.model.save_pretrained(str(staging))
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            with staged_folder(folder, replace=True) as staging:
+                self.model.save_pretrained(str(staging))
         finally:
             self.load(current)
         return {name: folder / name for name in ADAPTER_FILES}

@@ -20,18 +20,24 @@ Rollouts:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
-from t2cli.engines.base import left_pad
+from t2cli.engines.base import Engine, Prompt, Sampling, encode_prompt, label_token_ids, left_pad
+from t2cli.engines.evaluate import choice_continuation, prompt_for
 from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Task
+from t2cli.training.config import TrainConfig
+from t2cli.training.distributed import World
+from t2cli.training.records import StepStats
 
 if TYPE_CHECKING:
-    pass
-from t2cli.training.config import TrainConfig
+    from t2cli.models import LoadedModel
+    from t2cli.training.policy import Policy
 
 
 def resolve_rollout(config: TrainConfig, task: Task, examples: Sequence[Example]) -> str:
@@ -83,7 +89,7 @@ def kl_divergence(logits: torch.Tensor, base_logits: torch.Tensor) -> torch.Tens
     return (logp.exp() * (logp - base)).sum(-1)
 
 
-def _continuation_batch(
+def continuation_batch(
     sequences: Sequence[tuple[list[int], list[int]]], pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """Left-padded prompt+continuation rows, the logits window `keep` that covers every
@@ -103,3 +109,207 @@ def sequence_logprobs(logits: torch.Tensor, ids: torch.Tensor, completion_mask: 
     targets = ids[:, -keep + 1 :]
     token_logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return (token_logp * completion_mask).sum(-1)
+
+
+@dataclass
+class StepContext:
+    """What every objective step reads: the policy, task, model (tokenizer, chat), process world and
+    settings, and the caches that live for the whole run."""
+
+    policy: Policy
+    task: Task
+    loaded: LoadedModel
+    world: World
+    config: TrainConfig
+    pad_id: int
+    labels: dict[tuple[str, ...], list[int]] = field(default_factory=dict)  # choice labels -> token ids
+    base_choices: dict[str, torch.Tensor] = field(default_factory=dict)  # example id -> base log-probs
+
+    def label_ids(self, example: Example) -> list[int]:
+        labels = self.task.choice_labels(example)
+        if labels not in self.labels:
+            self.labels[labels] = label_token_ids(self.loaded.tokenizer, labels, chat=self.loaded.chat)
+        return self.labels[labels]
+
+    def prompts(self, examples: Sequence[Example]) -> list[Prompt]:
+        return [prompt_for(self.task, e, self.loaded.chat) for e in examples]
+
+    def local(self, examples: Sequence[Example]) -> list[Example]:
+        """This process's slice of the batch (all of it in one process)."""
+        return [examples[i] for i in self.world.shard(len(examples))]
+
+    def choice_stats(self, reward: float, kl: float, tokens: int, count: int, started: float) -> StepStats:
+        """Step figures of an enumerated-choice objective, summed over the processes."""
+        reward, kl, tokens = self.world.sum(reward, kl, tokens)
+        return StepStats(reward / count, kl / count, int(tokens), grad_s=time.perf_counter() - started)
+
+
+def choice_step(ctx: StepContext, examples: Sequence[Example]) -> StepStats:
+    """Exact expected-reward gradient over the choice letters; returns reward, kl, tokens, times."""
+    started = time.perf_counter()
+    local = ctx.local(examples)
+    encoded = [encode_prompt(ctx.loaded.tokenizer, p) for p in ctx.prompts(local)]
+    total_reward = total_kl = 0.0
+    tokens = 0
+    for chunk in chunks(range(len(local)), ctx.config.micro_batch):
+        ids, mask, positions = left_pad([encoded[i] for i in chunk], ctx.pad_id)
+        logits = ctx.policy.logits(ids, mask, positions, keep=1)[:, -1]
+        base = _base_choice_logprobs(ctx, [local[i] for i in chunk], ids, mask, positions)
+        loss = torch.zeros(())
+        for row, index in enumerate(chunk):
+            example = local[index]
+            logp = torch.log_softmax(logits[row, ctx.label_ids(example)], dim=-1)
+            surrogate, expected, kl = choice_objective(logp, base[row], example.answer_index, ctx.config.baseline)
+            loss = loss + (surrogate + ctx.config.kl * kl) / len(examples)
+            total_reward += float(expected)
+            total_kl += float(kl.detach())
+        loss.backward()
+        tokens += int(mask.sum())
+    return ctx.choice_stats(total_reward, total_kl, tokens, len(examples), started)
+
+
+def _base_choice_logprobs(
+    ctx: StepContext, examples: Sequence[Example], ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
+) -> list[torch.Tensor]:
+    """The base model's distribution over each example's letters: fixed, so computed once per example."""
+    missing = [row for row, e in enumerate(examples) if e.id not in ctx.base_choices]
+    if missing:
+        rows = torch.tensor(missing)
+        base = ctx.policy.base_logits(ids[rows], mask[rows], positions[rows], keep=1)[:, -1]
+        for row, logits in zip(missing, base, strict=True):
+            letters = ctx.label_ids(examples[row])
+            ctx.base_choices[examples[row].id] = torch.log_softmax(logits[letters], dim=-1)
+    return [ctx.base_choices[e.id] for e in examples]
+
+
+def likelihood_step(ctx: StepContext, examples: Sequence[Example]) -> StepStats:
+    """Exact expected-reward gradient over the choices, each scored by its text's log-likelihood.
+
+    Every (question, choice) sequence is scored in micro-batches of similar length (the choices of
+    one question rarely share a length), then each question's choices are normalised together and
+    one backward runs over the whole step.
+    """
+    started = time.perf_counter()
+    local = ctx.local(examples)
+    encoded = [encode_prompt(ctx.loaded.tokenizer, p) for p in ctx.prompts(local)]
+    sequences, owners = [], []
+    for index, example in enumerate(local):
+        for text in example.choices:
+            tail = ctx.loaded.tokenizer(choice_continuation(text), add_special_tokens=False)["input_ids"]
+            sequences.append((encoded[index], tail))
+            owners.append(index)
+    members = [[i for i, owner in enumerate(owners) if owner == index] for index in range(len(local))]
+    uncached = {i for i, e in enumerate(local) if e.id not in ctx.base_choices}
+    scores: dict[int, torch.Tensor] = {}
+    base_scores: dict[int, float] = {}
+    tokens = 0
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
+    for chunk in chunks(order, ctx.config.micro_batch):
+        ids, mask, positions, keep, completion_mask = continuation_batch([sequences[i] for i in chunk], ctx.pad_id)
+        logits = ctx.policy.logits(ids, mask, positions, keep)
+        scores.update(zip(chunk, sequence_logprobs(logits, ids, completion_mask), strict=True))
+        if any(owners[i] in uncached for i in chunk):
+            base = sequence_logprobs(ctx.policy.base_logits(ids, mask, positions, keep), ids, completion_mask)
+            base_scores.update(zip(chunk, base.tolist(), strict=True))
+        tokens += int(mask.sum())
+    for index in uncached:
+        base_logp = torch.log_softmax(torch.tensor([base_scores[i] for i in members[index]]), dim=-1)
+        ctx.base_choices[local[index].id] = base_logp
+    loss = torch.zeros(())
+    total_reward = total_kl = 0.0
+    for index, example in enumerate(local):
+        logp = torch.log_softmax(torch.stack([scores[i] for i in members[index]]), dim=-1)
+        surrogate, expected, kl = choice_objective(
+            logp, ctx.base_choices[example.id], example.answer_index, ctx.config.baseline
+        )
+        loss = loss + (surrogate + ctx.config.kl * kl) / len(examples)
+        total_reward += float(expected)
+        total_kl += float(kl.detach())
+    loss.backward()
+    return ctx.choice_stats(total_reward, total_kl, tokens, len(examples), started)
+
+
+def generate_step(ctx: StepContext, engine: Engine, examples: Sequence[Example], step: int) -> StepStats:
+    """REINFORCE on completions `engine` samples as the current policy, scored by the task."""
+    config = ctx.config
+    shard = ctx.world.shard(len(examples))
+    local = [examples[i] for i in shard]
+    prompts = [p for p in ctx.prompts(local) for _ in range(config.samples)]
+    repeated = [e for e in local for _ in range(config.samples)]
+    started = time.perf_counter()
+    # Each process samples its slice with its own seed; process 0 (or a lone one) keeps the usual seed.
+    sampling = Sampling(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        seed=config.seed * 100_003 + step + ctx.world.rank * 1_000_003,
+    )
+    with ctx.policy.serving(engine):
+        generations = engine.generate(prompts, sampling)
+    sampled = time.perf_counter()
+    local_rewards = torch.tensor(ctx.task.score_many(repeated, [g.text for g in generations]), dtype=torch.float32)
+    scored = time.perf_counter()
+    # Baselines compare rewards across the batch, so every process needs the whole reward vector.
+    first = shard.start * config.samples
+    rewards = ctx.world.assemble(local_rewards, first, len(examples) * config.samples)
+    advantage = advantages(rewards, config.baseline, config.samples)[first : first + len(local_rewards)]
+    sequences = [
+        (encode_prompt(ctx.loaded.tokenizer, p), list(g.token_ids)) for p, g in zip(prompts, generations, strict=True)
+    ]
+    with ctx.policy.step():
+        total_kl, tokens = sequence_pass(ctx, sequences, advantage, normaliser=len(rewards))
+    return StepStats(
+        float(rewards.mean()), total_kl, tokens, sampled - started, scored - sampled, time.perf_counter() - scored
+    )
+
+
+def sequence_pass(
+    ctx: StepContext, sequences: Sequence[tuple[list[int], list[int]]], weights: torch.Tensor, normaliser: int | None
+) -> tuple[float, int]:
+    """Backward of −Σ w·log π(y|x)/n + β·KL over completion tokens; returns (mean KL per token, tokens).
+
+    `sequences` are this process's; n (`normaliser`, or the batch's completion-token count when
+    None) and the KL's token count are the whole batch's, and the returned figures too.
+    """
+    (completion_tokens,) = ctx.world.sum(sum(len(c) for _, c in sequences))
+    completion_tokens = completion_tokens or 1
+    normaliser = normaliser or completion_tokens
+    total_kl = 0.0
+    tokens = 0
+    for chunk in chunks(range(len(sequences)), ctx.config.micro_batch):
+        ids, mask, positions, keep, completion_mask = continuation_batch([sequences[i] for i in chunk], ctx.pad_id)
+        if keep == 1:
+            continue
+        logits = ctx.policy.logits(ids, mask, positions, keep)
+        loss = -(weights[list(chunk)] * sequence_logprobs(logits, ids, completion_mask)).sum() / normaliser
+        if ctx.config.kl > 0:
+            base = ctx.policy.base_logits(ids, mask, positions, keep)[:, :-1]
+            kl = (kl_divergence(logits[:, :-1], base) * completion_mask).sum()
+            loss = loss + ctx.config.kl * kl / completion_tokens
+            total_kl += float(kl.detach())
+        loss.backward()
+        tokens += int(mask.sum())
+    total_kl, total_tokens = ctx.world.sum(total_kl, tokens)
+    return total_kl / completion_tokens, int(total_tokens)
+
+
+def nll_step(ctx: StepContext, examples: Sequence[Example]) -> StepStats:
+    """The reference answers' next-token loss (every reference token weighs the same, as in SFT)."""
+    started = time.perf_counter()
+    sequences = []
+    local = ctx.local(examples)
+    for example, prompt in zip(local, ctx.prompts(local), strict=True):
+        reference = ctx.task.reference_completion(example)
+        if reference is None:
+            raise BadInputError(
+                f"task {ctx.task.name!r} has no reference answers; --method {ctx.config.method} needs them"
+            )
+        tail = ctx.loaded.tokenizer(reference, add_special_tokens=False)["input_ids"]
+        sequences.append((encode_prompt(ctx.loaded.tokenizer, prompt), tail))
+    kl, tokens = sequence_pass(ctx, sequences, torch.ones(len(sequences)), normaliser=None)
+    return StepStats(0.0, kl, tokens, grad_s=time.perf_counter() - started)
+
+
+def chunks(indices: Sequence[int] | range, size: int) -> Iterator[list[int]]:
+    indices = list(indices)
+    for start in range(0, len(indices), size):
+        yield indices[start : start + size]

@@ -122,17 +122,25 @@ class SVFPolicy:
         """Logits of the last `keep` positions under W'(1 + δ) (inside `step()`), differentiable in δ."""
         if not self._leaves:
             raise RuntimeError("SVFPolicy.logits runs inside `with policy.step():`")
+        device = self.loaded.device
         out = functional_forward(
             self.loaded.model,
             self._leaves,
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
             logits_to_keep=keep,
         )
-        return out.logits.float()
+        # The objectives keep their masks and labels beside the inputs (on the CPU): logits go back there.
+        return out.logits.float().to(ids.device)
 
     @torch.no_grad()
     def base_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
-        out = self.loaded.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
-        return out.logits.float()
+        device = self.loaded.device
+        out = self.loaded.model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            logits_to_keep=keep,
+        )
+        return out.logits.float().to(ids.device)

@@ -12,7 +12,7 @@ from t2cli.tasks.base import Example, Task
 if TYPE_CHECKING:
     from t2cli.experts.registry import ExpertRef, Registry
 from t2cli.training.config import TrainConfig
-from t2cli.training.data import data_sha256
+from t2cli.training.data import data_identity
 from t2cli.training.records import TrainResult
 
 
@@ -26,16 +26,20 @@ def publish(
     result: TrainResult,
     name: str,
 ) -> ExpertRef:
-    """Store the best z (and a LoRA run's adapter files) as a new version, with provenance and metrics."""
+    """Store the best z (and a LoRA run's adapter files) as a new version, with provenance and metrics.
+
+    `data` is the --data the run was given (None: the task's own); provenance records its identity.
+    """
     from t2cli.experts.files import Expert
     from t2cli.experts.manifest import new_manifest
 
     by_name = {t.name: t for t in loaded.targets}
+    identity = data_identity(data, train)
     provenance = {
         "kind": "trained",
         "task": task.name,
-        "data": data,
-        "data_sha256": data_sha256(train),
+        "data": identity,
+        "data_sha256": identity["sha256"],  # what readers before data identities look for
         "method": config.method,
         "rollout": result.rollout,
         "hyperparameters": asdict(config),

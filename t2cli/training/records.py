@@ -25,6 +25,8 @@ class StepRecord:
     score_s: float
     grad_s: float
     val_score: float | None = None
+    # Peak memory of the step on the model's device: CUDA max allocated, else the process's peak RSS so far.
+    peak_memory_mb: float | None = None
 
 
 @dataclass

@@ -25,12 +25,11 @@ from t2cli.adapt.routers import (
 )
 from t2cli.engines.hf import HFEngine
 from t2cli.engines.slot import ExpertSlot
-from t2cli.errors import BadInputError, EngineError, NotFoundError
+from t2cli.errors import BadInputError, NotFoundError
 from t2cli.experts.files import Expert
 from t2cli.experts.registry import Registry
 from t2cli.models import LoadedModel
-from t2cli.tasks.base import Example
-from t2cli.tasks.classification import ClassificationTask
+from t2cli.tasks.classification import classification_plain_prompt
 from t2cli.tasks.registry import get_task
 from tests.helpers import FakeEngine, plant_label, publish_expert, tiny_model
 
@@ -149,11 +148,11 @@ def test_classifier_strategy_scores_with_the_classifier_applied(registry, loaded
     assert engine.set_calls == ["z=0.90"] and slot.current == "router@1"
     [(asked, labels)] = engine.label_calls
     assert labels == ["arc", "gsm8k"]  # the categories cls experts learn, without `other`
-    # Exactly the prompt `t2 train --task cls --experts arc,gsm8k` trained it on (a plain one: the tiny
-    # model has no chat template, so it ends in the task's answer cue).
-    trained = ClassificationTask([get_task("arc"), get_task("gsm8k")])
-    example = Example(id="x", question="", reference="gsm8k", meta={"request": "what is 2 plus 2?"})
-    assert not loaded.chat and asked[0] == trained.plain_prompt(example) and asked[0].endswith("\nAnswer:")
+    # Exactly the prompt the cls task asks (a plain one: the tiny model has no chat template, so it ends
+    # in the task's answer cue), over the bank's tasks: a manifest without recorded categories predates `other`.
+    members = [(task.name, task.description) for task in (get_task("arc"), get_task("gsm8k"))]
+    trained = classification_plain_prompt("what is 2 plus 2?", members)
+    assert not loaded.chat and asked[0] == trained and asked[0].endswith("\nAnswer:")
 
 
 def test_a_classifier_is_asked_over_the_categories_its_manifest_records(registry, loaded) -> None:
@@ -189,14 +188,6 @@ def test_make_router_for_none_an_expert_and_bad_names(registry, loaded) -> None:
         make_router("promt", slot, loaded, registry)
     with pytest.raises(BadInputError, match="needs --task T and --shots FILE"):
         make_router("few-shot", slot, loaded, registry)
-
-
-def test_label_routing_needs_an_engine_that_reads_label_probabilities(registry, loaded) -> None:
-    class GenerateOnly:
-        name = "generate-only"
-
-    with pytest.raises(EngineError, match="engine 'generate-only' cannot read label probabilities"):
-        make_router("prompt", ExpertSlot(GenerateOnly(), registry, loaded), loaded, registry)
 
 
 def test_routing_report_counts_confusion_and_accuracy() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from t2cli.adapt.routers import Decision, FixedRouter
 from t2cli.adapt.runio import InputLine, Journal, LineProblem, line_key, parse_line, read_inputs
-from t2cli.adapt.two_pass import run_batch
+from t2cli.adapt.two_pass import compare_base, run_batch
 from t2cli.engines.base import Prompt, Sampling
 from t2cli.engines.slot import ExpertSlot
 from t2cli.experts.registry import Registry
@@ -199,3 +199,52 @@ def test_bad_lines_are_reported_by_number(tmp_path) -> None:
 def test_a_chat_must_end_with_the_user() -> None:
     parsed = parse_line('{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}', 3)
     assert parsed == LineProblem(3, "the last message must be the user's")
+
+
+def test_mixed_lora_pass_matches_the_exact_groups_without_swaps(registry, t2_home) -> None:
+    from t2cli.engines.hf import HFEngine
+
+    exact_rows, exact, _ = run(registry, HFEngine(tiny_model(), batch_size=4))
+    # The exact path is bitwise the groups generated one by one with their expert swapped in.
+    alone = ExpertSlot(HFEngine(tiny_model(), batch_size=4), registry, tiny_model())
+    for spec in ("m@1", "c@1", None):
+        alone.hold(spec)
+        members = [row for row in exact_rows if row["expert"] == spec]
+        texts = [g.text for g in alone.engine.generate([row["prompt"] for row in members], SAMPLING)]
+        assert texts == [row["completion"] for row in members]
+    base = [g.text for g in alone.engine.generate(PROMPTS, SAMPLING)]
+    assert base != [row["completion"] for row in exact_rows]  # the experts do change what is said
+    # The tiny experts scale whole spectra, so a rank-32 export is their exact change: same completions,
+    # one mixed batch, no swap, and each row says which path answered.
+    rows, summary, _ = run(registry, HFEngine(tiny_model(), batch_size=8), lora_rank=32)
+    assert [row["completion"] for row in rows] == [row["completion"] for row in exact_rows]
+    assert (summary.pass2, summary.swaps, summary.groups, exact.pass2) == ("lora:32", 0, 3, "exact")
+    assert [row["path"] for row in rows] == ["exact" if row["expert"] is None else "lora:32" for row in rows]
+    assert {row["path"] for row in exact_rows} == {"exact"}
+    assert rows[0]["key"] != exact_rows[0]["key"]  # another path, another output: resume never mixes them
+
+
+def test_engines_without_mixed_batches_keep_exact_swaps(registry) -> None:
+    engine = FakeEngine()
+    rows, summary, _ = run(registry, engine, lora_rank=16)
+    assert summary.pass2 == "exact" and summary.swaps == 2 and {row["path"] for row in rows} == {"exact"}
+
+
+def test_compare_base_answers_scored_lines_with_the_base_weights_once(registry) -> None:
+    engine = FakeEngine()
+    lines = [
+        # The expert's completion "z=1.50|math x" ends with 1.5 (right); the base's has no number (wrong).
+        InputLine(1, {"prompt": "math x", "task": "gsm8k", "answer": "#### 1.5"}, "math x"),
+        InputLine(2, {"prompt": "hello", "task": "gsm8k", "answer": "#### 3"}, "hello"),  # routed to the base
+        InputLine(3, {"prompt": "chat"}, "chat"),  # unlabelled
+    ]
+    slot = ExpertSlot(engine, registry, tiny_model())
+    rows, _ = run_batch(lines, WordRouter, slot, SAMPLING)
+    calls = engine.generate_calls
+    compared = compare_base(lines, rows, slot, SAMPLING)
+    assert engine.generate_calls == calls + 1 and engine.generated[-1:] == ["math x"]  # only the expert's line
+    first = compared[0]
+    assert (first["score"], first["base_score"], first["base_completion"]) == (1.0, 0.0, "base|math x")
+    assert (compared[1]["base_completion"], compared[1]["base_score"]) == (rows[1]["completion"], rows[1]["score"])
+    assert compared[2] == rows[2] and "base_score" not in rows[0]  # the input rows are left as they were
+    assert compare_base(lines, compared, slot, SAMPLING) == compared and engine.generate_calls == calls + 1

@@ -115,7 +115,7 @@ def main() -> None:
             for decision in decisions:
                 counts[decision.label] = counts.get(decision.label, 0) + 1
             routing[name][bench.name] = counts
-        result = search_alpha(slot, loaded.chat, bank_experts, task, shots, search)
+        result = search_alpha(slot, loaded.chat, bank_experts, [(task, shot) for shot in shots], search)
         recipe = make_recipe(bank_experts, result.best)
         first = bank_experts[0].manifest
         slot.apply(

@@ -29,7 +29,7 @@ from t2cli.models import load_model
 from t2cli.tasks.base import Example
 from t2cli.tasks.registry import get_task
 from t2cli.training.config import TrainConfig
-from t2cli.training.objectives import sequence_logprobs
+from t2cli.training.objectives import sequence_logprobs, sequence_pass
 from t2cli.training.trainer import Trainer
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "train.jsonl"
@@ -115,7 +115,7 @@ def main() -> None:
         plain = Trainer(loaded, task, data, [], replace(config, kl=0.0), run_dir=Path(run_dir))
         started = time.perf_counter()
         with plain.policy.step():
-            plain._sequence_pass(rows, torch.ones(len(rows)), normaliser=len(rows))
+            sequence_pass(plain.context, rows, torch.ones(len(rows)), normaliser=len(rows))
         svf = time.perf_counter() - started
     full = full_finetune_backward(loaded.model, rows, trainer.pad_id)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -10,7 +10,12 @@ line, alternating, --repeats times each. Without --registry a temporary one gets
 - pass 1 / pass 2: routing (one labelled prefill) and the grouped generation;
 - groups, swaps: expert groups and weight swaps in pass 2; chars: mean completion length, since
   another expert can answer longer or shorter and that, not routing, moves pass 2.
-The ratio is prompt/none over `run`; the target is <= 1.15x.
+The ratio is prompt/none over `run`; the target is <= 1.15x. `--pass1-prefix` times only pass 1's
+labelled prefill, whole routing prompts against their shared head computed once.
+
+With --lora-ranks R,… each rank adds a `prompt lora:R` run: pass 2 in mixed-expert batches of rank-R
+LoRA exports (`t2 run --lora-rank R`, no swaps), and the column `agree` gives the share of its completions
+identical to the exact run's (greedy), so speed and fidelity of both pass-2 paths sit side by side.
 """
 
 from __future__ import annotations
@@ -66,12 +71,14 @@ def synthetic_registry(root: Path, model: str, targets: str) -> None:
         registry.publish(Expert(manifest, z))
 
 
-def run_once(args: argparse.Namespace, adapt: str, prompts: Path, registry: str, out: Path, engine: str) -> dict:
+def run_once(
+    args: argparse.Namespace, adapt: str, prompts: Path, registry: str, out: Path, engine: str, extra: list[str]
+) -> dict:
     command = [
         sys.executable, "-c", "from t2cli.cli.app import main; main()",
         "--threads", str(args.threads), "--quiet", "run", str(prompts), "--adapt", adapt, "--model", args.model,
         "--registry", registry, "--max-new-tokens", str(args.max_new_tokens), "-o", str(out), "--no-resume", "--json",
-        "--engine", engine,
+        "--engine", engine, *extra,
     ]  # fmt: skip
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -80,7 +87,46 @@ def run_once(args: argparse.Namespace, adapt: str, prompts: Path, registry: str,
         raise SystemExit(f"t2 run --adapt {adapt} failed ({result.returncode}): {result.stderr.strip()}")
     summary = json.loads(result.stdout)
     completions = [json.loads(line)["completion"] for line in out.read_text().splitlines()]
-    return {**summary, "wall": wall, "chars": statistics.mean(len(c) for c in completions)}
+    return {**summary, "wall": wall, "chars": statistics.mean(len(c) for c in completions), "texts": completions}
+
+
+def pass1_prefix(args: argparse.Namespace) -> None:
+    """Pass 1's labelled prefill over the routing prompts, whole prompts against the shared head computed
+    once (`HFEngine.label_logprobs`), twice each, alternating; and how far the log-probabilities move."""
+    import t2cli.engines.hf as hf
+    from t2cli.adapt.routers import answer_labels, routing_labels, routing_prompt
+    from t2cli.engines.base import encode_prompt, question_text
+
+    torch.set_num_threads(args.threads)
+    loaded = load_model(args.model)
+    rows = [json.loads(line) for line in EXAMPLES.read_text().splitlines() if line.strip()]
+    questions = [question_text(row.get("prompt") or row["messages"]) for row in itertools.islice(rows, args.n)]
+    categories = [("gsm8k", "math"), ("mbpp", "code"), ("arc", "science"), ("other", "anything else")]
+    labels = routing_labels(loaded.tokenizer, [name for name, _ in categories], loaded.chat)
+    prompts = [routing_prompt(loaded.tokenizer, q, categories, labels, loaded.chat) for q in questions]
+    encoded = [encode_prompt(loaded.tokenizer, p) for p in prompts]
+    engine = hf.HFEngine(loaded, batch_size=16)
+    seconds: dict[str, list[float]] = {"whole prompts": [], "shared head once": []}
+    results = {}
+    for _ in range(2):
+        for label, minimum in (("whole prompts", 10**9), ("shared head once", hf.SHARED_PREFIX_MIN)):
+            engine_min, hf.SHARED_PREFIX_MIN = hf.SHARED_PREFIX_MIN, minimum
+            started = time.perf_counter()
+            results[label] = engine.label_logprobs(prompts, answer_labels(labels, loaded.chat))
+            seconds[label].append(time.perf_counter() - started)
+            hf.SHARED_PREFIX_MIN = engine_min
+    whole, shared = results.values()
+    print(f"{len(prompts)} routing prompts, {statistics.mean(map(len, encoded)):.0f} tokens on average, "
+          f"{hf.shared_prefix_length(encoded)} shared; {args.threads} threads")  # fmt: skip
+    for label, times in seconds.items():
+        print(f"{label}: {min(times):.2f} s (best of {len(times)})")
+    print(f"max |Δ log p| {float((whole - shared).abs().max()):.2e}; same decisions: "
+          f"{bool((whole.argmax(1) == shared.argmax(1)).all())}")  # fmt: skip
+
+
+def agreement(texts: list[str], exact: list[str]) -> float:
+    """Share of completions identical to the exact path's."""
+    return sum(a == b for a, b in zip(texts, exact, strict=True)) / len(exact)
 
 
 def main() -> None:
@@ -93,7 +139,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("T2_THREADS", "2")))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--engine", default="hf", help="hf, vllm or auto (both runs use it)")
+    parser.add_argument("--lora-ranks", default="", help="comma list: also run pass 2 mixed at these LoRA ranks")
+    parser.add_argument("--pass1-prefix", action="store_true", help="only time pass 1 with and without shared head")
     args = parser.parse_args()
+    if args.pass1_prefix:
+        pass1_prefix(args)
+        return
 
     with tempfile.TemporaryDirectory(prefix="t2-bench-") as scratch:
         work = Path(scratch)
@@ -103,17 +154,22 @@ def main() -> None:
         if registry is None:
             registry = str(work / "registry")
             synthetic_registry(Path(registry), args.model, args.targets)
-        runs: dict[str, list[dict]] = {"none": [], "prompt": []}
+        variants = {"none": ("none", []), "prompt": ("prompt", [])}
+        for rank in filter(None, args.lora_ranks.split(",")):
+            variants[f"prompt lora:{rank}"] = ("prompt", ["--lora-rank", rank])
+        runs: dict[str, list[dict]] = {label: [] for label in variants}
         for _ in range(args.repeats):
-            for adapt in runs:
-                runs[adapt].append(run_once(args, adapt, prompts, registry, work / f"out-{adapt}.jsonl", args.engine))
+            for index, (label, (adapt, extra)) in enumerate(variants.items()):
+                out = work / f"out-{index}.jsonl"
+                runs[label].append(run_once(args, adapt, prompts, registry, out, args.engine, extra))
 
     def median(adapt: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[adapt])
 
     title = f"t2 run on {args.n} prompts, {args.model}, {args.engine} engine, {args.threads} threads"
     table = Table(title=f"{title}, medians of {args.repeats}")
-    for column in ("adapt", "wall s", "run s", "pass 1 s", "pass 2 s", "groups", "swaps", "chars", "experts"):
+    columns = ("adapt", "wall s", "run s", "pass 1 s", "pass 2 s", "groups", "swaps", "chars", "agree", "experts")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("adapt", "experts") else "right")
     for adapt, results in runs.items():
         experts = ", ".join(f"{name} {count}" for name, count in results[-1]["experts"].items())
@@ -126,6 +182,7 @@ def main() -> None:
             str(results[-1]["groups"]),
             str(results[-1]["swaps"]),
             f"{median(adapt, 'chars'):.0f}",
+            f"{agreement(results[-1]['texts'], runs['prompt'][-1]['texts']):.1%}" if "lora" in adapt else "—",
             experts,
         )
     console = Console()

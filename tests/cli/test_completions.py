@@ -11,16 +11,9 @@ from typing import Annotated, Literal
 import pytest
 import typer
 
-from t2cli.cli.completions import (
-    REGENERATE,
-    SCRIPT_FILES,
-    CommandSpec,
-    ValueSpec,
-    command_tree,
-    live_tree,
-    main,
-    render,
-)
+from t2cli.cli.app import live_tree
+from t2cli.cli.command_tree import CommandSpec, ValueSpec, command_tree
+from t2cli.cli.completions import REGENERATE, SCRIPT_FILES, main, render
 
 COMMITTED = Path(__file__).resolve().parents[2] / "completions"
 

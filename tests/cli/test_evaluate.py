@@ -100,6 +100,7 @@ def test_side_by_side_table_in_every_mode(setup, tmp_path, mode) -> None:
     assert all(r["n"] == 3 and 0 <= r["score"] <= 1 and r["mode"] == mode for r in rows)
     items = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(items) == 6 and {i["expert"] for i in items} == {"base", "sci@1"}
+    assert all(i["score"] == (i["reward"] + 1) / 2 for i in items)  # the field t2 run rows carry too
     if mode != "generate":
         assert all(i["pick"] is not None and i["completion"] in "ABCD" for i in items)
         per_item = {(i["expert"], i["id"]): i["reward"] for i in items}

@@ -75,3 +75,66 @@ def test_5_engine_failure(registry: Registry, tmp_path: Path) -> None:
     outcome = t2(registry, "run", str(prompts), "--engine", "vllm", "--model", model, "-o", str(output), "--json")
     assert_error(outcome, 5, "vLLM is not installed")
     assert not output.exists()
+
+
+# ---- bad input is refused in one line, before any model loads ------------------------------------
+# Each command names a model that does not exist: loading it would exit 3, so exit 2 shows the
+# refusal came first.
+
+NO_MODEL = "/nonexistent/model"
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--threads", "abc", "registry", "list"], "Invalid value for '--threads'"),
+        (["--threads", "0", "registry", "list"], "Invalid value for '--threads'"),
+        (["registry", "list", "--no-such-option"], "No such option: --no-such-option; see `"),
+        (["run", "p.jsonl", "--tp", "0"], "Invalid value for '--tp'"),
+        (["run", "p.jsonl", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+        (["eval", "--task", "arc", "-n", "0"], "Invalid value for '--limit'"),
+        (["run"], "Missing argument"),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], text: str) -> None:
+    assert_error(_run(*args), 2, text)
+
+
+def test_bad_run_inputs_are_refused_before_the_model_loads(registry: Registry, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    common = ["--model", NO_MODEL, "--registry", str(registry.root)]
+    assert_error(_run("run", str(prompts), "-o", str(tmp_path), *common), 2, "is a folder")
+    assert_error(_run("run", str(prompts), "-o", str(prompts), *common), 2, "would overwrite the prompts file")
+    assert_error(_run("run", str(prompts), "--adapt", "nosuch", *common), 3, "--adapt nosuch: no such expert")
+    assert prompts.read_text() == '{"prompt": "hi"}\n'
+    assert_error(_run("run", "/dev/zero", *common), 2, "/dev/zero is not a regular file")
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "\n" + '{"prompt": ' + "1" * 5000 + "}\n")
+    assert_error(_run("run", str(deep), "--strict", *common), 2, "JSON nested too deeply (and 1 more)")
+
+
+def test_bad_eval_decompose_transfer_inputs_are_refused_before_the_model_loads(
+    registry: Registry, tmp_path: Path
+) -> None:
+    assert_error(_run("eval", "--task", "nosuchtask", "--model", NO_MODEL), 3, "unknown task 'nosuchtask'")
+    assert_error(_run("eval", "--task", "arc", "--split", "tset", "--model", NO_MODEL), 2, "unknown split 'tset'")
+    spec = tmp_path / "t.yaml"
+    spec.write_text("name: t\ndescription: d\ndata: d.jsonl\nprompt: '{q}'\nanswer: a\nscorer: code\ntimeout_s: .inf\n")
+    assert_error(_run("eval", "--task", str(spec), "--model", NO_MODEL), 2, "timeout_s must be a number of seconds")
+    assert_error(_run("decompose", NO_MODEL, "--driver", "qr"), 2, "unknown SVD driver 'qr'")
+    transfer = ["transfer", "arc", "--to", NO_MODEL, "--registry", str(registry.root)]
+    assert_error(_run(*transfer, "--strength", "nan"), 2, "strength must be a finite number")
+
+
+def test_a_huge_alpha_is_bad_input(registry: Registry) -> None:
+    assert_error(t2(registry, "compose", "arc=1e308", "-o", "mix", "--json"), 2, "between -1000 and 1000")
+
+
+def test_verify_of_a_missing_registry_exits_3(tmp_path: Path) -> None:
+    assert_error(_run("registry", "verify", "--registry", str(tmp_path / "no-such-dir")), 3, "does not exist")

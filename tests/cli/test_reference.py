@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from t2cli.cli.completions import CommandSpec, command_tree, live_tree
+from t2cli.cli.app import live_tree
+from t2cli.cli.command_tree import CommandSpec, command_tree
 from t2cli.cli.reference import HEADER, REGENERATE, main, render, usage
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
@@ -57,7 +58,7 @@ def test_reference_starts_with_how_to_regenerate_and_covers_every_live_command()
     for command in live_tree().walk():
         assert f"`{command.key}`](#{command.key.replace(' ', '-')})" in text
         assert f"\n{usage(command)}\n" in text
-    assert "| `--strategy`, `-s` |" in text and "Environment variable: `T2_ENGINE`" in text
+    assert "| `--adapt`, `-a` |" in text and "--strategy" not in text and "Environment variable: `T2_ENGINE`" in text
 
 
 def test_tiny_tree_renders_usage_arguments_options_defaults_and_help() -> None:

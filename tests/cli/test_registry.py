@@ -139,3 +139,48 @@ def test_manifest_text_is_shown_literally_not_as_markup(registry: Registry) -> N
     registry.publish(make_expert("odd", description="maps [bold]x[/bold] to [a-z] lists"))
     code, out, _ = run(registry, "show", "odd")
     assert code == 0 and "maps [bold]x[/bold] to [a-z] lists" in out
+
+
+def _relabel(folder: Path, **changes: object) -> None:
+    """Edit manifest fields and re-sign the manifest, so only the placement check can notice."""
+    import yaml
+
+    from t2cli.experts.manifest import manifest_digest
+
+    data = yaml.safe_load((folder / "manifest.yaml").read_text())
+    data.pop("manifest_sha256")
+    data.update(changes)
+    data["manifest_sha256"] = manifest_digest(data, "test")
+    (folder / "manifest.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_show_and_compose_refuse_what_verify_refuses(registry: Registry) -> None:
+    _relabel(registry.resolve("arc@2").path, base_model="other-model")
+    code, out, err = run(registry, "show", "arc@2")
+    assert (code, out) == (4, "") and "holds arc@2 of other-model, not arc@2 of tiny-llama" in err
+    result = CliRunner().invoke(
+        app, ["compose", "arc@2=0.5", "arc@1=0.5", "-o", "mix", "--registry", str(registry.root)]
+    )
+    assert result.exit_code == 4 and "of other-model" in result.stderr
+    assert not (registry.root / "other-model").exists()
+    (registry.resolve("gsm8k").path / "manifest.yaml").write_bytes(b"\xff\xfe")
+    code, out, _ = run(registry, "list", "--json")
+    experts = {e["name"]: e for e in json.loads(out)["experts"]}
+    assert code == 0 and "of other-model" in experts["arc"]["problem"] and "not UTF-8" in experts["gsm8k"]["problem"]
+
+
+def test_an_edited_fingerprint_fails_verify_and_show(registry: Registry) -> None:
+    import yaml
+
+    path = registry.resolve("arc@1").path / "manifest.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["base_fingerprint"] = "ab" * 32
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert run(registry, "verify", "arc@1")[0] == 4
+    code, _, err = run(registry, "show", "arc@1")
+    assert code == 4 and "manifest_sha256 does not match" in err
+
+
+def test_verify_of_a_missing_registry_exits_3(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["registry", "verify", "--registry", str(tmp_path / "none")])
+    assert result.exit_code == 3 and result.stdout == ""

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from t2cli.cli.app import app
 from t2cli.experts.registry import Registry
 from t2cli.models import load_model
-from tests.helpers import make_model_folder, publish_expert, write_shots
+from tests.helpers import publish_expert, tiny_cli_world, write_shots
 
 PROMPTS = [
     {"id": "m1", "prompt": "what is 2 plus 3?", "task": "gsm8k", "answer": "2 + 3 = 5\n#### 5"},
@@ -23,14 +23,7 @@ PROMPTS = [
 
 @pytest.fixture
 def world(tmp_path: Path, t2_home: Path) -> dict:
-    folder = make_model_folder(tmp_path / "tiny")
-    loaded = load_model(str(folder))
-    registry = Registry(tmp_path / "registry")
-    publish_expert(registry, loaded, "gsm8k-svf", "gsm8k", z=1.2, noise_seed=1)
-    publish_expert(registry, loaded, "arc-svf", "arc", z=0.8, noise_seed=2)
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS))
-    return {"tmp": tmp_path, "model": str(folder), "registry": str(registry.root), "prompts": prompts}
+    return tiny_cli_world(tmp_path, PROMPTS)
 
 
 def invoke(world: dict, *args: str):
@@ -39,7 +32,7 @@ def invoke(world: dict, *args: str):
 
 def test_dispatch_prints_routing_confusion_and_writes_decisions(world) -> None:
     decisions = world["tmp"] / "decisions.jsonl"
-    result = invoke(world, "dispatch", str(world["prompts"]), "--strategy", "prompt", "-o", str(decisions), "--json")
+    result = invoke(world, "dispatch", str(world["prompts"]), "--adapt", "prompt", "-o", str(decisions), "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["decisions"] == 4 and sum(summary["experts"].values()) == 4
@@ -130,10 +123,13 @@ def test_clear_errors_for_missing_pieces(world) -> None:
     assert no_output.exit_code == 2 and "pass -o FILE" in no_output.stderr
     engine = invoke(world, "run", str(world["prompts"]), "--engine", "vllm-next", "-o", "x.jsonl")
     assert engine.exit_code == 2 and "unknown engine 'vllm-next'; use one of: auto, hf, vllm" in engine.stderr
-    few_shot = CliRunner().invoke(app, ["run", str(world["prompts"]), "--adapt", "few-shot", "--model", "/nowhere"])
-    assert few_shot.exit_code == 2 and "needs --task T and --shots FILE" in few_shot.stderr  # before any loading
-    strategy = invoke(world, "dispatch", str(world["prompts"]), "--strategy", "arc-svf")
-    assert strategy.exit_code == 2 and "unknown strategy 'arc-svf'" in strategy.stderr
+    few_shot = CliRunner().invoke(
+        app, ["run", str(world["prompts"]), "--adapt", "few-shot", "--task", "gsm8k", "--model", "/nowhere"]
+    )
+    assert few_shot.exit_code == 2 and "takes --task T and --shots FILE together" in few_shot.stderr  # before loading
+    named = invoke(world, "dispatch", str(world["prompts"]), "--strategy", "arc-svf", "--json")
+    assert named.exit_code == 0, named.output  # --strategy is the hidden old name of --adapt
+    assert json.loads(named.stdout)["adapt"] == "arc-svf"
 
 
 def test_classifier_run_applies_the_classifier_once_for_pass_1(world) -> None:
@@ -146,3 +142,21 @@ def test_classifier_run_applies_the_classifier_once_for_pass_1(world) -> None:
     summary = json.loads(result.stdout)
     # The engine holds the classifier after pass 1, so every group of pass 2 is a swap.
     assert summary["pass1_swaps"] == 1 and summary["swaps"] == summary["groups"]
+
+
+def test_run_reports_labelled_scores_and_compares_with_the_base(world) -> None:
+    output = world["tmp"] / "out.jsonl"
+    args = ("run", str(world["prompts"]), "--adapt", "gsm8k-svf", "-o", str(output), "--max-new-tokens", "3")
+    summary = json.loads(invoke(world, *args, "--compare", "none", "--json").stdout)
+    assert summary["scores"]["n"] == 1 and summary["scores"]["mean"] in (0.0, 1.0)  # only m1 has a reference
+    assert summary["compare"]["adapted"] == summary["scores"] and summary["compare"]["base"]["n"] == 1
+    difference = summary["compare"]["adapted"]["mean"] - summary["compare"]["base"]["mean"]
+    assert summary["compare"]["difference"]["mean"] == pytest.approx(difference)
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert {"base_completion", "base_score"} <= set(rows[0]) and "base_score" not in rows[2]
+    table = invoke(world, *args, "--compare", "none")  # resumed: every row and its base answer reused
+    assert table.exit_code == 0, table.output
+    assert "score of 1 labelled lines" in table.stdout and "difference (paired)" in table.stdout
+    plain = invoke(world, *args)
+    assert "score of 1 labelled lines: mean" in plain.stdout and "difference" not in plain.stdout
+    assert invoke(world, *args, "--compare", "prompt").exit_code == 2

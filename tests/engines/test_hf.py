@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from t2cli.engines.base import Sampling, cut_at_stop, encode_prompt
+from t2cli.engines.base import Sampling, cut_at_stop, encode_prompt, label_token_ids
 from t2cli.engines.hf import HFEngine
-from t2cli.errors import BadInputError
+from t2cli.errors import BadInputError, EngineError
 from t2cli.models import wrap_model
 from tests.helpers import build_tiny_model, tiny_tokenizer
 
@@ -93,3 +93,76 @@ def test_bad_sampling_is_refused() -> None:
         Sampling(temperature=-1)
     with pytest.raises(BadInputError, match="max new tokens"):
         Sampling(max_new_tokens=0)
+
+
+@pytest.fixture
+def exports(t2_home, tmp_path):
+    """A tiny model with large weights (so experts change its greedy text), two noisy experts of its MLP
+    matrices, and each exported at full rank and at rank 4."""
+    from t2cli.experts.export import expert_factors, export_peft
+    from t2cli.experts.files import Expert
+    from t2cli.experts.manifest import new_manifest
+    from tests.helpers import TRAINED_ARC
+
+    model = build_tiny_model("llama", seed=5, initializer_range=0.3)
+    model.generation_config.eos_token_id = 62
+    loaded = wrap_model(model, tiny_tokenizer(), spec="tiny", model_id="tiny")
+    targets = loaded.select("mlp")
+    experts, folders = [], {}
+    for seed, name in enumerate(("a", "b")):
+        generator = torch.Generator().manual_seed(seed)
+        z = {t.name: 1 + 0.8 * torch.randn(t.rank, generator=generator) for t in targets}
+        manifest = new_manifest(
+            name=name, base_model="tiny", base_fingerprint=loaded.fingerprint, targets=targets,
+            provenance=TRAINED_ARC, task="arc", description=name,
+        )  # fmt: skip
+        expert = Expert(manifest, z)
+        experts.append(expert)
+        factors = expert_factors(loaded, expert)
+        for rank in (4, 64):
+            folders[name, rank] = tmp_path / f"{name}-{rank}"
+            export_peft(loaded, expert, factors, folders[name, rank], rank=rank)
+    return loaded, experts, folders
+
+
+def test_mixed_batch_rows_match_their_adapter_alone(exports) -> None:
+    loaded, (a, b), folders = exports
+    engine = HFEngine(loaded, batch_size=4)
+    sampling = Sampling(max_new_tokens=8)
+    base = engine.generate(PROMPTS, sampling)
+    chosen = [folders["a", 4], None, folders["b", 4], folders["a", 4]]
+    mixed = engine.generate_mixed(PROMPTS, chosen, sampling)
+    alone = [engine.generate_mixed([p], [f], sampling)[0] for p, f in zip(PROMPTS, chosen, strict=True)]
+    assert mixed == alone and mixed[1] == base[1] and mixed != base
+    assert engine.swaps == 0 and engine.generate(PROMPTS, sampling) == base  # the base model is untouched
+    # At full rank the LoRA is the expert's exact change: the same completions as swapping W' in.
+    full = engine.generate_mixed(PROMPTS, [folders["a", 64], folders["b", 64], None, None], sampling)
+    for expert, index in ((a, 0), (b, 1)):
+        engine.set_expert(expert.z)
+        assert engine.generate([PROMPTS[index]], sampling)[0] == full[index]
+    with pytest.raises(EngineError, match="base weights"):
+        engine.generate_mixed(PROMPTS[:1], [folders["a", 4]], sampling)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "window"),
+    [("llama", {}), ("gemma3_text", {"sliding_window": 128}), ("gemma3_text", {"sliding_window": 16})],
+)
+def test_label_logprobs_reuse_the_shared_head_exactly(t2_home, model_type: str, window: dict) -> None:
+    # A window narrower than the prompts (the last case) falls back to whole prompts.
+    from t2cli.engines.hf import SHARED_PREFIX_MIN, shared_prefix_length
+
+    model = build_tiny_model(model_type, seed=4, initializer_range=0.3, **window)
+    engine = HFEngine(wrap_model(model, tiny_tokenizer(), spec="tiny", model_id="tiny"), batch_size=2)
+    head = "classify the request below into one of a b c. request: "
+    prompts = [head + tail + " category:" for tail in ("what is two plus two", "code", "why is the sky blue ok")]
+    encoded = [encode_prompt(engine.tokenizer, p) for p in prompts]
+    assert shared_prefix_length(encoded) >= SHARED_PREFIX_MIN  # the head is computed once
+    labels = ["a", "b", "c"]
+    got = engine.label_logprobs(prompts, labels)
+    ids = label_token_ids(engine.tokenizer, labels, chat=False)
+    with torch.inference_mode():
+        for row, tokens in zip(got, encoded, strict=True):
+            logits = model(input_ids=torch.tensor([tokens])).logits[0, -1]
+            assert torch.allclose(row, torch.log_softmax(logits[ids], -1), atol=1e-5)
+    assert shared_prefix_length([[1, 2, 3], [1, 2]]) == 1 and shared_prefix_length([[5], [5]]) == 0

@@ -6,7 +6,7 @@ import torch
 from t2cli.errors import BadInputError
 from t2cli.experts.compose import alpha_for, at_depth, compose_vectors, resolve_alphas
 from t2cli.experts.recipes import AlphaSpec, parse_recipe, recipe_from_cli, recipe_from_dict
-from t2cli.models import ALL_ROLES, TargetMatrix
+from t2cli.targets import ALL_ROLES, TargetMatrix
 from tests.helpers import tiny_loaded
 
 RANKS = {"q": 8, "k": 4, "v": 4, "o": 8, "gate": 8, "up": 8, "down": 8}

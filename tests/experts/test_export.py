@@ -26,7 +26,9 @@ def test_kept_components_are_the_largest_in_magnitude() -> None:
     assert kept_components(PLANTED, 99).numel() == 6
 
 
-@pytest.mark.parametrize(("energy", "rank"), [(16 / 26.25, 1), (0.9, 2), (25 / 26.25, 2), (0.99, 3), (0.995, 4), (1.0, 4)])
+@pytest.mark.parametrize(
+    ("energy", "rank"), [(16 / 26.25, 1), (0.9, 2), (25 / 26.25, 2), (0.99, 3), (0.995, 4), (1.0, 4)]
+)
 def test_energy_picks_the_smallest_rank_that_holds_it(energy: float, rank: int) -> None:
     assert rank_for_energy(PLANTED, energy) == rank
 
@@ -76,8 +78,12 @@ def test_full_rank_lora_is_exact_and_loads_in_peft(setup, tmp_path: Path) -> Non
         "t2_export.json",
     ]
     config = json.loads((out / "adapter_config.json").read_text())
-    assert config["r"] == config["lora_alpha"] == 32 and set(config["target_modules"]) == {"gate_proj", "up_proj", "down_proj"}
-    assert config["rank_pattern"] == {name.removesuffix(".weight"): 24 for name in expert.z if "down" in name}
+    assert config["r"] == config["lora_alpha"] == 32 and set(config["target_modules"]) == {
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    assert config["rank_pattern"] == {}  # every MLP matrix of the tiny model has rank 32
     assert result.report.overall().energy == pytest.approx(1.0) and result.report.overall().max_error < 1e-6
     peft_model = load_export(loaded, out, "peft-lora").model
     keys = {k for k in peft_model.state_dict() if "lora_A" in k}
@@ -165,3 +171,56 @@ def test_cli_exports_and_reports_json(setup, tmp_path: Path) -> None:
     payload = json.loads(out)
     assert payload["format"] == "peft-lora" and payload["fidelity"]["overall"]["max_rank"] == 4
     assert {r["label"] for r in payload["fidelity"]["roles"]} == {"gate", "up", "down"}
+
+
+@torch.inference_mode()
+def test_lora_expert_is_copied_as_trained_and_merges(setup, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from t2cli.experts.files import Expert
+    from t2cli.experts.lora import ADAPTER_FILES, adapter_provenance, load_lora_adapter
+    from t2cli.experts.manifest import new_manifest
+    from t2cli.models import shared_copy
+    from tests.helpers import TRAINED
+
+    loaded, registry, _ = setup
+    config = LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(shared_copy(loaded.model), config).save_pretrained(str(tmp_path / "adapter"))
+    targets = loaded.select("mlp")
+    manifest = new_manifest(
+        name="arc-lora", base_model=loaded.model_id, base_fingerprint=loaded.fingerprint, targets=targets,
+        provenance={**TRAINED, "task": "arc", "adapter": adapter_provenance(2)}, task="arc", description="lora",
+    )  # fmt: skip
+    z = {t.name: torch.ones(t.rank) for t in targets}  # a LoRA expert's z is the identity
+    ref = registry.publish(
+        Expert(manifest, z), extra_files={name: tmp_path / "adapter" / name for name in ADAPTER_FILES}
+    )
+    expert = ref.load(loaded.fingerprint)
+    result = export_expert(loaded, expert, {}, ref.path, tmp_path / "out", "peft-lora")
+    assert result.report is None
+    for name in ADAPTER_FILES:
+        assert (tmp_path / "out" / name).read_bytes() == (ref.path / name).read_bytes()
+    export_expert(loaded, expert, {}, ref.path, tmp_path / "merged", "merged")
+    merged = load_model(str(tmp_path / "merged")).model
+    adapted = load_lora_adapter(loaded.model, ref.path, fingerprint=loaded.fingerprint)
+    assert torch.allclose(merged(input_ids=IDS).logits, adapted(input_ids=IDS).logits, atol=1e-5)
+    assert not torch.allclose(merged(input_ids=IDS).logits, loaded.model(input_ids=IDS).logits, atol=1e-3)
+
+
+def test_fidelity_curve_agrees_with_the_export_report_and_plots(setup, tmp_path: Path) -> None:
+    from t2cli.experts.export import expert_spectra, lora_factors
+    from t2cli.experts.fidelity import fidelity_curve
+
+    loaded, registry, ref = setup
+    expert = ref.load(loaded.fingerprint)
+    factors = expert_factors(loaded, expert)
+    curve = fidelity_curve(expert_spectra(expert, factors), [1, 4, 32, 40])
+    for rank, energy, error in zip(curve.ranks, curve.energy, curve.max_error, strict=True):
+        overall = lora_factors(expert, factors, rank=rank).report.overall()
+        assert energy == pytest.approx(overall.energy) and error == pytest.approx(overall.max_error, abs=1e-7)
+    assert curve.energy[-1] == pytest.approx(1.0) and curve.energy == sorted(curve.energy)
+    plot = tmp_path / "fidelity.png"
+    args = ["export", "arc", "-f", "peft-lora", "--rank", "4", "-o", str(tmp_path / "o"), "--plot", str(plot)]
+    code, _, err = t2("--quiet", *args, "--model", loaded.source, "--registry", str(registry.root))
+    assert code == 0, err
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

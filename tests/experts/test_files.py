@@ -13,11 +13,13 @@ import yaml
 from t2cli.errors import BadInputError, IntegrityError
 from t2cli.experts.files import Expert, load_expert, save_expert_files, z_stats
 from t2cli.experts.manifest import (
+    DIGEST_FIELD,
     FORMAT_VERSION,
     MANIFEST_FILE,
     Z_FILE,
     Manifest,
     check_name,
+    manifest_digest,
     new_manifest,
     targets_from,
 )
@@ -25,12 +27,6 @@ from t2cli.fsutil import file_sha256
 from tests.helpers import TRAINED_ARC, cached_tiny_llama, make_expert, rewrite_z
 
 TRAINED = TRAINED_ARC
-
-
-
-
-
-
 
 
 @pytest.fixture
@@ -44,7 +40,8 @@ def saved(tmp_path: Path) -> tuple[Expert, Path]:
 def test_round_trip_keeps_manifest_and_z(saved: tuple[Expert, Path]) -> None:
     expert, folder = saved
     loaded = load_expert(folder, fingerprint=cached_tiny_llama().fingerprint)
-    assert loaded.manifest == replace(expert.manifest, sha256=file_sha256(folder / Z_FILE))
+    sizes = {Z_FILE: (folder / Z_FILE).stat().st_size}
+    assert loaded.manifest == replace(expert.manifest, sha256=file_sha256(folder / Z_FILE), sizes=sizes)
     assert loaded.z.keys() == expert.z.keys()
     for name, vector in expert.z.items():
         assert loaded.z[name].dtype == torch.float32
@@ -53,7 +50,7 @@ def test_round_trip_keeps_manifest_and_z(saved: tuple[Expert, Path]) -> None:
 
 
 def test_manifest_yaml_round_trip_and_compact_targets() -> None:
-    manifest = replace(make_expert().manifest, version=3, sha256="cd" * 32, files={"adapter_config.json": "ef" * 32})
+    manifest = _unsaved(version=3, files={"adapter_config.json": "ef" * 32})
     text = manifest.to_yaml()
     assert Manifest.from_yaml(text) == manifest
     data = yaml.safe_load(text)
@@ -90,14 +87,26 @@ def test_new_manifest_fills_time_version_and_targets() -> None:
     ],
 )
 def test_manifest_refuses_bad_fields(edit, message: str) -> None:
-    data = replace(make_expert().manifest, sha256="cd" * 32).to_dict()
+    data = _unsaved().to_dict()
     edit(data)
     with pytest.raises(IntegrityError, match=message):
-        Manifest.from_yaml(yaml.safe_dump(data), "m.yaml")
+        Manifest.from_yaml(_signed(data), "m.yaml")
+
+
+def _unsaved(**changes) -> Manifest:
+    """A manifest with made-up checksums and sizes for every file it lists."""
+    files = changes.get("files", {})
+    sizes = {Z_FILE: 1000, **{name: 10 for name in files}}
+    return replace(make_expert().manifest, sha256="cd" * 32, sizes=sizes, **changes)
+
+
+def _signed(data: dict) -> str:
+    """YAML of hand-edited manifest data with a matching manifest_sha256, so only the field checks can refuse it."""
+    return yaml.safe_dump({**data, DIGEST_FIELD: manifest_digest(data, "test")}, sort_keys=False)
 
 
 def test_manifest_from_newer_format_asks_for_upgrade() -> None:
-    data = replace(make_expert().manifest, sha256="cd" * 32).to_dict()
+    data = _unsaved().to_dict()
     data["format_version"] = FORMAT_VERSION + 1
     data["a_future_field"] = True
     with pytest.raises(BadInputError, match="newer than this t2 reads.*pip install -U t2cli"):
@@ -206,8 +215,14 @@ def with_adapter(tmp_path: Path) -> Path:
 
 def test_extra_files_are_checksummed(with_adapter: Path) -> None:
     assert load_expert(with_adapter).manifest.files.keys() == {"adapter_config.json"}
-    (with_adapter / "adapter_config.json").write_text('{"r": 8}\n')
+    (with_adapter / "adapter_config.json").write_text('{"r": 17}\n')
     with pytest.raises(IntegrityError, match="checksum mismatch on adapter_config.json"):
+        load_expert(with_adapter)
+    (with_adapter / "adapter_config.json").write_text('{"r": 8}\n')
+    with pytest.raises(
+        IntegrityError,
+        match=r"checksum mismatch on adapter_config.json \(fewer bytes than the 10 its manifest records\)",
+    ):
         load_expert(with_adapter)
 
 
@@ -273,3 +288,117 @@ def test_z_stats_per_matrix_in_layer_then_role_order() -> None:
     assert (top.min, top.max) == (0.5, 1.5)
     assert top.mean == pytest.approx(1.0)
     assert top.std == pytest.approx(float(expert.z[first].double().std(correction=0)))
+
+
+# ---- hostile manifests and folders ----------------------------------------------------------------
+
+
+def _edit_manifest(folder: Path, **changes) -> None:
+    """Change fields of a saved manifest by hand, keeping its old manifest_sha256 (what an attacker can do)."""
+    data = yaml.safe_load((folder / MANIFEST_FILE).read_text())
+    data.update(changes)
+    (folder / MANIFEST_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"metrics": {"acc": 0.99}},
+        {"description": "the best expert"},
+        {"task": "gsm8k"},
+        {"base_fingerprint": "ab" * 32},
+        {"created": "2020-01-01T00:00:00Z"},
+    ],
+)
+def test_any_edited_manifest_field_is_refused(saved: tuple[Expert, Path], changes: dict) -> None:
+    _, folder = saved
+    _edit_manifest(folder, **changes)
+    with pytest.raises(IntegrityError, match="manifest_sha256 does not match its fields"):
+        load_expert(folder)
+
+
+def test_alias_bomb_and_oversized_manifests_are_refused_before_parsing(tmp_path: Path) -> None:
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
+    )
+    with pytest.raises(IntegrityError, match="anchors or aliases"):
+        Manifest.from_yaml(bomb, "m.yaml")
+    with pytest.raises(IntegrityError, match="larger than 1,048,576 bytes"):
+        Manifest.from_yaml("description: " + "x" * (1 << 20) + "\n", "m.yaml")
+    with pytest.raises(IntegrityError, match="nested deeper than"):
+        Manifest.from_yaml("a: " + "[" * 1000 + "]" * 1000 + "\n", "m.yaml")
+
+
+def test_non_utf8_manifest_is_an_integrity_error(saved: tuple[Expert, Path]) -> None:
+    _, folder = saved
+    (folder / MANIFEST_FILE).write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(IntegrityError, match="is not UTF-8 text"):
+        load_expert(folder)
+
+
+def test_stray_dot_files_links_and_special_files_are_refused(saved: tuple[Expert, Path], tmp_path: Path) -> None:
+    import os
+
+    _, folder = saved
+    (folder / ".hidden").write_text("x")
+    with pytest.raises(IntegrityError, match=r"\.hidden is not listed in the manifest"):
+        load_expert(folder)
+    (folder / ".hidden").unlink()
+    real = tmp_path / "real.safetensors"
+    (folder / Z_FILE).rename(real)
+    (folder / Z_FILE).symlink_to(real)  # the very same bytes, but through a link
+    with pytest.raises(IntegrityError, match="z.safetensors is a link"):
+        load_expert(folder)
+    (folder / Z_FILE).unlink()
+    os.mkfifo(folder / Z_FILE)
+    with pytest.raises(IntegrityError, match="z.safetensors is not a regular file"):
+        load_expert(folder)
+
+
+def test_z_larger_than_its_target_allows_is_refused(saved: tuple[Expert, Path]) -> None:
+    _, folder = saved
+    data = yaml.safe_load((folder / MANIFEST_FILE).read_text())
+    data["sizes"] = {Z_FILE: 1 << 40}
+    with pytest.raises(IntegrityError, match=r"sizes\['z.safetensors'\] must be a whole number of bytes from 1 to"):
+        Manifest.from_yaml(_signed(data), "m.yaml")
+
+
+def _as_format_1(folder: Path) -> None:
+    data = yaml.safe_load((folder / MANIFEST_FILE).read_text())
+    for key in ("sizes", DIGEST_FIELD):
+        data.pop(key)
+    data["format_version"] = 1
+    (folder / MANIFEST_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_format_1_manifests_are_refused_until_re_signed(saved: tuple[Expert, Path]) -> None:
+    from t2cli.experts.resign import main, resign
+
+    _, folder = saved
+    _as_format_1(folder)
+    with pytest.raises(IntegrityError, match="format-1 manifest.*python -m t2cli.experts.resign FOLDER"):
+        load_expert(folder)
+    assert main([str(folder)]) == 0
+    assert load_expert(folder).manifest.sizes == {Z_FILE: (folder / Z_FILE).stat().st_size}
+    assert resign(folder) is False  # already signed
+
+
+def test_re_signing_refuses_files_that_fail_their_old_checksums(saved: tuple[Expert, Path]) -> None:
+    from t2cli.experts.resign import main
+
+    _, folder = saved
+    _as_format_1(folder)
+    data = bytearray((folder / Z_FILE).read_bytes())
+    data[-1] ^= 1
+    (folder / Z_FILE).write_bytes(bytes(data))
+    before = (folder / MANIFEST_FILE).read_bytes()
+    assert main([str(folder)]) == IntegrityError.exit_code
+    assert (folder / MANIFEST_FILE).read_bytes() == before
+
+
+def test_the_bundled_bank_is_signed_in_the_current_format() -> None:
+    bank = Path(__file__).resolve().parents[2] / "registry"
+    folders = sorted(p.parent for p in bank.glob(f"*/*/*/{MANIFEST_FILE}"))
+    assert folders
+    for folder in folders:
+        assert load_expert(folder).manifest.format_version == FORMAT_VERSION

@@ -6,7 +6,7 @@ import pytest
 
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.experts.recipes import AlphaSpec, Recipe, RecipeExpert, parse_recipe, recipe_from_cli, recipe_from_dict
-from t2cli.models import ALL_ROLES
+from t2cli.targets import ALL_ROLES
 
 FULL = """
 base_model: smollm2-135m
@@ -108,7 +108,7 @@ def test_recipe_file_by_path_and_by_string(tmp_path: Path) -> None:
 
 
 def test_missing_recipe_file_is_not_found(tmp_path: Path) -> None:
-    with pytest.raises(NotFoundError, match="recipe file .*absent.yaml does not exist"):
+    with pytest.raises(NotFoundError, match="absent.yaml does not exist"):
         parse_recipe(str(tmp_path / "absent.yaml"))
 
 
@@ -181,3 +181,29 @@ def test_every_role_is_covered_by_any_accepted_alpha() -> None:
     for alpha in (0.5, [0, 1], {"mlp": 1, "attn": 2}, {"q": 1, "default": 0}):
         spec = recipe_from_dict({"experts": [{"name": "a", "alpha": alpha}]}).experts[0].alpha
         assert all(spec.for_role(role) is not None for role in ALL_ROLES)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"experts: &e [{name: a, alpha: 1}]\nx: *e\n", "anchors or aliases"),
+        (b"experts: [{name: a, alpha: 1}]\n# \xff\xfe\n", "is not UTF-8 text"),
+        (b"\x00\x01\x02\x89PNG binary", "not UTF-8 text"),
+        (b"\x00\x01\x02 binary", "not valid YAML"),
+        (b"experts: [{name: a, alpha: 1.0e+308}]\n", r"alpha \(a\) is 1e\+308; use a value between -1000 and 1000"),
+    ],
+)
+def test_hostile_recipe_files_are_one_line_bad_input(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "mix.yaml"
+    path.write_bytes(content)
+    with pytest.raises(BadInputError, match=message):
+        parse_recipe(path)
+
+
+def test_special_recipe_files_are_refused_without_reading_them(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="is not a regular file"):
+        parse_recipe(Path("/dev/zero"))
+    with pytest.raises(BadInputError, match="is a folder"):
+        parse_recipe(tmp_path)
+    with pytest.raises(BadInputError, match="between -1000 and 1000"):
+        recipe_from_cli(["gsm8k=1e308"])

@@ -276,3 +276,73 @@ def test_gc_removes_stale_staging_but_not_live_ones(registry: Registry) -> None:
     with FileLock(live.parent / ".lock"):  # a writer is busy with gsm8k right now
         assert registry.gc() == 1
     assert not stale.exists() and live.exists()
+
+
+def test_verify_of_a_missing_registry_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        Registry(tmp_path / "no-such-dir").verify()
+
+
+def _resign_edited(folder: Path, **changes) -> None:
+    """Edit manifest fields and re-sign it, as a writer (not an attacker) could: only placement can catch it."""
+    import yaml
+
+    from t2cli.experts.files import read_manifest, write_manifest
+
+    write_manifest(folder, read_manifest(folder))  # a valid manifest...
+    data = yaml.safe_load((folder / MANIFEST_FILE).read_text())
+    data.update(changes)
+    data.pop("manifest_sha256")
+    from t2cli.experts.manifest import Manifest
+
+    write_manifest(folder, Manifest.from_yaml(_sign(data)))
+
+
+def _sign(data: dict) -> str:
+    import yaml
+
+    from t2cli.experts.manifest import manifest_digest
+
+    return yaml.safe_dump({**data, "manifest_sha256": manifest_digest(data, "test")}, sort_keys=False)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"name": "gsm8k"}, "holds gsm8k@1 of tiny-llama, not arc@1"),
+        ({"version": 7}, "holds arc@7 of tiny-llama, not arc@1"),
+        ({"base_model": "other-model"}, "holds arc@1 of other-model, not arc@1 of tiny-llama"),
+    ],
+)
+def test_every_load_path_checks_placement(registry: Registry, changes: dict, message: str) -> None:
+    ref = registry.publish(make_expert())
+    _resign_edited(ref.path, **changes)
+    with pytest.raises(IntegrityError, match=message):
+        ref.load()
+    with pytest.raises(IntegrityError, match=message):
+        registry.resolve("arc").manifest()
+    assert message in registry.verify()[0].message
+    (summary,) = registry.list()
+    assert summary.problem is not None and message in summary.problem
+
+
+def test_list_reports_broken_versions_and_goes_on(registry: Registry) -> None:
+    broken = registry.publish(make_expert("arc"))
+    registry.publish(make_expert("gsm8k"))
+    (broken.path / MANIFEST_FILE).write_bytes(b"\xff\xfe not utf-8")
+    arc, gsm = registry.list()
+    assert arc.problem is not None and "not UTF-8" in arc.problem
+    assert gsm.problem is None and gsm.base_model == "tiny-llama"
+    (broken.path / MANIFEST_FILE).write_text("a: &a [1]\nb: *a\n")
+    assert "anchors or aliases" in registry.list()[0].problem
+    assert [p.where for p in registry.verify()] == ["tiny-llama/arc@1"]
+
+
+def test_list_of_an_oversized_manifest_is_quick(registry: Registry) -> None:
+    ref = registry.publish(make_expert())
+    with (ref.path / MANIFEST_FILE).open("a") as handle:
+        handle.write("# " + "x" * (4 << 20) + "\n")
+    started = time.monotonic()
+    (summary,) = registry.list()
+    assert "larger than 1,048,576 bytes" in summary.problem
+    assert time.monotonic() - started < 2.0

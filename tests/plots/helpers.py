@@ -12,5 +12,5 @@ def check_png(path: Path, width: int, height: int) -> None:
     assert path.is_file()
     assert 5_000 < path.stat().st_size < 400_000
     pixels = imread(path)
-    assert pixels.shape[:2] == (height, width)
+    assert pixels.shape[:2] == (height, width), pixels.shape
     assert pixels.std() > 0.01  # something was drawn, not a blank canvas

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from t2cli.experts.compose import compose_recipe
 from t2cli.experts.recipes import recipe_from_dict
 from t2cli.experts.registry import Registry
-from t2cli.plots.expert import plot_expert, z_heatmap
+from t2cli.plots.expert import SPECTRUM_BINS, mix_curves, plot_expert, z_heatmap
 from tests.helpers import make_expert, publish_expert, tiny_model
 from tests.plots.helpers import check_png
 
@@ -18,7 +19,7 @@ from tests.plots.helpers import check_png
 def test_heat_map_is_the_mean_distance_of_z_from_one_per_layer_and_role(tmp_path) -> None:
     expert = make_expert("arc", selection="all", seed=3)
     data = plot_expert(expert, tmp_path / "arc.png")
-    check_png(tmp_path / "arc.png", 1000, 700)
+    check_png(tmp_path / "arc.png", 900, 650)
     assert data.heatmap.roles == ("q", "k", "v", "o", "gate", "up", "down")
     assert data.heatmap.layers == (0, 1)
     assert data.heatmap.measure == "mean |z − 1|"
@@ -35,9 +36,21 @@ def test_spectra_are_the_most_changed_matrices_along_their_normalised_index(tmp_
     distance = {name: float((z.double() - 1).abs().mean()) for name, z in expert.z.items()}
     assert [s.name for s in data.spectra] == sorted(distance, key=lambda n: -distance[n])[:4]
     for spectrum in data.spectra:
-        assert spectrum.z == tuple(expert.z[spectrum.name].double().tolist())
-        assert spectrum.position[0] == 0 and spectrum.position[-1] == 1 and len(spectrum.position) == len(spectrum.z)
+        z = expert.z[spectrum.name].double().numpy()
+        runs = np.array_split(np.arange(len(z)), min(SPECTRUM_BINS, len(z)))
+        assert spectrum.z == pytest.approx([z[run].mean() for run in runs], rel=1e-12)
+        assert spectrum.position == pytest.approx([run.mean() / (len(z) - 1) for run in runs], rel=1e-12)
         assert spectrum.layer == expert.manifest.targets[spectrum.name].layer
+
+
+def test_spectra_of_high_rank_matrices_are_run_means(tmp_path) -> None:
+    expert = make_expert("arc", selection="mlp")
+    name = next(iter(expert.z))
+    expert.z[name] = torch.linspace(2, 0, 480)  # rank 480: 24 runs of 20, means fall from ~1.96 to ~0.04
+    (spectrum,) = plot_expert(expert, tmp_path / "one.png").spectra[:1]
+    assert spectrum.name == name and len(spectrum.z) == SPECTRUM_BINS
+    assert spectrum.z[0] == pytest.approx(float(torch.linspace(2, 0, 480)[:20].mean()))
+    assert spectrum.position[0] == pytest.approx(9.5 / 479) and spectrum.position[-1] == pytest.approx(469.5 / 479)
 
 
 def test_a_role_not_adapted_in_a_layer_is_an_empty_cell() -> None:
@@ -67,7 +80,7 @@ def compose(bank: Registry, experts: list[dict], normalize: bool):
 def test_a_gradient_mix_draws_alpha_per_source_expert_and_layer(bank, tmp_path) -> None:
     mix = compose(bank, [{"name": "arc", "alpha": [1.0, 0.0]}, {"name": "gsm8k", "alpha": [0.0, 1.0]}], True)
     data = plot_expert(mix, tmp_path / "mix.png")
-    check_png(tmp_path / "mix.png", 1000, 750)
+    check_png(tmp_path / "mix.png", 900, 700)
     assert [(c.expert, c.roles, c.alpha) for c in data.mix] == [
         ("arc@1", ("gate", "up", "down"), (1.0, 0.0)),
         ("gsm8k@1", ("gate", "up", "down"), (0.0, 1.0)),
@@ -76,7 +89,8 @@ def test_a_gradient_mix_draws_alpha_per_source_expert_and_layer(bank, tmp_path) 
 
 
 def test_per_role_alphas_split_an_experts_curve_and_scalars_draw_bars(bank, tmp_path) -> None:
-    split = compose(bank, [{"name": "arc", "alpha": {"gate": 0.2, "default": 0.7}}, {"name": "gsm8k", "alpha": 0.3}], False)
+    experts = [{"name": "arc", "alpha": {"gate": 0.2, "default": 0.7}}, {"name": "gsm8k", "alpha": 0.3}]
+    split = compose(bank, experts, False)
     data = plot_expert(split, tmp_path / "split.png")
     assert [(c.expert, c.roles, c.alpha) for c in data.mix] == [
         ("arc@1", ("gate",), (0.2, 0.2)),
@@ -95,3 +109,14 @@ def test_the_same_expert_draws_the_same_bytes(tmp_path) -> None:
     plot_expert(expert, tmp_path / "a.png")
     plot_expert(expert, tmp_path / "b.png")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+def test_a_searched_mix_with_one_alpha_per_layer_draws_those_alphas() -> None:
+    expert = make_expert("arc", selection="all")
+    recipe = {"experts": [{"name": "arc@1", "alpha": [0.25, 0.75]}, {"name": "gsm8k@2", "alpha": 0.5}]}
+    curves = mix_curves(expert.manifest.targets, {"kind": "searched", "recipe": recipe})
+    assert [(c.expert, c.roles, c.alpha) for c in curves] == [
+        ("arc@1", ("q", "k", "v", "o", "gate", "up", "down"), (0.25, 0.75)),
+        ("gsm8k@2", ("q", "k", "v", "o", "gate", "up", "down"), (0.5, 0.5)),
+    ]
+    assert mix_curves(expert.manifest.targets, {"kind": "trained", "recipe": recipe}) == ()

@@ -1,4 +1,4 @@
-"""The cls task: balanced seeded sampling over member tasks, the routing prompt, and label extraction."""
+"""The cls task: balanced seeded sampling over member tasks and `other`, the routing prompt, label extraction."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from t2cli.errors import BadInputError
+from t2cli.tasks.base import Task
 from t2cli.tasks.classification import ClassificationTask, classification_messages, extract_label
 from t2cli.tasks.registry import get_task
 
@@ -55,18 +56,20 @@ def _sources(tmp_path: Path) -> dict[str, Path]:
 def test_sampling_is_balanced_and_seeded(tmp_path: Path) -> None:
     task = get_task("cls", tasks=["gsm8k", "math"], sources=_sources(tmp_path), seed=3)
     examples = task.load()
-    assert Counter(e.reference for e in examples) == {"gsm8k": 4, "math": 4}
+    assert Counter(e.reference for e in examples) == {"gsm8k": 4, "math": 4, "other": 4}
+    assert [name for name, _ in task.categories] == ["gsm8k", "math", "other"]
     assert examples == task.load()
     assert examples != get_task("cls", tasks=["gsm8k", "math"], sources=_sources(tmp_path), seed=4).load()
-    limited = task.load(limit=3)
-    assert Counter(e.reference for e in limited) == {"gsm8k": 2, "math": 1}
+    limited = task.load(limit=4)
+    assert Counter(e.reference for e in limited) == {"gsm8k": 2, "math": 1, "other": 1}
 
 
 def test_examples_prompt_and_score(tmp_path: Path) -> None:
     task = get_task("cls", tasks=["gsm8k", "math"], sources=_sources(tmp_path))
     example = next(e for e in task.load() if e.reference == "math")
     assert example.id.startswith("math/math/")
-    assert example.meta["request"].startswith("m")
+    assert any(f"m{n}" in example.meta["request"] for n in range(4))  # the bare problem, in a user's phrasing
+    assert "\\boxed" not in example.meta["request"]  # no task instruction
     assert task.messages(example) == classification_messages(example.meta["request"], task.categories)
     assert task.messages(example)[-1]["content"] == example.question
     assert task.score(example, "Category: math") == 1.0
@@ -79,5 +82,18 @@ def test_bad_configurations(tmp_path: Path) -> None:
         ClassificationTask([get_task("gsm8k"), get_task("gsm8k")])
     with pytest.raises(BadInputError, match="not among the cls tasks"):
         get_task("cls", tasks=["gsm8k", "math"], sources={"arc": "x"})
+    with pytest.raises(BadInputError, match="everything else"):
+        ClassificationTask([get_task("gsm8k"), _Named("other")])
     with pytest.raises(BadInputError, match="sources="):
         get_task("cls", tasks=["gsm8k", "math"]).load(tmp_path / "x.jsonl")
+
+
+class _Named(Task):
+    def __init__(self, name: str) -> None:
+        self.name, self.description = name, "a task"
+
+    def load(self, source=None, split="test", limit=None) -> list:
+        return []
+
+    def score(self, example, completion: str) -> float:
+        return 0.0

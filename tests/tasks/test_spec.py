@@ -106,7 +106,9 @@ def test_source_override_and_splits(tmp_path: Path) -> None:
         ({"scorer": "regex", "pattern": "x"}, "needs a \\(group\\)"),
         ({"scorer": "exact", "choices": "options"}, "'choices' is allowed only"),
         ({"scorer": "exact", "timeout_s": 3}, "'timeout_s' is allowed only"),
-        ({"scorer": "code", "timeout_s": -1}, "positive number"),
+        ({"scorer": "code", "timeout_s": -1}, "above 0 and at most 3600"),
+        ({"scorer": "code", "timeout_s": float("inf")}, "above 0 and at most 3600"),
+        ({"scorer": "code", "timeout_s": float("nan")}, "above 0 and at most 3600"),
         ({"scorer": "exact", "system": 3}, "field 'system' must be a non-empty string"),
     ],
 )
@@ -120,7 +122,7 @@ def test_unreadable_specs(tmp_path: Path) -> None:
         load_spec(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed", encoding="utf-8")
-    with pytest.raises(BadInputError, match="not a readable YAML task spec"):
+    with pytest.raises(BadInputError, match="bad.yaml is not valid YAML at line"):
         load_spec(bad)
     bad.write_text("- a list\n", encoding="utf-8")
     with pytest.raises(BadInputError, match="YAML mapping"):
@@ -147,3 +149,26 @@ def test_bad_rows_name_the_line(
 def test_spec_may_not_take_a_built_in_name(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="built-in task"):
         get_task("jsonl", spec=_spec(tmp_path, [], scorer="exact", name="gsm8k"))
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"name: &n demo\ndescription: *n\n", "anchors or aliases"),
+        (b"name: demo\ndescription: \xff\xfe\n", "is not UTF-8 text"),
+        (b"timeout_s: .inf\n", "field 'name' is required"),
+    ],
+)
+def test_hostile_spec_files_are_one_line_bad_input(tmp_path: Path, content: bytes, problem: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    with pytest.raises(BadInputError, match=problem):
+        load_spec(bad)
+
+
+def test_special_files_as_spec_or_data_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="is not a regular file"):
+        load_spec("/dev/zero")
+    task = get_task("jsonl", spec=_spec(tmp_path, [], scorer="exact", data="/dev/zero"))
+    with pytest.raises(BadInputError, match="/dev/zero is not a regular file"):
+        task.load()

@@ -20,8 +20,6 @@ def loaded(t2_home):
     return wrap_model(model, tiny_tokenizer(), spec="tiny", model_id="tiny")
 
 
-
-
 def test_reinforce_raises_the_reward_of_generated_completions(loaded, tmp_path) -> None:
     trainer = make_trainer(
         loaded,

@@ -18,13 +18,6 @@ if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
 
-
-
-
-
-
-
-
 def _transfer(ref: ExpertRef, remote: Remote, action: str, moved: bool) -> Transfer:
     return Transfer(
         action=action if moved else "unchanged",

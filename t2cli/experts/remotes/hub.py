@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError, T2Error
 from t2cli.experts.files import load_expert
-from t2cli.experts.manifest import MANIFEST_FILE, Z_FILE, Manifest, check_name
+from t2cli.experts.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, Z_FILE, Manifest, check_name
 from t2cli.experts.registry import Catalog, ExpertRef, Registry, pick
 from t2cli.experts.remotes.card import CARD_FILE, CardEntry, render_card
+from t2cli.fsutil import read_text_bounded
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -113,7 +114,8 @@ def _remote_manifest(api: HfApi, remote: Remote, commit: str, slug: str, name: s
     path = f"{slug}/{name}/{version}/{MANIFEST_FILE}"
     with tempfile.TemporaryDirectory(prefix="t2-hub-") as scratch:
         local = api.hf_hub_download(remote.repo_id, path, revision=commit, local_dir=scratch)
-        return Manifest.from_yaml(Path(local).read_text(encoding="utf-8"), f"{remote.url}/{path}")
+        text = read_text_bounded(Path(local), MAX_MANIFEST_BYTES, what="a manifest", error=IntegrityError)
+        return Manifest.from_yaml(text, f"{remote.url}/{path}")
 
 
 def push_version(ref: ExpertRef, remote: Remote, api: HfApi | None = None) -> bool:

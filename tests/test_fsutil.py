@@ -1,0 +1,47 @@
+"""The shared file-system helpers: atomic files keep normal permissions; staged folders appear whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from t2cli.fsutil import atomic_write, staged_folder
+
+
+def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "plot.png", b"data")
+        (tmp_path / "plain").write_bytes(b"data")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "plot.png").stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "plot.png").stat().st_mode) == 0o644
+
+
+def test_staged_folder_appears_whole_and_a_failure_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError), staged_folder(target) as staging:
+        (staging / "half.bin").write_bytes(b"x")
+        raise RuntimeError("killed mid-way")
+    assert list(tmp_path.iterdir()) == []
+    with staged_folder(target) as staging:
+        (staging / "weights").write_bytes(b"1")
+        assert not target.exists()
+    assert [p.name for p in target.iterdir()] == ["weights"]
+
+
+def test_staged_folder_keeps_the_first_finished_copy_unless_told_to_replace(tmp_path: Path) -> None:
+    target = tmp_path / "adapter"
+    target.mkdir()
+    (target / "old").write_bytes(b"0")
+    with staged_folder(target) as staging:
+        (staging / "new").write_bytes(b"1")
+    assert [p.name for p in target.iterdir()] == ["old"]
+    with staged_folder(target, replace=True) as staging:
+        (staging / "new").write_bytes(b"1")
+    assert [p.name for p in target.iterdir()] == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no staging folder left behind
