@@ -15,17 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from t2cli.errors import BadInputError, NotFoundError
+from t2cli.tasks.classification import OTHER, OTHER_DESCRIPTION
 from t2cli.tasks.registry import get_task
 
 if TYPE_CHECKING:
     from t2cli.experts.manifest import Manifest
     from t2cli.experts.registry import ExpertRef, Registry
-
-
-OTHER = "other"
-
-
-OTHER_DESCRIPTION = "anything else, such as chit-chat, opinions or general knowledge"
 
 
 CLASSIFIER_TASK = "cls"

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 def run_command(
     ctx: typer.Context,
     prompts: PromptsArgument,
-    adapt: AdaptOption = "classifier",  # routes bare requests best (docs/benchmarks.md#routing-on-bare-requests)
+    adapt: AdaptOption = "classifier",  # routes bare requests best (docs/benchmarks.md)
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Output JSONL, one line per valid input line (default: stdout)."),

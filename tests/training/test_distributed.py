@@ -95,12 +95,25 @@ def test_slices_cover_the_batch_and_one_process_is_the_identity() -> None:
     assert parameter.grad is None
 
 
-def test_a_launch_without_a_rendezvous_is_refused(monkeypatch) -> None:
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.delenv("MASTER_ADDR", raising=False)
-    with pytest.raises(BadInputError, match="MASTER_ADDR.*start t2 with accelerate launch"), launched_world():
+JOIN_WITHOUT_RENDEZVOUS = """
+from t2cli.errors import BadInputError
+from t2cli.training.distributed import launched_world
+try:
+    with launched_world():
         pass
+except BadInputError as error:
+    print(error)
+"""
+
+
+def test_a_launch_without_a_rendezvous_is_refused(monkeypatch) -> None:
+    # In a fresh interpreter: an in-process vLLM engine (tests/engines) leaves a group joined in this one.
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")} | {
+        "WORLD_SIZE": "2",
+        "RANK": "0",
+    }
+    joined = subprocess.run([sys.executable, "-c", JOIN_WITHOUT_RENDEZVOUS], env=env, capture_output=True, text=True)
+    assert "MASTER_ADDR" in joined.stdout and "start t2 with accelerate launch" in joined.stdout, joined.stderr
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(BadInputError, match="not a number"), launched_world():
         pass
