@@ -82,8 +82,6 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
 }
 
 
-
-
 @dataclass
 class LoadedModel:
     """A causal LM ready for t2: the module, its tokenizer, and what identifies its weights."""

@@ -87,7 +87,6 @@ def test_run_few_shot_on_the_example_prompts(smollm2: LoadedModel, user: Path) -
     assert (work / "registry").exists() is False  # the user registry took the searches, not the folder
 
 
-
 def test_compose_math_and_arc(user: Path) -> None:
     result = t2("compose math=0.4 arc=0.6 -o mix")
     assert result.exit_code == 0, result.output

@@ -129,8 +129,6 @@ def check_output(output: Path | None, prompts: Path) -> None:
             raise BadInputError(f"-o {output} would overwrite the prompts file {prompts}; write to another file")
 
 
-
-
 def line_key(line: InputLine, identity: Mapping[str, Any]) -> str:
     """sha256 of the line's content and of the settings that shape its output."""
     return hashlib.sha256(canonical_json({"input": line.data, "run": identity}).encode()).hexdigest()

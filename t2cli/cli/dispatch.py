@@ -40,18 +40,7 @@ from t2cli.cli.passes import open_slot, read_prompt_lines, search_callback, stra
 from t2cli.cli.registry import JsonOption, RegistryOption
 
 if TYPE_CHECKING:
-
-
     from t2cli.adapt.report import RoutingReport
-
-
-
-
-
-
-
-
-
 
 
 def dispatch_command(

@@ -37,8 +37,6 @@ app = typer.Typer(
 RemoteArgument = Annotated[str, typer.Argument(help="Remote: file:///absolute/path or hf://user/repo[@revision].")]
 
 
-
-
 def version_list(versions: list[int]) -> str:
     return ", ".join(map(str, versions)) if len(versions) <= 4 else f"{versions[0]}…{versions[-1]} ({len(versions)})"
 

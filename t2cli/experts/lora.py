@@ -27,8 +27,6 @@ def require_peft() -> None:
         raise NotFoundError("LoRA needs the peft package; run: pip install 't2cli[lora]'") from None
 
 
-
-
 def adapter_provenance(rank: int) -> dict[str, Any]:
     """What a LoRA expert's provenance records under `adapter`."""
     return {"format": ADAPTER_FORMAT, "rank": rank, "alpha": rank, "files": list(ADAPTER_FILES)}

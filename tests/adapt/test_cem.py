@@ -67,8 +67,6 @@ def test_bad_cem_settings_are_refused(options) -> None:
 # ---- few-shot search -----------------------------------------------------------------------------
 
 
-
-
 @pytest.fixture
 def setup(tmp_path):
     loaded = tiny_model()
