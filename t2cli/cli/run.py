@@ -39,7 +39,7 @@ from t2cli.cli.passes import open_slot, read_prompt_lines, search_callback, stra
 from t2cli.cli.registry import JsonOption, RegistryOption
 
 if TYPE_CHECKING:
-    from t2cli.adapt.report import Mean, PairedScores
+    from t2cli.stats import Mean, PairedScores
 
 
 def run_command(

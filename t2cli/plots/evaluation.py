@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from t2cli.errors import BadInputError
 from t2cli.plots.style import COLORS, drawing
+from t2cli.stats import mean_se
 
 if TYPE_CHECKING:
     from t2cli.engines.evaluate import EvalResult
@@ -23,25 +23,16 @@ class EvalBars:
     stderr: tuple[float, ...]  # sample standard deviation / √n of the item scores (0 for a single item)
 
 
-def mean_and_stderr(scores: Sequence[float]) -> tuple[float, float]:
-    n = len(scores)
-    mean = math.fsum(scores) / n
-    if n < 2:
-        return mean, 0.0
-    variance = math.fsum((s - mean) ** 2 for s in scores) / (n - 1)
-    return mean, math.sqrt(variance / n)
-
-
 def eval_bars(results: Sequence[EvalResult]) -> EvalBars:
     """Item scores are (reward + 1) / 2, the scale of EvalResult.score."""
     if any(not r.items for r in results) or not results:
         raise BadInputError("no per-item results to plot; evaluate at least one example")
-    stats = [mean_and_stderr([(item.reward + 1) / 2 for item in r.items]) for r in results]
+    stats = [mean_se([(item.reward + 1) / 2 for item in r.items]) for r in results]
     return EvalBars(
         labels=tuple(r.label for r in results),
-        n=tuple(len(r.items) for r in results),
-        mean=tuple(mean for mean, _ in stats),
-        stderr=tuple(stderr for _, stderr in stats),
+        n=tuple(s.n for s in stats),
+        mean=tuple(s.mean for s in stats),
+        stderr=tuple(s.se or 0.0 for s in stats),
     )
 
 

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from t2cli.adapt.report import Mean, base_comparison, mean_se, paired_scores, routing_report, row_scores
+from t2cli.adapt.report import base_comparison, routing_report, row_scores
 from t2cli.adapt.routers import Decision
+from t2cli.stats import Mean, mean_se, paired_scores
 
 
 def test_mean_and_standard_error_of_planted_scores() -> None:
