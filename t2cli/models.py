@@ -307,14 +307,21 @@ def _convert_gguf(builtin: BuiltinModel, folder: Path) -> None:
             state.pop("lm_head.weight", None)
         # save_pretrained refuses GGUF-loaded models; the weights are plain fp32 by now.
         save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
-        config = model.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        config.save_pretrained(staging)
+        drop_gguf_quantizer(model)
+        model.config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "t2_source.json").write_text(
             json.dumps({"builtin": builtin.name, "hf_id": builtin.hf_id, "gguf": source.name}) + "\n"
         )
+
+
+def drop_gguf_quantizer(model: torch.nn.Module) -> None:
+    """Forget that a model was read from GGUF: save_pretrained refuses a model with a quantizer, and the
+    weights are plain (dequantised) tensors by then."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def resolve_source(spec: str) -> tuple[str, str]:

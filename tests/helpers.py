@@ -163,6 +163,7 @@ class FakeEngine:
     score is minus the distance of the held z to `target` (so a search can be steered)."""
 
     name = "fake"
+    mixed_batches = False
 
     def __init__(
         self,

@@ -31,7 +31,6 @@ from t2cli.fsutil import JsonProblem, canonical_json, json_loads, jsonl_line, op
 from t2cli.tasks.base import Example, FileTask, Record, Task
 from t2cli.tasks.registry import get_task
 
-OUTPUT_FIELDS = ("expert", "alpha", "completion", "score", "reference", "line", "key")
 JOURNAL_SUFFIX = ".partial"
 _ROLES = ("system", "user", "assistant")
 _RUN_FIELDS = ("prompt", "messages", "task")

