@@ -11,8 +11,9 @@ from t2cli.tasks.choice import LETTERS, extract_choice
 from t2cli.tasks.sources import SPLITS, check_split, read_jsonl, resolve_source
 
 INSTRUCTION = "Answer with the letter of the correct choice."
+TEXT_INSTRUCTION = "Reply with the correct choice, copied exactly."
 _SPLIT_FILES = {"train": "Train", "validation": "Dev", "test": "Test"}
-STYLES = ("letters", "cloze")
+STYLES = ("letters", "cloze", "text")
 
 
 class ArcTask(FileTask):
@@ -24,7 +25,10 @@ class ArcTask(FileTask):
 
     style "letters" (default) lists the choices and asks for a letter; style "cloze" asks the bare
     question as plain text ("Question: …\nAnswer:"), to be answered with a choice's text — the form in
-    which small models' knowledge shows when each choice is scored by its likelihood."""
+    which small models' knowledge shows when each choice is scored by its likelihood. Style "text" lists
+    the choices unlettered and asks for the right one's text: a generated answer then starts with the
+    content itself, not with a letter that the model must map to it (SmolLM2-135M answers letters at
+    chance but choice texts well above it)."""
 
     name = "arc"
     description = "multiple-choice grade-school science questions"
@@ -34,7 +38,7 @@ class ArcTask(FileTask):
             raise BadInputError(f"unknown arc style {style!r}; use one of {', '.join(STYLES)}")
         self.shuffle_seed = shuffle_seed
         self.style = style
-        self.uses_chat_template = style == "letters"
+        self.uses_chat_template = style != "cloze"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
         check_split(split, SPLITS, self.name)
@@ -59,12 +63,7 @@ class ArcTask(FileTask):
         if answer_key not in labels:
             raise ValueError(f"answerKey {answer_key!r} is not one of the labels {labels}")
         answer = labels.index(answer_key)
-        listing = "\n".join(f"{LETTERS[index]}. {text}" for index, (text, _) in enumerate(entries))
-        prompt = (
-            f"Question: {question['stem']}"
-            if self.style == "cloze"
-            else f"{question['stem']}\n\n{listing}\n\n{INSTRUCTION}"
-        )
+        prompt = _prompt(str(question["stem"]), [text for text, _ in entries], self.style)
         return Example(
             id=example_id,
             question=prompt,
@@ -82,7 +81,19 @@ class ArcTask(FileTask):
         return 1.0 if picked == example.answer_index else -1.0
 
     def reference_completion(self, example: Example) -> str:
-        return f"The answer is {example.reference}."
+        if self.style == "letters":
+            return f"The answer is {example.reference}."
+        return example.choices[example.answer_index]
+
+
+def _prompt(stem: str, choices: list[str], style: str) -> str:
+    if style == "cloze":
+        return f"Question: {stem}"
+    if style == "text":
+        listing = "\n".join(f"- {text}" for text in choices)
+        return f"{stem}\n\nChoices:\n{listing}\n\n{TEXT_INSTRUCTION}"
+    listing = "\n".join(f"{LETTERS[index]}. {text}" for index, text in enumerate(choices))
+    return f"{stem}\n\n{listing}\n\n{INSTRUCTION}"
 
 
 def _split_file(folder: Path, split: str) -> Path:

@@ -304,6 +304,9 @@ def nll_step(ctx: StepContext, examples: Sequence[Example]) -> StepStats:
                 f"task {ctx.task.name!r} has no reference answers; --method {ctx.config.method} needs them"
             )
         tail = ctx.loaded.tokenizer(reference, add_special_tokens=False)["input_ids"]
+        if ctx.loaded.tokenizer.eos_token_id is not None:
+            # Without the end-of-turn token the expert learns the answer but never learns to stop after it.
+            tail = [*tail, ctx.loaded.tokenizer.eos_token_id]
         sequences.append((encode_prompt(ctx.loaded.tokenizer, prompt), tail))
     kl, tokens = sequence_pass(ctx, sequences, torch.ones(len(sequences)), normaliser=None)
     return StepStats(0.0, kl, tokens, grad_s=time.perf_counter() - started)

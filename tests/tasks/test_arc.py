@@ -108,3 +108,19 @@ def test_folder_source_picks_the_split_file(tmp_path: Path) -> None:
 def test_malformed_records(tmp_path: Path, row: dict[str, object], problem: str) -> None:
     with pytest.raises(BadInputError, match=problem):
         get_task("arc").load(_write(tmp_path / "arc.jsonl", [row]))
+
+
+def test_text_style_lists_unlettered_choices_and_is_answered_with_a_choice_text(tmp_path: Path) -> None:
+    path = _write(tmp_path / "arc.jsonl", [_arc_row("q1", "ABCD", "B")])
+    task = get_task("arc", style="text")
+    [example] = task.load(path)
+    assert example.question == (
+        "Question q1?\n\nChoices:\n- option A\n- option B\n- option C\n- option D\n\n"
+        "Reply with the correct choice, copied exactly."
+    )
+    assert task.uses_chat_template and task.reference_completion(example) == "option B"
+    assert task.score(example, "option B") == 1.0 and task.score(example, "The answer is option B.") == 1.0
+    assert task.score(example, "option C") == -1.0
+    # The other styles keep their own answers: a letter sentence, and the bare text after a cloze question.
+    assert get_task("arc").reference_completion(example) == "The answer is B."
+    assert not get_task("arc", style="cloze").uses_chat_template

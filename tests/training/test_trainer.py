@@ -7,6 +7,7 @@ import torch
 
 from t2cli.errors import BadInputError
 from t2cli.models import fingerprint, wrap_model
+from t2cli.training import objectives
 from t2cli.training.config import TrainConfig
 from t2cli.training.objectives import advantages, kl_divergence
 from t2cli.training.trainer import batch_at
@@ -140,6 +141,17 @@ def test_nll_method_lowers_the_reference_loss(loaded, tmp_path) -> None:
     assert trainer.rollout == "generate"
     result = trainer.run()
     assert result.best_val > result.base_val
+
+
+def test_nll_targets_end_with_the_end_of_turn_token(loaded, tmp_path, monkeypatch) -> None:
+    # Without it an nll expert learns the answer but not to stop after it (math@1 ran to the token limit).
+    loaded.tokenizer.eos_token = loaded.tokenizer.convert_ids_to_tokens(62)
+    trainer = make_trainer(loaded, AlwaysC(), tmp_path, method="nll", steps=1, batch_size=5, val_every=100)
+    seen = []
+    monkeypatch.setattr(objectives, "sequence_pass", lambda ctx, sequences, *a, **k: seen.extend(sequences) or (0.0, 1))
+    objectives.nll_step(trainer.context, trainer.train[:2])
+    reference = loaded.tokenizer(AlwaysC().reference_completion(trainer.train[0]), add_special_tokens=False)
+    assert seen[0][1] == [*reference["input_ids"], 62]
 
 
 def test_baselines_and_batches() -> None:
