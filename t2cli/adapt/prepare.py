@@ -32,7 +32,17 @@ if TYPE_CHECKING:
     from t2cli.experts.registry import ExpertRef, Registry
     from t2cli.models import LoadedModel
 from t2cli.adapt.bank import find_classifier, load_bank
-from t2cli.adapt.routers import BASE, ClassifierRouter, Decision, FixedRouter, LabelRouter, Router, TaskRouter
+from t2cli.adapt.routers import (
+    BASE,
+    ROUTE_TOKENS,
+    ClassifierRouter,
+    Decision,
+    FixedRouter,
+    LabelRouter,
+    Router,
+    TaskRouter,
+    check_route_tokens,
+)
 from t2cli.engines.slot import ExpertSlot
 
 STRATEGIES = ("prompt", "classifier", "few-shot")
@@ -45,6 +55,7 @@ class StrategyOptions:
     experts: tuple[str, ...] = ()
     classifier: str | None = None
     calibrate: bool = True
+    route_tokens: int | None = ROUTE_TOKENS  # prompt, classifier: request tokens read (None: all)
     task: str | None = None
     shots: Path | None = None
     search: SearchConfig | None = None  # None: default_search(...) for where the shots come from
@@ -66,7 +77,8 @@ class StrategyOptions:
         return self.search or default_search(from_batch=self.few_shot_inputs() is None)
 
     def check(self, adapt: str) -> None:
-        """Refuse a strategy whose flags are missing, before any model is loaded."""
+        """Refuse a strategy whose flags are missing or wrong, before any model is loaded."""
+        check_route_tokens(self.route_tokens)
         if adapt == "few-shot":
             self.few_shot_inputs()
 
@@ -99,9 +111,10 @@ def make_router(
         return FixedRouter(Decision(ref.spec, None, ref.manifest().task or ref.name, {}))
     bank = load_bank(registry, loaded.slug, options.experts)
     if adapt == "prompt":
-        return LabelRouter(slot, loaded, bank, calibrate=options.calibrate)
+        return LabelRouter(slot, loaded, bank, calibrate=options.calibrate, route_tokens=options.route_tokens)
     if adapt == "classifier":
-        return ClassifierRouter(slot, loaded, bank, find_classifier(registry, loaded.slug, options.classifier))
+        classifier = find_classifier(registry, loaded.slug, options.classifier)
+        return ClassifierRouter(slot, loaded, bank, classifier, route_tokens=options.route_tokens)
     inputs = options.few_shot_inputs()
     if inputs is None:
         return batch_router(slot, loaded, registry, bank, lines, options, on_iteration)

@@ -15,6 +15,9 @@ Strategies:
   target task and kept as a registry expert (`t2cli.adapt.fewshot`); routing then is a FixedRouter.
   With the shots taken from the batch, one mixture per task, and routing is a TaskRouter.
 
+`prompt` and `classifier` read at most `route_tokens` tokens of each request (`shown_request`): what a
+request is about shows in its opening, and the rest only lengthens pass 1's prefill.
+
 Labels must start with distinct tokens (the only thing next-token scoring can tell apart); when they
 do not, the categories are shown as A, B, C... and the letters are read instead.
 """
@@ -53,6 +56,30 @@ ROUTING_WORDS = {"gsm8k": "math", "math": "math", "mbpp": "code", "humaneval": "
 
 
 NULL_REQUEST = "N/A"
+
+
+# The request tokens pass 1 reads by default: the fewest that routed held-out bare requests as well as the
+# whole request with both strategies (32 was enough for the classifier, not for `prompt`; docs/benchmarks.md).
+ROUTE_TOKENS: int | None = 64
+
+
+def check_route_tokens(route_tokens: int | None) -> int | None:
+    """The request tokens pass 1 reads: None (or 0) for the whole request, else N >= 1."""
+    if route_tokens is not None and route_tokens < 0:
+        raise BadInputError(f"--route-tokens {route_tokens}: pass N >= 1 tokens, or 0 to read the whole request")
+    return route_tokens or None
+
+
+def shown_request(tokenizer: Any, prompt: Prompt, route_tokens: int | None) -> str:
+    """The request as pass 1 shows it: its question text, cut after its first `route_tokens` tokens.
+
+    The cut is at a token boundary of the text itself (the tokenizer's offsets) rather than a decode
+    of the kept ids: decoding does not give back the spacing of every vocabulary."""
+    text = question_text(prompt)
+    if route_tokens is None:
+        return text
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return text if len(offsets) <= route_tokens else text[: offsets[route_tokens - 1][1]]
 
 
 @dataclass(frozen=True)
@@ -168,8 +195,10 @@ class LabelRouter:
         bank: Bank,
         *,
         calibrate: bool = True,
+        route_tokens: int | None = ROUTE_TOKENS,
     ) -> None:
         self.slot, self.loaded, self.bank, self.calibrate = slot, loaded, bank, calibrate
+        self.route_tokens = check_route_tokens(route_tokens)
         self.categories = [name for name, _ in bank.categories]
         # The base model answers with plain words it knows ("math", "code") rather than task names.
         words = [ROUTING_WORDS.get(name, name) for name in self.categories]
@@ -184,13 +213,15 @@ class LabelRouter:
             "bank": [e.ref.spec for e in self.bank.experts],
             "labels": self.labels,
             "calibrate": self.calibrate,
+            "route_tokens": self.route_tokens,
         }
 
     def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
         if not prompts:
             return []
         self.slot.hold(None)
-        questions = [question_text(p) for p in prompts] + ([NULL_REQUEST] if self.calibrate else [])
+        questions = [shown_request(self.loaded.tokenizer, p, self.route_tokens) for p in prompts]
+        questions += [NULL_REQUEST] if self.calibrate else []
         routing = [
             routing_prompt(self.loaded.tokenizer, question, self.shown, self.labels, self.loaded.chat)
             for question in questions
@@ -219,8 +250,17 @@ class ClassifierRouter:
     probabilities after the assistant header — so pass 1 sees the format its training optimised.
     A category with no expert in the bank (or `other`) routes to the base weights."""
 
-    def __init__(self, slot: ExpertSlot, loaded: LoadedModel, bank: Bank, classifier: ExpertRef) -> None:
+    def __init__(
+        self,
+        slot: ExpertSlot,
+        loaded: LoadedModel,
+        bank: Bank,
+        classifier: ExpertRef,
+        *,
+        route_tokens: int | None = ROUTE_TOKENS,
+    ) -> None:
         self.slot, self.loaded, self.bank, self.classifier = slot, loaded, bank, classifier.spec
+        self.route_tokens = check_route_tokens(route_tokens)
         self.shown = classifier_categories(classifier.manifest(), bank)
         self.categories = [name for name, _ in self.shown]
         self.note = None
@@ -232,13 +272,19 @@ class ClassifierRouter:
             "bank": [e.ref.spec for e in self.bank.experts],
             "classifier": self.classifier,
             "categories": self.categories,
+            "route_tokens": self.route_tokens,
         }
 
     def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
         if not prompts:
             return []
         self.slot.hold(self.classifier)
-        asked = [classification_prompt(question_text(p), self.shown, chat=self.loaded.chat) for p in prompts]
+        asked = [
+            classification_prompt(
+                shown_request(self.loaded.tokenizer, p, self.route_tokens), self.shown, chat=self.loaded.chat
+            )
+            for p in prompts
+        ]
         return label_decisions(
             self.slot.engine.label_logprobs(asked, self.categories).exp(), self.categories, self.bank
         )

@@ -18,7 +18,7 @@ def compose_command(
     ctx: typer.Context,
     terms: Annotated[
         list[str] | None,
-        typer.Argument(help="NAME=ALPHA or NAME@VERSION=ALPHA terms, e.g. gsm8k=0.6 arc@2=0.4.", show_default=False),
+        typer.Argument(help="NAME=ALPHA or NAME@VERSION=ALPHA terms, e.g. math=0.6 arc@2=0.4.", show_default=False),
     ] = None,
     recipe_file: Annotated[
         Path | None,
@@ -39,7 +39,7 @@ def compose_command(
 ) -> None:
     """Compose experts, z' = Σ α_k z_k per matrix, and publish the mix as a new registry expert.
 
-    Examples: t2 compose gsm8k=0.6 arc=0.4 -o math-mix --normalize ; t2 compose --recipe recipes/science-math.yaml
+    Examples: t2 compose math=0.6 arc=0.4 -o math-mix --normalize ; t2 compose --recipe recipes/science-math.yaml
     """
     from t2cli.errors import BadInputError
     from t2cli.experts.compose import compose_recipe

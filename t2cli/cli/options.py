@@ -183,6 +183,18 @@ CalibrateOption = Annotated[
 ]
 
 
+RouteTokensOption = Annotated[
+    int | None,
+    typer.Option(
+        "--route-tokens",
+        metavar="N",
+        help="prompt, classifier: pass 1 reads only the first N tokens of each request (0: all of it). "
+        "Default: 64 (docs/benchmarks.md).",
+        show_default=False,
+    ),
+]
+
+
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")]
 
 

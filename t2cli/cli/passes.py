@@ -39,10 +39,13 @@ def strategy_options(params: Mapping[str, Any]) -> StrategyOptions:
         cem=replace(defaults.cem, seed=params["seed"], **given),
         max_new_tokens=params["cem_tokens"],
     )
+    # --route-tokens left out (None) keeps the library's measured default; 0 asks for the whole request.
+    route = {} if params["route_tokens"] is None else {"route_tokens": params["route_tokens"]}
     return StrategyOptions(
         experts=tuple(name.strip() for name in (params["experts"] or "").split(",") if name.strip()),
         classifier=params["classifier"],
         calibrate=params["calibrate"],
+        **route,
         task=params["task"],
         shots=params["shots"],
         search=search,

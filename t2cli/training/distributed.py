@@ -128,6 +128,13 @@ def launched_world(device: torch.device | str = "cpu") -> Iterator[World]:
             ) from None
     try:
         yield World(rank=dist.get_rank(), size=dist.get_world_size(), device=str(device))
+        if owned:
+            # Leave together: the main process still writes the checkpoint, curves and adapter after
+            # the last collective, and the others would tear the group down and exit while it still
+            # holds its end (suspected in issue #14, a rank dying of SIGABRT at the end of launched
+            # runs). Only on success: after an error the others may sit in another collective (the
+            # launcher stops them).
+            dist.barrier()
     finally:
         if owned:
             dist.destroy_process_group()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from t2cli.adapt.bank import OTHER, find_classifier, load_bank
-from t2cli.adapt.prepare import make_router
+from t2cli.adapt.prepare import StrategyOptions, make_router
 from t2cli.adapt.report import routing_report
 from t2cli.adapt.routers import (
     BASE,
@@ -20,8 +20,10 @@ from t2cli.adapt.routers import (
     Decision,
     FixedRouter,
     LabelRouter,
+    check_route_tokens,
     routing_labels,
     routing_prompt,
+    shown_request,
 )
 from t2cli.engines.hf import HFEngine
 from t2cli.engines.slot import ExpertSlot
@@ -170,6 +172,57 @@ def test_a_classifier_is_asked_over_the_categories_its_manifest_records(registry
     # Index 1 is now arc; mbpp, which the classifier knows but the bank lacks, would go to the base.
     assert [(d.label, d.expert) for d in router.decide(["what is 2 plus 2?"])] == [("arc", "arc-svf@1")]
     assert "- gsm8k: sums\n- arc: science\n- mbpp: code" in engine.label_calls[0][0][0]
+
+
+def word_tokenizer() -> object:
+    """One token per word or run of punctuation; decoding it joins tokens with single spaces."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["what", "is", "2", "plus", "?", "hello"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate([*words, "<unk>"])}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+
+
+def test_shown_request_keeps_the_first_tokens_of_the_text_itself(loaded) -> None:
+    chars = loaded.tokenizer  # one token per character
+    assert shown_request(chars, "what is 2 plus 2?", 6) == "what i"
+    assert shown_request(chars, [{"role": "user", "content": "hello there"}], 4) == "hell"  # the user's words
+    for whole in (None, 17, 100):
+        assert shown_request(chars, "what is 2 plus 2?", whole) == "what is 2 plus 2?"
+    words = word_tokenizer()
+    # Cut after the 3rd token, spacing and all (a decode of the kept ids would read "what is 2").
+    assert shown_request(words, "what  is\n2 plus 2?", 3) == "what  is\n2"
+    assert shown_request(words, "what  is\n2 plus 2?", 5) == "what  is\n2 plus 2"
+
+
+def test_route_tokens_is_a_count_or_zero_for_the_whole_request() -> None:
+    assert [check_route_tokens(n) for n in (None, 0, 1, 64)] == [None, None, 1, 64]
+    with pytest.raises(BadInputError, match=r"^--route-tokens -1: pass N >= 1 tokens, or 0 to read the whole"):
+        check_route_tokens(-1)
+    with pytest.raises(BadInputError, match="--route-tokens -2"):
+        StrategyOptions(route_tokens=-2).check("prompt")  # the CLI's check, before any model loads
+
+
+def test_both_strategies_read_only_the_first_route_tokens(registry, loaded) -> None:
+    engine = FakeEngine(routes={"plus": 1, "what": 0})
+    slot = ExpertSlot(engine, registry, loaded)
+    label = make_router("prompt", slot, loaded, registry, StrategyOptions(route_tokens=7))
+    # "plus" lies past the 7th token: the cut request routes by "what" alone.
+    assert [d.label for d in label.decide(["what is 2 plus 2?"])] == ["arc"]
+    sent = engine.label_calls[-1][0]
+    assert "Request:\nwhat is\n" in sent[0] and "plus" not in sent[0] and "\nN/A\n" in sent[1]
+    classifier = make_router("classifier", slot, loaded, registry, StrategyOptions(route_tokens=7))
+    classifier.decide(["what is 2 plus 2?"])
+    members = [(task.name, task.description) for task in (get_task("arc"), get_task("gsm8k"))]
+    assert engine.label_calls[-1][0] == [classification_plain_prompt("what is", members)]
+    assert label.identity["route_tokens"] == classifier.identity["route_tokens"] == 7  # run keys tell them apart
+    whole = make_router("classifier", slot, loaded, registry, StrategyOptions(route_tokens=0))
+    assert whole.identity["route_tokens"] is None
+    assert [d.label for d in whole.decide(["what is 2 plus 2?"])] == ["gsm8k"]
+    with pytest.raises(BadInputError, match="--route-tokens -1"):
+        ClassifierRouter(slot, loaded, load_bank(registry, loaded.slug), registry.resolve("router"), route_tokens=-1)
 
 
 def test_missing_classifier_says_how_to_train_one(tmp_path, loaded) -> None:

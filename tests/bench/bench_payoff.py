@@ -2,7 +2,7 @@
 
     python tests/bench/math_data.py --out /tmp/math                  # the math expert's held-out items
     python tests/bench/bench_payoff.py --data ../shared/data --math /tmp/math/math_heldout150.jsonl \
-        --out /tmp/payoff [--n-arc 100] [--n-math 60] [--n-mbpp 60] [--adapt classifier] [--threads 2]
+        --out /tmp/payoff [--n-arc 100] [--n-math 50] [--n-mbpp 50] [--adapt classifier] [--threads 2]
 
 Builds one shuffled JSONL batch of labelled requests — ARC-Easy test (the `arc:text` prompt), the math
 expert's held-out items, MBPP test — exactly as a user would send them (each task's own prompt, with
@@ -76,11 +76,12 @@ def main() -> None:
     parser.add_argument("--math", type=Path, required=True, help="math_heldout150.jsonl from math_data.py")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n-arc", type=int, default=100)
-    parser.add_argument("--n-math", type=int, default=60)
-    parser.add_argument("--n-mbpp", type=int, default=60)
+    parser.add_argument("--n-math", type=int, default=50)
+    parser.add_argument("--n-mbpp", type=int, default=50)
     parser.add_argument("--adapt", default="classifier")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--engine", default="hf")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,8 @@ def main() -> None:
     command = [
         sys.executable, "-m", "t2cli", "--threads", str(args.threads), "run", str(requests),
         "--adapt", args.adapt, "--compare", "none", "--engine", args.engine,
-        "--max-new-tokens", str(args.max_new_tokens), "-o", str(answers), "--json",
+        "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
+        "-o", str(answers), "--json",
     ]  # fmt: skip
     print("$", " ".join(command), file=sys.stderr)
     summary = subprocess.run(command, check=True, capture_output=True, text=True).stdout

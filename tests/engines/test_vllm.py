@@ -15,7 +15,7 @@ import torch
 from t2cli.engines import check_engine, make_engine, resolve_engine
 from t2cli.engines.base import Sampling
 from t2cli.engines.hf import HFEngine
-from t2cli.engines.vllm import vllm_distribution
+from t2cli.engines.vllm import context_length, vllm_distribution
 from t2cli.engines.vllm_worker import fused_siblings
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models import LoadedModel
@@ -241,3 +241,12 @@ def test_swaps_prepare_new_matrices_once_and_check_every_vector(t2_home: Path) -
     with pytest.raises(BadInputError, match="not a target"):
         engine.set_expert({"model.embed_tokens.weight": torch.ones(3)})
     assert engine.swaps == 3  # refused swaps send nothing
+
+
+def test_the_context_length_comes_from_the_checkpoint(tmp_path: Path) -> None:
+    # vLLM refuses a max_model_len above the model's own (the tiny model has 64 positions), so the engine
+    # asks for min(its default, this).
+    from tests.helpers import make_model_folder
+
+    folder = make_model_folder(tmp_path / "tiny")
+    assert context_length(str(folder)) == 64
