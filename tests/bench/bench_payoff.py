@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--engine", default="hf")
+    parser.add_argument("--engine", default="auto")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     requests, answers = args.out / "requests.jsonl", args.out / "answers.jsonl"
