@@ -21,9 +21,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from t2cli.adapt.report import base_comparison
 from t2cli.engines.evaluate import prompt_for
 from t2cli.fsutil import write_jsonl
-from t2cli.stats import paired_scores
 from t2cli.tasks.registry import resolve_task
 
 
@@ -56,8 +56,7 @@ def table(rows: list[dict]) -> str:
     ]
     groups = {task: [row for row in rows if row["task"] == task] for task in sorted({row["task"] for row in rows})}
     for task, group in [*groups.items(), ("all", rows)]:
-        scored = [row for row in group if "score" in row and "base_score" in row]
-        paired = paired_scores([row["score"] for row in scored], [row["base_score"] for row in scored])
+        paired = base_comparison(group)
         if paired is None:
             continue
         routed = Counter(row.get("expert") or "base" for row in group).most_common()

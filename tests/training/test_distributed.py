@@ -140,7 +140,7 @@ def test_processes_leave_the_group_together(tmp_path) -> None:
 
 
 def test_accelerate_launch_trains_once_and_publishes_once(tmp_path, t2_home) -> None:
-    # --engine hf: the launcher is under test, and vLLM does not start on the tiny model's 64 positions.
+    # --engine hf: the launcher is under test, not the engine (and hf starts in a fraction of vLLM's time).
     folder = make_model_folder(tmp_path / "tiny")
     spec = make_task(tmp_path)
     registry = tmp_path / "registry"
