@@ -65,7 +65,14 @@ def train_command(
     output: Annotated[str | None, typer.Option("--output", "-o", help="Expert name (default: the task).")] = None,
     model: ModelOption = None,
     experts: Annotated[
-        str | None, typer.Option("--experts", help="For --task cls: the experts whose tasks are the categories.")
+        str | None,
+        typer.Option(
+            "--experts",
+            help=(
+                "For --task cls: the experts whose tasks are the categories "
+                "(a task with no expert, e.g. mbpp, is a category that keeps the base weights)."
+            ),
+        ),
     ] = None,
     config_file: Annotated[
         Path | None,

@@ -41,7 +41,7 @@ def check_budget(rank: int | None, energy: float | None) -> None:
 def spectrum_change(factors: Factors, z: torch.Tensor, rule: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(c = s' − s, s') in fp32 for one matrix."""
     s = factors.S.float()
-    adapted = adapted_spectrum(s, z.float(), rule)
+    adapted = adapted_spectrum(s, z.to(s.device, torch.float32), rule)
     return adapted - s, adapted
 
 

@@ -28,6 +28,9 @@ from t2cli.tasks.sources import seeded_cut
 OTHER = "other"
 OTHER_DESCRIPTION = "anything else, such as chit-chat, opinions or general knowledge"
 OTHER_SHARES = {"train": 0.6, "validation": 0.2, "test": 0.2}
+# Training requests per category: the tasks' large training splits are used well beyond the 90
+# `other` requests, which come round again in fresh wrappers to keep the classes balanced.
+TRAIN_REQUESTS_PER_CATEGORY = 500
 
 # How a user may put a request; every category is phrased with the same wrappers.
 WRAPPERS = (
@@ -76,27 +79,37 @@ def routing_requests(
     seed: int = 0,
     limit: int | None = None,
     per_category: int | None = None,
+    fill: bool = False,
 ) -> list[RoutingRequest]:
     """Seeded requests of `split`, shuffled: balanced (the same number per category — the tasks, then
-    `other` — at most `limit` in all), or with `per_category`, up to that many of each category."""
+    `other` — at most `limit` in all), or with `per_category`, up to that many of each category.
+
+    With `fill`, every category gets exactly `per_category`: a smaller category's requests come round
+    again, each time in a fresh wrapper (their ids end `#2`, `#3`, …), so a large task's data is not cut
+    to the size of the smallest category and the classes stay balanced."""
     if limit is not None and limit < 0:
         raise BadInputError(f"limit must be >= 0, got {limit}; pass a non-negative --limit")
+    if fill and per_category is None:
+        raise BadInputError("fill needs per_category, the number of requests each category gets")
     rng = random.Random(f"routing:{seed}:{split}")
-    pools = [
+    sources = sources or {}
+    raw = [
         [
-            RoutingRequest(
-                f"{task.name}/{example.id}", task.name, phrase(task.raw_request(example), example.choices, rng)
-            )
-            for example in task.load((sources or {}).get(task.name), split)
+            (f"{task.name}/{e.id}", task.name, task.raw_request(e), e.choices)
+            for e in task.load(sources.get(task.name), split)
         ]
         for task in tasks
     ]
-    pools.append(
-        [
-            RoutingRequest(f"{OTHER}/{split}-{n}", OTHER, phrase(text, (), rng))
-            for n, text in enumerate(other_requests(split))
+    raw.append([(f"{OTHER}/{split}-{n}", OTHER, text, ()) for n, text in enumerate(other_requests(split))])
+    pools = [
+        [RoutingRequest(id_, category, phrase(text, choices, rng)) for id_, category, text, choices in pool]
+        for pool in raw
+    ]
+    if fill:
+        pools = [
+            pool + _rephrased(raw_pool, per_category - len(pool), rng) if raw_pool else pool
+            for pool, raw_pool in zip(pools, raw, strict=True)
         ]
-    )
     counts = [min(len(pool) for pool in pools)] * len(pools)
     if per_category is not None:
         counts = [min(len(pool), per_category) for pool in pools]
@@ -106,6 +119,17 @@ def routing_requests(
     picked = [request for pool, count in zip(pools, counts, strict=True) for request in rng.sample(pool, count)]
     rng.shuffle(picked)
     return picked
+
+
+def _rephrased(
+    raw_pool: Sequence[tuple[str, str, str, Sequence[str]]], count: int, rng: random.Random
+) -> list[RoutingRequest]:
+    """`count` more requests from `raw_pool`, going round it in order, each phrased anew."""
+    return [
+        RoutingRequest(f"{id_}#{index // len(raw_pool) + 2}", category, phrase(text, choices, rng))
+        for index in range(max(count, 0))
+        for id_, category, text, choices in [raw_pool[index % len(raw_pool)]]
+    ]
 
 
 def request_lines(requests: Sequence[RoutingRequest]) -> list[dict[str, str]]:
@@ -198,8 +222,17 @@ class ClassificationTask(Task):
                 answer_index=names.index(request.category),
                 meta={"request": request.text},
             )
-            for request in routing_requests(self.tasks, self.sources, split, self.seed, limit)
+            for request in self.requests(split, limit)
         ]
+
+    def requests(self, split: str, limit: int | None = None) -> list[RoutingRequest]:
+        """The split's requests: training fills every category to `TRAIN_REQUESTS_PER_CATEGORY`; validation
+        and test stay balanced at the smallest category's size, each request once."""
+        if split == "train":
+            return routing_requests(
+                self.tasks, self.sources, split, self.seed, limit, per_category=TRAIN_REQUESTS_PER_CATEGORY, fill=True
+            )
+        return routing_requests(self.tasks, self.sources, split, self.seed, limit)
 
     def messages(self, example: Example) -> list[dict[str, str]]:
         return classification_messages(example.meta["request"], self.categories)

@@ -81,14 +81,31 @@ def classification_task(experts: str | None, data: str | None, seed: int, regist
         raise BadInputError("--task cls needs --experts a,b,c: the experts whose tasks are the categories")
     given = _member_data(data)
     members, sources = [], {}
-    for spec in experts.split(","):
-        manifest = registry.resolve(spec.strip(), model_slug).manifest()
-        if not manifest.task:
-            raise BadInputError(f"expert {manifest.ref} records no task; it cannot be a category of cls")
-        members.append(resolve_task(manifest.task, **({"shuffle_seed": seed} if manifest.task == "arc" else {})))
-        sources[manifest.task] = given[manifest.task] if manifest.task in given else recorded_source(manifest)
+    for spec in (item.strip() for item in experts.split(",")):
+        manifest = _category_expert(spec, registry, model_slug)
+        task_name = manifest.task if manifest is not None else spec
+        if not task_name:
+            raise BadInputError(f"expert {spec} records no task; it cannot be a category of cls")
+        members.append(resolve_task(task_name, **({"shuffle_seed": seed} if task_name == "arc" else {})))
+        if task_name in given:
+            sources[task_name] = given[task_name]
+        elif manifest is not None:
+            sources[task_name] = recorded_source(manifest)
     sources |= given  # a task that is no member is refused by the cls task, naming it
     return get_task("cls", tasks=members, sources=sources, seed=seed)
+
+
+def _category_expert(spec: str, registry: Registry, model_slug: str) -> Manifest | None:
+    """The expert a cls category is named after; None for a bare task name with no expert (its requests
+    are then learnt as a category that keeps the base weights, as the bank has nothing better)."""
+    from t2cli.tasks.registry import task_names
+
+    try:
+        return registry.resolve(spec, model_slug).manifest()
+    except NotFoundError:
+        if spec in task_names() and spec not in ("cls", "jsonl"):
+            return None
+        raise
 
 
 def _member_data(data: str | None) -> dict[str, str]:

@@ -43,3 +43,13 @@ def test_every_bank_manifest_names_its_data_without_a_machine_path() -> None:
 
 def test_the_likelihood_only_arc_expert_says_so() -> None:
     assert "no gain in generation" in BANK.resolve("arc@1", "smollm2-135m").manifest().description
+
+
+def test_the_default_classifier_routes_nine_in_ten_of_every_category_held_out() -> None:
+    manifest = BANK.resolve("cls", "smollm2-135m").manifest()  # the latest version: what --adapt classifier uses
+    categories = [name for name, _ in manifest.provenance["categories"]]
+    assert {"arc", "math", "other"} <= set(categories)
+    assert manifest.metrics["heldout_n"] >= 150
+    assert all(manifest.metrics[f"heldout_{name}"] >= 0.9 for name in categories)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"{manifest.metrics['heldout_score']:.3f}" in readme, "README does not report the classifier's routing"

@@ -224,3 +224,16 @@ def test_fidelity_curve_agrees_with_the_export_report_and_plots(setup, tmp_path:
     code, _, err = t2("--quiet", *args, "--model", loaded.source, "--registry", str(registry.root))
     assert code == 0, err
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_spectrum_change_follows_the_factors_device() -> None:
+    """On a GPU the cached factors live on the device and an expert's z on the CPU (a bug found on the H100:
+    `t2 run --lora-rank` failed there); the meta device stands in for the GPU here."""
+    from t2cli.experts.fidelity import spectrum_change
+    from t2cli.svf import Factors
+
+    factors = Factors(
+        U=torch.ones(3, 2, device="meta"), S=torch.ones(2, device="meta"), Vh=torch.ones(2, 3, device="meta")
+    )
+    change, adapted = spectrum_change(factors, torch.full((2,), 1.5, dtype=torch.float64), "none")
+    assert change.device.type == adapted.device.type == "meta" and adapted.dtype == torch.float32

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from t2cli.errors import BadInputError
 from t2cli.tasks import arc, gsm8k
 from t2cli.tasks.classification import (
     OTHER,
@@ -153,3 +154,37 @@ def test_classification_labels_tokenize_distinctly(tasks_and_sources: tuple[list
     assert names[-1] == OTHER
     ids = label_token_ids(tiny_tokenizer(), names, chat=False)
     assert len(ids) == len(names)
+
+
+def test_fill_uses_every_request_and_rephrases_the_smaller_categories(
+    tasks_and_sources: tuple[list, dict[str, Path]],
+) -> None:
+    tasks, sources = tasks_and_sources
+    filled = routing_requests(tasks, sources, "train", seed=1, per_category=70, fill=True)
+    assert Counter(r.category for r in filled) == {"gsm8k": 70, "mbpp": 70, "arc": 70, OTHER: 70}
+    assert len({r.id for r in filled}) == len(filled)
+    # A category with fewer than 70 requests has every one of them, then some again in fresh wrappers.
+    repeats = [r for r in filled if "#" in r.id]
+    short = {r.category for r in repeats}
+    assert short and OTHER not in short  # 90 `other` training requests: sampled, not repeated
+    everything = routing_requests(tasks, sources, "train", seed=1, per_category=10_000)
+    assert {r.id for r in everything if r.category in short} <= {r.id for r in filled}
+    assert all(r.id.partition("#")[0] in {e.id for e in everything} for r in repeats)
+    shown = Counter(r.text for r in filled if r.category in short)
+    assert len(shown) > len([r for r in everything if r.category in short])  # not only copies
+    with pytest.raises(BadInputError, match="per_category"):
+        routing_requests(tasks, sources, "train", fill=True)
+
+
+def test_cls_training_split_is_filled_and_held_out_splits_are_not(
+    tasks_and_sources: tuple[list, dict[str, Path]],
+) -> None:
+    from t2cli.tasks.classification import TRAIN_REQUESTS_PER_CATEGORY
+
+    tasks, sources = tasks_and_sources
+    task = get_task("cls", tasks=tasks, sources=sources)
+    train = Counter(example.reference for example in task.load(split="train"))
+    assert set(train.values()) == {TRAIN_REQUESTS_PER_CATEGORY}
+    test = task.load(split="test")
+    assert [e.id for e in test] == [r.id for r in routing_requests(tasks, sources, "test")]
+    assert not any("#" in e.id for e in test)

@@ -49,3 +49,21 @@ def test_unknown_tasks_are_not_found_before_any_model_is_needed() -> None:
 def test_cls_data_must_be_task_path_pairs(tmp_path) -> None:
     with pytest.raises(BadInputError, match="TASK=PATH"):
         classification_task("arc,gsm8k", "/data/arc_easy", 0, registry=None, model_slug="tiny")
+
+
+def test_cls_categories_may_be_tasks_without_an_expert(tmp_path) -> None:
+    """`--experts arc,mbpp` with no mbpp expert: mbpp is still a category (its requests keep the base)."""
+    from t2cli.experts.registry import Registry
+    from tests.helpers import publish_expert, tiny_loaded
+
+    loaded = tiny_loaded()
+    registry = Registry(tmp_path / "reg")
+    publish_expert(registry, loaded, "arc", "arc")
+    given = "arc=/data/arc_easy,mbpp=/data/mbpp.jsonl"
+    task = classification_task("arc,mbpp", given, 0, registry, loaded.slug)
+    assert [name for name, _ in task.categories] == ["arc", "mbpp", "other"]
+    assert task.sources == {"arc": "/data/arc_easy", "mbpp": "/data/mbpp.jsonl"}
+    with pytest.raises(NotFoundError, match="nosuch"):
+        classification_task("arc,nosuch", None, 0, registry, loaded.slug)
+    with pytest.raises(NotFoundError, match="expert .mbpp. not found"):  # a version names an expert
+        classification_task("arc,mbpp@2", None, 0, registry, loaded.slug)
