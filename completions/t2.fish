@@ -361,7 +361,7 @@ complete -c t2 -n '__t2_in \'t2 transfer\'' -l help -d 'Show this message and ex
 complete -c t2 -n '__t2_in \'t2 train\'' -l data -x -d 'Data file or folder (default: the task\'s own); for --task cls: TASK=PATH,…'
 complete -c t2 -n '__t2_in \'t2 train\'' -l output -s o -x -d 'Expert name (default: the task).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l experts -x -d 'For --task cls: the experts whose tasks are the categories.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l experts -x -d 'For --task cls: the experts whose tasks are the categories (a task with no expert, e.g. mbpp, is a category that keeps the base weights).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l config -r -F -d 'YAML of training settings (the options below; a manifest\'s provenance.hyperparameters as is). Options given on the command line win.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l run-dir -r -F -d 'Checkpoints and log (default: $T2_HOME/runs/MODEL/NAME).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l resume -d 'Continue from the run folder\'s last checkpoint.'
