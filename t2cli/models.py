@@ -313,6 +313,8 @@ def _convert_gguf(builtin: BuiltinModel, folder: Path) -> None:
         # save_pretrained refuses GGUF-loaded models; the weights are plain fp32 by now.
         save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
         drop_gguf_quantizer(model)
+        # A GGUF-loaded config names no architecture; runtimes that read the folder (vLLM) would guess.
+        model.config.architectures = model.config.architectures or [type(model).__name__]
         model.config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "t2_source.json").write_text(

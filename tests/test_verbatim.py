@@ -81,7 +81,7 @@ def test_run_few_shot_on_the_example_prompts(smollm2: LoadedModel, user: Path) -
     assert all(row.get("shot") is (True if "score" in row else None) for row in rows)
     registry = Registry(user / "registry")
     bank = {expert.ref.spec for expert in load_bank(registry, "smollm2-135m").experts}  # bundled, with a task
-    assert "math@1" in bank and all(set(row["alpha"]) == bank for row in rows)
+    assert "math@2" in bank and all(set(row["alpha"]) == bank for row in rows)
     assert "few-shot from the batch: gsm8k (4 shots): searched α and saved gsm8k-fewshot@1" in result.stderr
     assert registry.resolve("gsm8k-fewshot", "smollm2-135m").manifest().provenance["shots"] == 4
     assert (work / "registry").exists() is False  # the user registry took the searches, not the folder

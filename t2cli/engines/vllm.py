@@ -84,6 +84,19 @@ def context_length(source: str) -> int:
     return int(getattr(config, "max_position_embeddings", None) or 1 << 30)
 
 
+def architecture_overrides(source: str) -> dict[str, Any] | None:
+    """The causal-LM class for a checkpoint whose config names none (t2's GGUF conversions before it wrote
+    one): vLLM then guesses from `model_type`, and for `gemma3_text` it picks an embedding model."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config = AutoConfig.from_pretrained(source)
+    if getattr(config, "architectures", None):
+        return None
+    name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type)
+    return {"architectures": [name]} if name else None
+
+
 class VLLMEngine:
     """Engine over vLLM (see `t2cli.engines.base.Engine`); `swaps` counts expert changes."""
 
@@ -124,6 +137,7 @@ class VLLMEngine:
                 seed=seed,
                 enforce_eager=True,  # CUDA graphs / torch.compile cost a minute per start; batches here are short
                 max_model_len=min(max_model_len, context_length(loaded.source)),
+                hf_overrides=architecture_overrides(loaded.source),
                 max_num_seqs=max(batch_size, 1),
                 tensor_parallel_size=tensor_parallel_size,
                 worker_extension_cls=WORKER_EXTENSION,

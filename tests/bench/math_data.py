@@ -1,4 +1,4 @@
-r"""Rebuild the data of the bundled `math@1` expert: its training mixture and its held-out test sets.
+r"""Rebuild the data of the bundled `math` experts (`math@1`, `math@2`): their training mixture and held-out sets.
 
     python tests/bench/math_data.py --out DIR
 

@@ -6,6 +6,7 @@ where vLLM is not installed they are skipped with the reason, and the selection 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 from t2cli.engines import check_engine, make_engine, resolve_engine
 from t2cli.engines.base import Sampling
 from t2cli.engines.hf import HFEngine
-from t2cli.engines.vllm import context_length, vllm_distribution
+from t2cli.engines.vllm import architecture_overrides, context_length, vllm_distribution
 from t2cli.engines.vllm_worker import fused_siblings
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models import LoadedModel
@@ -250,3 +251,21 @@ def test_the_context_length_comes_from_the_checkpoint(tmp_path: Path) -> None:
 
     folder = make_model_folder(tmp_path / "tiny")
     assert context_length(str(folder)) == 64
+
+
+def test_a_config_without_architectures_gets_its_causal_lm_class(tmp_path: Path) -> None:
+    # t2's GGUF conversions wrote configs without `architectures`; vLLM then guessed Gemma-3 as an
+    # embedding model ("no module or parameter named 'model' in Gemma3ModelForEmbedding").
+    from transformers import AutoConfig
+
+    from tests.helpers import make_model_folder
+
+    folder = make_model_folder(tmp_path / "tiny")
+    assert architecture_overrides(str(folder)) is None  # save_pretrained names the class
+    config = json.loads((folder / "config.json").read_text())
+    del config["architectures"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert architecture_overrides(str(folder)) == {"architectures": ["LlamaForCausalLM"]}
+    gemma = tmp_path / "gemma"
+    AutoConfig.for_model("gemma3_text", num_hidden_layers=1, hidden_size=8, intermediate_size=8).save_pretrained(gemma)
+    assert architecture_overrides(str(gemma)) == {"architectures": ["Gemma3ForCausalLM"]}

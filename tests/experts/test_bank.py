@@ -11,7 +11,7 @@ from t2cli.experts.registry import Registry
 ROOT = Path(__file__).resolve().parents[2]
 BANK = Registry(ROOT / "registry")
 # The experts `t2 run` routes to, each with its held-out result in generation (what `t2 run` does).
-GENERATION_EXPERTS = ("arc@2", "math@1")
+GENERATION_EXPERTS = ("arc@2", "math@2")
 
 
 @pytest.mark.parametrize("spec", GENERATION_EXPERTS)

