@@ -14,9 +14,12 @@ The ratio is prompt/none (and classifier/none with --registry) over `run`; the t
 `--pass1-prefix` times only pass 1's labelled prefill, whole routing prompts against their shared head
 computed once.
 
-With --lora-ranks R,… each rank adds a `prompt lora:R` run: pass 2 in mixed-expert batches of rank-R
+With --lora-ranks R,… each rank adds a `STRATEGY lora:R` run: pass 2 in mixed-expert batches of rank-R
 LoRA exports (`t2 run --lora-rank R`, no swaps), and the column `agree` gives the share of its completions
 identical to the exact run's (greedy), so speed and fidelity of both pass-2 paths sit side by side.
+With --one-expert NAME every prompt is also answered by that one expert (`--adapt NAME`: one group, one
+swap), and each routed run's pass 2 is set against it: what mixing experts in pass 2 costs. On a real
+bank (--registry) the LoRA runs route with the classifier, t2 run's default; else with `prompt`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from t2cli.models import load_model
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "prompts.jsonl"
 TARGET_RATIO = 1.15
+MIXED_TARGET_RATIO = 1.15  # pass 2 with several experts in one batch against all prompts on one expert
 
 
 def write_prompts(path: Path, count: int) -> None:
@@ -142,6 +146,7 @@ def main() -> None:
     parser.add_argument("--engine", default="hf", help="hf, vllm or auto (both runs use it)")
     parser.add_argument("--lora-ranks", default="", help="comma list: also run pass 2 mixed at these LoRA ranks")
     parser.add_argument("--pass1-prefix", action="store_true", help="only time pass 1 with and without shared head")
+    parser.add_argument("--one-expert", help="also answer every prompt with this one expert (pass 2's baseline)")
     args = parser.parse_args()
     if args.pass1_prefix:
         pass1_prefix(args)
@@ -158,8 +163,12 @@ def main() -> None:
         variants = {"none": ("none", []), "prompt": ("prompt", [])}
         if args.registry is not None:  # a real bank has a `cls` expert: time `t2 run`'s default pass 1 too
             variants["classifier"] = ("classifier", [])
+        # Mixed batches follow t2 run's default pass 1 on a real bank (the classifier), else `prompt`.
+        mixed = "classifier" if "classifier" in variants else "prompt"
         for rank in filter(None, args.lora_ranks.split(",")):
-            variants[f"prompt lora:{rank}"] = ("prompt", ["--lora-rank", rank])
+            variants[f"{mixed} lora:{rank}"] = (mixed, ["--lora-rank", rank])
+        if args.one_expert:
+            variants[f"one {args.one_expert}"] = (args.one_expert, [])
         runs: dict[str, list[dict]] = {label: [] for label in variants}
         for _ in range(args.repeats):
             for index, (label, (adapt, extra)) in enumerate(variants.items()):
@@ -185,7 +194,7 @@ def main() -> None:
             str(results[-1]["groups"]),
             str(results[-1]["swaps"]),
             f"{median(adapt, 'chars'):.0f}",
-            f"{agreement(results[-1]['texts'], runs['prompt'][-1]['texts']):.1%}" if "lora" in adapt else "—",
+            f"{agreement(results[-1]['texts'], runs[adapt.split()[0]][-1]['texts']):.1%}" if "lora" in adapt else "—",
             experts,
         )
     console = Console()
@@ -194,6 +203,10 @@ def main() -> None:
         ratio = median(adapt, "seconds") / median("none", "seconds")
         verdict = "within" if ratio <= TARGET_RATIO else "over"
         console.print(f"ratio {adapt}/none (run s): {ratio:.2f}x — {verdict} the {TARGET_RATIO:.2f}x target")
+    one = f"one {args.one_expert}"
+    for label in [label for label in runs if args.one_expert and label.startswith(("prompt", "classifier"))]:
+        ratio = median(label, "pass2_seconds") / median(one, "pass2_seconds")
+        console.print(f"pass 2 {label} / {one}: {ratio:.2f}x (target for mixed batches: <= {MIXED_TARGET_RATIO:.2f}x)")
 
 
 if __name__ == "__main__":
