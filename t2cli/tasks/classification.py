@@ -55,6 +55,21 @@ class RoutingRequest:
     text: str
 
 
+@dataclass(frozen=True)
+class BareRequest:
+    """A request before it is phrased: a task example's raw question (with its choices), or an `other` one."""
+
+    id: str
+    category: str
+    text: str
+    choices: tuple[str, ...] = ()
+
+    def phrased(self, rng: random.Random, round_: int = 1) -> RoutingRequest:
+        """The request in a random wrapper; its `round_`-th time round gets the id suffix `#round_`."""
+        suffix = "" if round_ == 1 else f"#{round_}"
+        return RoutingRequest(f"{self.id}{suffix}", self.category, phrase(self.text, self.choices, rng))
+
+
 def other_requests(split: str) -> list[str]:
     """The packaged `other` requests of one split of their fixed 60/20/20 seeded cut."""
     text = resources.files("t2cli.tasks").joinpath("other_requests.txt").read_text(encoding="utf-8")
@@ -93,22 +108,22 @@ def routing_requests(
         raise BadInputError("fill needs per_category, the number of requests each category gets")
     rng = random.Random(f"routing:{seed}:{split}")
     sources = sources or {}
-    raw = [
+    bare = [
         [
-            (f"{task.name}/{e.id}", task.name, task.raw_request(e), e.choices)
+            BareRequest(f"{task.name}/{e.id}", task.name, task.raw_request(e), tuple(e.choices))
             for e in task.load(sources.get(task.name), split)
         ]
         for task in tasks
     ]
-    raw.append([(f"{OTHER}/{split}-{n}", OTHER, text, ()) for n, text in enumerate(other_requests(split))])
-    pools = [
-        [RoutingRequest(id_, category, phrase(text, choices, rng)) for id_, category, text, choices in pool]
-        for pool in raw
-    ]
+    bare.append([BareRequest(f"{OTHER}/{split}-{n}", OTHER, text) for n, text in enumerate(other_requests(split))])
+    pools = [[request.phrased(rng) for request in pool] for pool in bare]
     if fill:
+        # A smaller category goes round its requests again, in order, each time in a fresh wrapper.
         pools = [
-            pool + _rephrased(raw_pool, per_category - len(pool), rng) if raw_pool else pool
-            for pool, raw_pool in zip(pools, raw, strict=True)
+            pool + [group[i % len(group)].phrased(rng, i // len(group) + 2) for i in range(per_category - len(pool))]
+            if group
+            else pool
+            for pool, group in zip(pools, bare, strict=True)
         ]
     counts = [min(len(pool) for pool in pools)] * len(pools)
     if per_category is not None:
@@ -119,17 +134,6 @@ def routing_requests(
     picked = [request for pool, count in zip(pools, counts, strict=True) for request in rng.sample(pool, count)]
     rng.shuffle(picked)
     return picked
-
-
-def _rephrased(
-    raw_pool: Sequence[tuple[str, str, str, Sequence[str]]], count: int, rng: random.Random
-) -> list[RoutingRequest]:
-    """`count` more requests from `raw_pool`, going round it in order, each phrased anew."""
-    return [
-        RoutingRequest(f"{id_}#{index // len(raw_pool) + 2}", category, phrase(text, choices, rng))
-        for index in range(max(count, 0))
-        for id_, category, text, choices in [raw_pool[index % len(raw_pool)]]
-    ]
 
 
 def request_lines(requests: Sequence[RoutingRequest]) -> list[dict[str, str]]:

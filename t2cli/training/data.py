@@ -62,20 +62,32 @@ def training_task(task_name: str, seed: int) -> Task | None:
     An unknown name is NotFoundError (exit 3). ARC's choices are shuffled (seeded) so that a
     preference for one letter earns nothing.
     """
-    from t2cli.tasks.registry import resolve_task, task_names
-
     if task_name == "cls":
         return None
-    known = [name for name in task_names() if name not in ("cls", "jsonl")]
+    known = trainable_task_names()
     if not task_name.endswith((".yaml", ".yml")) and task_name.partition(":")[0] not in known:
         raise NotFoundError(f"unknown task {task_name!r}; use one of {', '.join(known)}, cls, or a YAML task spec")
+    return _seeded_task(task_name, seed)
+
+
+def trainable_task_names() -> list[str]:
+    """The built-in tasks an expert is trained on by name (not `cls`, built from them, nor `jsonl`)."""
+    from t2cli.tasks.registry import task_names
+
+    return [name for name in task_names() if name not in ("cls", "jsonl")]
+
+
+def _seeded_task(task_name: str, seed: int) -> Task:
+    """The task by name; ARC's choices shuffled with the run's seed."""
+    from t2cli.tasks.registry import resolve_task
+
     return resolve_task(task_name, **({"shuffle_seed": seed} if task_name == "arc" else {}))
 
 
 def classification_task(experts: str | None, data: str | None, seed: int, registry: Registry, model_slug: str) -> Task:
     """The `cls` task over the experts named in `experts`: their manifests give the categories (their
     tasks) and the data each was trained on; `data` (TASK=PATH,...) gives or replaces a member's data."""
-    from t2cli.tasks.registry import get_task, resolve_task
+    from t2cli.tasks.registry import get_task
 
     if not experts:
         raise BadInputError("--task cls needs --experts a,b,c: the experts whose tasks are the categories")
@@ -86,7 +98,7 @@ def classification_task(experts: str | None, data: str | None, seed: int, regist
         task_name = manifest.task if manifest is not None else spec
         if not task_name:
             raise BadInputError(f"expert {spec} records no task; it cannot be a category of cls")
-        members.append(resolve_task(task_name, **({"shuffle_seed": seed} if task_name == "arc" else {})))
+        members.append(_seeded_task(task_name, seed))
         if task_name in given:
             sources[task_name] = given[task_name]
         elif manifest is not None:
@@ -98,12 +110,10 @@ def classification_task(experts: str | None, data: str | None, seed: int, regist
 def _category_expert(spec: str, registry: Registry, model_slug: str) -> Manifest | None:
     """The expert a cls category is named after; None for a bare task name with no expert (its requests
     are then learnt as a category that keeps the base weights, as the bank has nothing better)."""
-    from t2cli.tasks.registry import task_names
-
     try:
         return registry.resolve(spec, model_slug).manifest()
     except NotFoundError:
-        if spec in task_names() and spec not in ("cls", "jsonl"):
+        if spec in trainable_task_names():
             return None
         raise
 
