@@ -76,21 +76,18 @@ def start_llm(**options: Any) -> Any:
         return LLM(**options)
 
 
-def context_length(source: str) -> int:
-    """The model's own context length: vLLM refuses a `max_model_len` above it (e.g. a tiny test model's 64)."""
-    from transformers import AutoConfig
+def context_length(config: Any) -> int:
+    """The model's own context length (its transformers config): vLLM refuses a `max_model_len` above it
+    (e.g. a tiny test model's 64)."""
+    text = config.get_text_config()
+    return int(getattr(text, "max_position_embeddings", None) or 1 << 30)
 
-    config = AutoConfig.from_pretrained(source).get_text_config()
-    return int(getattr(config, "max_position_embeddings", None) or 1 << 30)
 
-
-def architecture_overrides(source: str) -> dict[str, Any] | None:
+def architecture_overrides(config: Any) -> dict[str, Any] | None:
     """The causal-LM class for a checkpoint whose config names none (t2's GGUF conversions before it wrote
     one): vLLM then guesses from `model_type`, and for `gemma3_text` it picks an embedding model."""
-    from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    config = AutoConfig.from_pretrained(source)
     if getattr(config, "architectures", None):
         return None
     name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type)
@@ -130,14 +127,17 @@ class VLLMEngine:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.batch_size = batch_size
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(loaded.source)
         try:
             self.llm = start_llm(
                 model=loaded.source,
                 dtype=dtype or dtype_name(loaded.dtype),
                 seed=seed,
                 enforce_eager=True,  # CUDA graphs / torch.compile cost a minute per start; batches here are short
-                max_model_len=min(max_model_len, context_length(loaded.source)),
-                hf_overrides=architecture_overrides(loaded.source),
+                max_model_len=min(max_model_len, context_length(config)),
+                hf_overrides=architecture_overrides(config),
                 max_num_seqs=max(batch_size, 1),
                 tensor_parallel_size=tensor_parallel_size,
                 worker_extension_cls=WORKER_EXTENSION,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoConfig
 
 from t2cli.engines import check_engine, make_engine, resolve_engine
 from t2cli.engines.base import Sampling
@@ -250,22 +251,20 @@ def test_the_context_length_comes_from_the_checkpoint(tmp_path: Path) -> None:
     from tests.helpers import make_model_folder
 
     folder = make_model_folder(tmp_path / "tiny")
-    assert context_length(str(folder)) == 64
+    assert context_length(AutoConfig.from_pretrained(folder)) == 64
 
 
 def test_a_config_without_architectures_gets_its_causal_lm_class(tmp_path: Path) -> None:
     # t2's GGUF conversions wrote configs without `architectures`; vLLM then guessed Gemma-3 as an
     # embedding model ("no module or parameter named 'model' in Gemma3ModelForEmbedding").
-    from transformers import AutoConfig
-
     from tests.helpers import make_model_folder
 
     folder = make_model_folder(tmp_path / "tiny")
-    assert architecture_overrides(str(folder)) is None  # save_pretrained names the class
+    assert architecture_overrides(AutoConfig.from_pretrained(folder)) is None  # save_pretrained names the class
     config = json.loads((folder / "config.json").read_text())
     del config["architectures"]
     (folder / "config.json").write_text(json.dumps(config))
-    assert architecture_overrides(str(folder)) == {"architectures": ["LlamaForCausalLM"]}
+    assert architecture_overrides(AutoConfig.from_pretrained(folder)) == {"architectures": ["LlamaForCausalLM"]}
     gemma = tmp_path / "gemma"
     AutoConfig.for_model("gemma3_text", num_hidden_layers=1, hidden_size=8, intermediate_size=8).save_pretrained(gemma)
-    assert architecture_overrides(str(gemma)) == {"architectures": ["Gemma3ForCausalLM"]}
+    assert architecture_overrides(AutoConfig.from_pretrained(gemma)) == {"architectures": ["Gemma3ForCausalLM"]}
