@@ -388,7 +388,7 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l val-limit -x -d 'Validate on the fir
 complete -c t2 -n '__t2_in \'t2 train\'' -l train-limit -x -d 'Train on the first N examples only.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l checkpoint-every -x -d 'Checkpoint every N steps (and at the last).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l seed -x -d 'Seed for batches, sampling and choice order.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l rank -x -d 'LoRA rank r for --method lora/lora-nll (default 16).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l rank -x -d 'Rank of ΔW: the LoRA rank for lora/lora-nll (default 16); for svf/nll, adapt only each matrix\'s r largest singular values, so `t2 export --rank r` is exact (default: all).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l select -x -d 'Publish the best validated step (ties: the earlier, base first) or the last.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l help -d 'Show this message and exit.'
 

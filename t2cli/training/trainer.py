@@ -94,7 +94,7 @@ class Trainer:
 
             self.policy = LoRAPolicy(loaded, selected, config.rank, seed=config.seed)
         else:
-            self.policy = SVFPolicy(loaded, decompose(loaded, selected).factors, config.rule)
+            self.policy = SVFPolicy(loaded, decompose(loaded, selected).factors, config.rule, config.rank)
         self.optimizer = torch.optim.Adam(self.policy.parameters, lr=config.lr)
         self.engine = make_engine(
             rollout_engine(engine, config, self.rollout),

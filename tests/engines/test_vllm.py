@@ -136,6 +136,30 @@ def test_vllm_label_logprobs_and_scores_agree_with_hf(vllm_engine, hf_engine) ->
 
 @pytest.mark.real_model
 @needs_vllm
+def test_routing_prompts_sharing_a_cached_head_agree_with_hf_across_swaps(vllm_engine, hf_engine, expert_z) -> None:
+    # Their ~90-token common head spans whole 32-token KV blocks, which vLLM's prefix cache reuses within
+    # a batch; a swap must drop them, or the expert would read the head's keys and values of the base.
+    from t2cli.tasks.classification import classification_prompt
+
+    categories = [("arc", "science questions"), ("math", "math word problems"), ("mbpp", "python functions")]
+    requests = ["Why is the sky blue?", "What is 17 times 3?", "Write a function that reverses a list."]
+    asked = [classification_prompt(request, categories, chat=True) for request in requests]
+    labels = [name for name, _ in categories]
+    base = vllm_engine.label_logprobs(asked, labels)
+    assert torch.allclose(base, hf_engine.label_logprobs(asked, labels), atol=1e-3)
+    vllm_engine.set_expert(expert_z)
+    hf_engine.set_expert(expert_z)
+    try:
+        adapted = vllm_engine.label_logprobs(asked, labels)
+        assert torch.allclose(adapted, hf_engine.label_logprobs(asked, labels), atol=1e-3)
+        assert not torch.allclose(adapted, base, atol=1e-2)
+    finally:
+        vllm_engine.set_expert(None)
+        hf_engine.set_expert(None)
+
+
+@pytest.mark.real_model
+@needs_vllm
 def test_a_two_group_run_swaps_twice_on_vllm(vllm_engine, smollm2, tmp_path: Path) -> None:
     from t2cli.adapt.routers import Decision
     from t2cli.adapt.runio import InputLine

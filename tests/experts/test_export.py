@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from t2cli.cli.app import app
 from t2cli.errors import BadInputError
-from t2cli.experts.export import expert_factors, export_expert, load_export
+from t2cli.experts.export import expert_factors, export_expert, load_export, lora_equivalent_z
 from t2cli.experts.fidelity import kept_components, plan_ranks, rank_for_energy
 from t2cli.experts.registry import Registry
 from t2cli.models import load_model
@@ -237,3 +237,23 @@ def test_spectrum_change_follows_the_factors_device() -> None:
     )
     change, adapted = spectrum_change(factors, torch.full((2,), 1.5, dtype=torch.float64), "none")
     assert change.device.type == adapted.device.type == "meta" and adapted.dtype == torch.float32
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("budget", [{"rank": 3}, {"energy": 0.6}])
+def test_lora_export_equals_its_equivalent_z(setup, tmp_path: Path, budget) -> None:
+    loaded, _, ref = setup
+    expert = ref.load(loaded.fingerprint)
+    factors = expert_factors(loaded, expert)
+    export_expert(loaded, expert, factors, ref.path, tmp_path / "lora", "peft-lora", **budget)
+    peft_logits = load_export(loaded, tmp_path / "lora", "peft-lora").model(input_ids=IDS).logits
+    z = lora_equivalent_z(expert, factors, **budget)
+    assert set(z) == set(expert.z) and all(z[n].shape == expert.z[n].shape for n in z)
+    adapter = LiveAdapter(loaded.model, factors, "none")
+    adapter.apply(z)
+    try:
+        equivalent = loaded.model(input_ids=IDS).logits
+    finally:
+        adapter.restore()
+    assert torch.allclose(peft_logits, equivalent, atol=1e-5)
+    assert not torch.allclose(equivalent, adapted_logits(loaded, expert, factors, IDS), atol=1e-4)

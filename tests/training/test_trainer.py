@@ -171,6 +171,21 @@ def test_bad_options_are_refused() -> None:
         TrainConfig(task="arc", baseline="median")
     with pytest.raises(BadInputError, match="steps must be"):
         TrainConfig(task="arc", steps=0)
+    with pytest.raises(BadInputError, match="rank must be >= 1"):
+        TrainConfig(task="arc", rank=0)
+    with pytest.raises(BadInputError, match="--rank with --rule nuclear"):
+        TrainConfig(task="arc", rank=4, rule="nuclear")
+
+
+def test_svf_rank_adapts_only_the_top_singular_values(loaded, tmp_path) -> None:
+    options = dict(method="nll", targets="mlp", steps=3, batch_size=5, lr=0.1, val_every=100, select="last")
+    trainer = make_trainer(loaded, AlwaysC(), tmp_path, rank=3, **options)
+    assert all(d.numel() == 3 for d in trainer.policy.trainable.values())
+    result = trainer.run()
+    assert result.trainable_parameters == 3 * len(trainer.policy.trainable)
+    for name, z in result.z.items():
+        assert z.numel() == trainer.policy.factors[name].S.numel()
+        assert torch.equal(z[3:], torch.ones(z.numel() - 3)) and not torch.equal(z[:3], torch.ones(3))
 
 
 class ClozeThird(AlwaysC):
