@@ -71,7 +71,10 @@ def export_command(
     spec: SpecArgument,
     output: Annotated[Path, typer.Option("--output", "-o", help="New (or empty) folder to write.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="peft-lora (a PEFT adapter) or merged (W' baked in).")],
-    rank: Annotated[int | None, typer.Option("--rank", help="peft-lora: keep K components per matrix.")] = None,
+    rank: Annotated[
+        int | None,
+        typer.Option("--rank", help="peft-lora: keep K components per matrix (default: the rank it was trained at)."),
+    ] = None,
     energy: Annotated[
         float | None,
         typer.Option("--energy", help="peft-lora: smallest rank per matrix keeping this share of ‖ΔW‖² (0-1]."),
@@ -94,7 +97,7 @@ def export_command(
     """
     from t2cli.engines.evaluate import MODES
     from t2cli.errors import BadInputError
-    from t2cli.experts.export import check_request, expert_factors, export_expert, load_export
+    from t2cli.experts.export import check_request, expert_factors, export_expert, load_export, trained_rank
     from t2cli.experts.fidelity import check_budget
     from t2cli.experts.lora import is_lora_expert
     from t2cli.models import slugify
@@ -107,6 +110,8 @@ def export_command(
     ref = store.resolve(spec, slugify(model) if model and not Path(model).expanduser().is_dir() else None)
     manifest = ref.manifest()
     if fmt == "peft-lora" and not is_lora_expert(manifest):
+        if rank is None and energy is None:
+            rank = trained_rank(manifest)  # exact for an expert trained with --rank r
         check_budget(rank, energy)
     elif plot is not None:
         raise BadInputError("--plot draws an SVF expert's LoRA fidelity curve; use it with --format peft-lora")

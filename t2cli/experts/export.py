@@ -30,6 +30,7 @@ from t2cli.errors import BadInputError
 from t2cli.experts.fidelity import FidelityReport, kept_components, matrix_fidelity, plan_ranks, spectrum_change
 from t2cli.experts.files import Expert
 from t2cli.experts.lora import ADAPTER_FILES, is_lora_expert, require_peft
+from t2cli.experts.manifest import Manifest
 from t2cli.models import LoadedModel, drop_gguf_quantizer, load_model, shared_copy
 from t2cli.svd import decompose
 from t2cli.svf import Factors, LiveAdapter
@@ -37,6 +38,14 @@ from t2cli.svf import Factors, LiveAdapter
 FORMATS = ("peft-lora", "merged")
 PEFT_PREFIX = "base_model.model."
 EXPORT_RECORD = "t2_export.json"
+
+
+def trained_rank(manifest: Manifest) -> int | None:
+    """The rank an SVF expert was trained at (`t2 train --rank r`), where its rank-r export is exact."""
+    if manifest.provenance.get("kind") != "trained" or is_lora_expert(manifest):
+        return None
+    rank = (manifest.provenance.get("hyperparameters") or {}).get("rank")
+    return rank if isinstance(rank, int) and rank >= 1 else None
 
 
 def check_request(fmt: str, output: Path, rank: int | None, energy: float | None) -> None:

@@ -257,3 +257,27 @@ def test_lora_export_equals_its_equivalent_z(setup, tmp_path: Path, budget) -> N
         adapter.restore()
     assert torch.allclose(peft_logits, equivalent, atol=1e-5)
     assert not torch.allclose(equivalent, adapted_logits(loaded, expert, factors, IDS), atol=1e-4)
+
+
+def test_an_expert_trained_at_rank_r_exports_exactly_at_r_by_default(setup, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from t2cli.experts.files import Expert
+
+    loaded, registry, ref = setup
+    expert = ref.load(loaded.fingerprint)
+    # What `t2 train --rank 3` publishes: z moves only the 3 largest singular values of each matrix.
+    z = {name: torch.cat([vector[:3], torch.ones(vector.numel() - 3)]) for name, vector in expert.z.items()}
+    hyperparameters = {"rank": 3, "method": "nll"}
+    provenance = {**expert.manifest.provenance, "hyperparameters": hyperparameters}
+    registry.publish(Expert(replace(expert.manifest, name="arc-r3", version=0, provenance=provenance), z))
+    args = ["export", "arc-r3", "-f", "peft-lora", "-o", str(tmp_path / "r3"), "--json"]
+    code, out, err = t2(*args, "--model", loaded.source, "--registry", str(registry.root))
+    assert code == 0, err
+    overall = json.loads(out)["fidelity"]["overall"]
+    assert overall["max_rank"] == 3 and overall["energy"] == pytest.approx(1.0) and overall["max_error"] < 1e-6
+    # A full-spectrum expert has no such rank: the budget is still asked for, before any model loads.
+    code, _, err = t2(
+        "export", "arc", "-f", "peft-lora", "-o", str(tmp_path / "full"), "--registry", str(registry.root)
+    )
+    assert code == 2 and "--rank K or --energy E" in err
