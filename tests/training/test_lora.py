@@ -138,8 +138,7 @@ def test_options() -> None:
     assert TrainConfig(task="arc").rank is None
     lora_nll = TrainConfig(task="arc", method="lora-nll")
     assert (lora_nll.adapter, lora_nll.objective) == ("lora", "nll")
-    with pytest.raises(BadInputError, match="--rank is the LoRA rank"):
-        TrainConfig(task="arc", rank=4)
+    assert TrainConfig(task="arc", rank=4).rank == 4  # for SVF: the rank of ΔW (top singular values)
     with pytest.raises(BadInputError, match="--rule nuclear applies to SVF"):
         TrainConfig(task="arc", method="lora", rule="nuclear")
     with pytest.raises(BadInputError, match="rank must be >= 1"):
