@@ -3,9 +3,11 @@ a verified copy, and JSON parsing that cannot blow the stack."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -55,6 +57,123 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def write_error(problem: OSError, where: Path, what: str) -> T2Error | None:
+    """A one-line T2Error for a write that failed on a full disk, a read-only or forbidden folder, else None.
+
+    `where` is the folder written to (named in the message), `what` what was being written."""
+    fix = {
+        errno.ENOSPC: "no space left on the disk holding it; free space there or write elsewhere",
+        errno.EDQUOT: "the disk quota is exceeded; free space there or write elsewhere",
+        errno.EROFS: "it is on a read-only file system; choose a writable folder",
+        errno.EACCES: "permission denied; choose a folder you can write to",
+        errno.EPERM: "permission denied; choose a folder you can write to",
+    }.get(problem.errno or 0)
+    return T2Error(f"cannot write {what} in {where}: {fix}") if fix else None
+
+
+@contextmanager
+def disk_errors(where: Path, what: str) -> Iterator[None]:
+    """Turn a full disk or an unwritable folder (OSError, or safetensors' own error for the same) into one
+    line naming the folder; other errors pass through unchanged."""
+    try:
+        yield
+    except OSError as problem:
+        error = write_error(problem, where, what)
+        if error is None:
+            raise
+        raise error from None
+    except Exception as problem:
+        if type(problem).__name__ != "SafetensorError":
+            raise
+        text = str(problem)
+        code = errno.ENOSPC if "No space left" in text else errno.EDQUOT if "quota" in text.lower() else None
+        if code is None:
+            raise
+        raise write_error(OSError(code, text), where, what) from None  # type: ignore[misc]
+
+
+def default_permissions(folder: Path) -> None:
+    """Give a folder made private by mkdtemp (0700) and everything in it the modes a plain mkdir/open would
+    (0777/0666 less the umask), so exports and caches are readable like any other file the user writes."""
+    mask = _umask()
+    for current, folders, files in os.walk(folder):
+        os.chmod(current, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(current, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+        folders[:] = [name for name in folders if not os.path.islink(os.path.join(current, name))]
+
+
+_MAX_OPEN_LEVELS = 64
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_folder(name: str, parent: int | None) -> int:
+    """A folder (never a link) opened for listing; one without read or search permission is given 0700 first,
+    through a descriptor of that very folder (chmod by name could follow a link swapped in meanwhile)."""
+    try:
+        return os.open(name, _FOLDER_FLAGS, dir_fd=parent)
+    except PermissionError:
+        if not hasattr(os, "O_PATH"):  # not Linux
+            raise
+        handle = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            os.chmod(f"/proc/self/fd/{handle}", 0o700)
+            return os.open(".", _FOLDER_FLAGS, dir_fd=handle)
+        finally:
+            os.close(handle)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder and everything below it, however deep, without following links.
+
+    shutil.rmtree recurses once per level (RecursionError past ~1000 levels on Python < 3.12) and gives up on
+    folders without write or search permission. This walks with an explicit stack of open folder
+    descriptors, moving a branch deeper than _MAX_OPEN_LEVELS up below the top, so depth costs no Python
+    stack and few descriptors, paths never grow past PATH_MAX, and a folder a hostile program chmod-ed
+    to 000 is opened up first. A missing path is a no-op.
+    """
+    try:
+        top = _open_folder(str(path), None)
+    except FileNotFoundError:
+        return
+    except OSError:  # a file or a link, not a folder
+        os.unlink(path)
+        return
+    stack: list[int] = [top]
+    try:
+        while stack:
+            fd = stack[-1]
+            os.fchmod(fd, 0o700)  # the owner (or root) may always do this; lets us list and unlink
+            child = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        try:
+                            os.rmdir(entry.name, dir_fd=fd)  # empty: done without descending
+                        except OSError as problem:
+                            if problem.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                                raise
+                            if len(stack) < _MAX_OPEN_LEVELS:
+                                child = _open_folder(entry.name, fd)
+                                break
+                            # Deep enough: move the rest of this branch up below the top, which a later scan
+                            # of the top finds, so at most _MAX_OPEN_LEVELS folders are ever open at once.
+                            os.rename(entry.name, f".t2-deep-{secrets.token_hex(8)}", src_dir_fd=fd, dst_dir_fd=top)
+                    else:
+                        os.unlink(entry.name, dir_fd=fd)
+            if child is not None:
+                stack.append(child)
+                continue
+            stack.pop()  # fd's folder is empty now: the next scan of its parent removes it
+            os.close(fd)
+        os.rmdir(path)
+    finally:
+        for fd in stack:
+            os.close(fd)
 
 
 @contextmanager
@@ -151,29 +270,72 @@ def _sink(destination: Path | None) -> Iterator[IO[bytes]]:
 
 # One JSONL line (a prompt, a task record) is far smaller; a longer one is a wrong or hostile file.
 MAX_LINE_BYTES = 64 << 20
+# A text input (decompressed, for .gz) holds at most this many characters and lines, blank ones included:
+# a gzip bomb of short or blank lines stops here instead of filling memory or running for minutes.
+MAX_TEXT_BYTES = 2 << 30
+MAX_TEXT_LINES = 2_000_000
 
 
 @contextmanager
 def open_text_lines(path: Path) -> Iterator[Iterator[str]]:
-    """The UTF-8 lines of a regular text file (gunzipped when it ends in .gz), each at most MAX_LINE_BYTES.
+    """The UTF-8 lines of a regular text file (gunzipped when it ends in .gz): each at most MAX_LINE_BYTES,
+    at most MAX_TEXT_LINES of them and MAX_TEXT_BYTES in all.
 
-    A FIFO or device (`/dev/zero`) is refused before anything is read, and an endless line is cut off at the
-    cap, so no input file can exhaust memory.
+    A FIFO or device (`/dev/zero`) is refused before anything is read, an endless line is cut off at the
+    cap, and a corrupt or truncated .gz is a BadInputError, so no input file can exhaust memory or raise
+    anything but a one-line T2Error.
     """
     import gzip
     import io
+    import zlib
 
     with open_regular(Path(path)) as raw:
         binary: IO[bytes] = gzip.GzipFile(fileobj=raw) if Path(path).name.endswith(".gz") else raw  # type: ignore[assignment]
         text = io.TextIOWrapper(binary, encoding="utf-8")  # type: ignore[arg-type]
-        yield _bounded_lines(text, path)
+        try:
+            yield _bounded_lines(text, path)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as problem:
+            raise BadInputError(f"cannot read {path} as gzip ({problem}); re-create or re-download it") from None
+        except UnicodeDecodeError as problem:
+            raise BadInputError(f"cannot read {path} as UTF-8 text ({problem.reason}); save it as UTF-8") from None
 
 
 def _bounded_lines(text: IO[str], path: Path) -> Iterator[str]:
-    while line := text.readline(MAX_LINE_BYTES + 1):
+    total = 0
+    for count in range(1, MAX_TEXT_LINES + 2):
+        line = text.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
         if len(line) > MAX_LINE_BYTES:
             raise BadInputError(f"{path} has a line longer than {MAX_LINE_BYTES:,} characters; is it a JSONL file?")
+        total += len(line)
+        if count > MAX_TEXT_LINES or total > MAX_TEXT_BYTES:
+            raise BadInputError(
+                f"{path} has more than {MAX_TEXT_LINES:,} lines or {MAX_TEXT_BYTES:,} characters (decompressed), "
+                "t2's limit for one input file; split it into smaller files"
+            )
         yield line
+
+
+def lenient_rows(path: Path, *, follow: bool = True) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a file t2 wrote itself (an output, a resume journal): a line that is torn, not
+    UTF-8, not an object, nested too deep or longer than MAX_LINE_BYTES is skipped, never fatal. A missing
+    file has no rows; a FIFO, device or folder (or, with follow=False, a symlink) is a BadInputError."""
+    try:
+        with open_regular(path, follow=follow) as handle:
+            while line := handle.readline(MAX_LINE_BYTES + 1):
+                if len(line) > MAX_LINE_BYTES:  # skip the rest of an over-long line
+                    while line and not line.endswith(b"\n"):
+                        line = handle.readline(MAX_LINE_BYTES)
+                    continue
+                try:
+                    row = json_loads(line.decode("utf-8"))
+                except (UnicodeDecodeError, JsonProblem):
+                    continue
+                if isinstance(row, dict):
+                    yield row
+    except NotFoundError:
+        return
 
 
 class JsonProblem(ValueError):

@@ -1,6 +1,7 @@
 """Run untrusted generated Python (code-task rewards) in a contained child process.
 
-Every run gets a private temp dir (cwd, HOME and TMPDIR; deleted afterwards), a minimal environment
+Every run gets a private temp dir (cwd, HOME and TMPDIR; deleted afterwards however deep the program
+nested folders in it), a minimal environment
 (PATH, LANG, HOME, TMPDIR), closed stdin and `python -I -S` (isolated mode, standard library only).
 A small supervisor process (`t2cli.sandbox_runner.RUNNER`) forks the program and enforces, on Linux:
 
@@ -14,7 +15,9 @@ A small supervisor process (`t2cli.sandbox_runner.RUNNER`) forks the program and
   that uid is killed, including ones that left the process group with setsid(). It also gets a new,
   empty network namespace (no interface up: no network at all) where the kernel allows one, else the
   audit hook below; and a mount namespace of its own with fresh tmpfs on /tmp, /var/tmp and /dev/shm
-  (each capped at max_file_mb, gone with the run). If the standard library lies below a folder other
+  (each capped at max_file_mb) and on its working folder (capped at max_disk_mb in all, holding a copy
+  of the program), each at most MAX_FOLDER_ENTRIES files and folders, never on the host's disk and gone
+  with the run. If the standard library lies below a folder other
   users cannot enter (pyenv under a 0700 /root), its folders are bind-mounted read-only into the
   private /tmp (`..` from there stays in /tmp), so nothing else there becomes readable; without a
   mount namespace such a run fails with status "error".
@@ -24,7 +27,8 @@ A small supervisor process (`t2cli.sandbox_runner.RUNNER`) forks the program and
 - the runner reports its own failures (status "error") through a pipe that the program never
   holds, so no output or exit code of the program can pass for one.
 - without root: RLIMIT_NPROC is set to the user's current task count plus the allowance, and the
-  program keeps the user's uid, so it can touch the user's own files, and a process that calls
+  program keeps the user's uid, so it can touch the user's own files, its working folder is on the host's
+  disk with no cap on its total size (only each file's, max_file_mb), and a process that calls
   setsid() can outlive the run. Network is refused by an audit hook on socket events (best effort:
   ctypes or a spawned binary bypass it). Run RL code rewards as root in a container or VM for real
   containment.
@@ -43,16 +47,19 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from t2cli.errors import BadInputError
+from t2cli.fsutil import remove_tree
 from t2cli.sandbox_runner import RUNNER
 
 OUTPUT_LIMIT_CHARS = 4000
+# Files and folders a run's working folder and private /tmp, /var/tmp, /dev/shm may each hold (tmpfs inodes).
+MAX_FOLDER_ENTRIES = 10_000
 SETUP_FAILED = 120  # exit code of the runner when confinement could not be set up
 TIMED_OUT = 124  # exit code of the runner when the wall-clock deadline passed (as coreutils timeout)
 # The parent only steps in when the supervisor itself hangs, so its deadline is generous.
@@ -97,12 +104,12 @@ def run_python(
     memory_mb: int = 512,
     max_processes: int = 32,
     max_file_mb: int = 16,
+    max_disk_mb: int = 64,
 ) -> SandboxResult:
     """Run `program` as a script in the sandbox; it passes when it exits with status 0."""
-    _check_limits(timeout_s, memory_mb, max_processes, max_file_mb)
+    _check_limits(timeout_s, memory_mb, max_processes, max_file_mb, max_disk_mb)
     policy = sandbox_policy()
-    with tempfile.TemporaryDirectory(prefix="t2-sandbox-", ignore_cleanup_errors=True) as tmp:
-        workdir = Path(tmp)
+    with _working_folder() as workdir:
         (workdir / "program.py").write_text(program, encoding="utf-8")
         uid = None
         if policy.drops_privileges:
@@ -124,6 +131,8 @@ def run_python(
             status_write,
             max_file_mb * 2**20,  # each private /tmp, /var/tmp, /dev/shm
             cgroup or "-",
+            max_disk_mb * 2**20,  # the working folder, all files together
+            MAX_FOLDER_ENTRIES,
         ]
         env = {
             "PATH": os.environ.get("PATH", os.defpath),
@@ -163,9 +172,10 @@ def run_many(
     memory_mb: int = 512,
     max_processes: int = 32,
     max_file_mb: int = 16,
+    max_disk_mb: int = 64,
 ) -> list[SandboxResult]:
     """Run programs in parallel (threads driving sandbox processes); results keep the input order."""
-    _check_limits(timeout_s, memory_mb, max_processes, max_file_mb)
+    _check_limits(timeout_s, memory_mb, max_processes, max_file_mb, max_disk_mb)
     if workers is not None and workers < 1:
         raise BadInputError(f"sandbox workers must be >= 1, got {workers}; pass a positive worker count")
     if not programs:
@@ -178,18 +188,32 @@ def run_many(
             memory_mb=memory_mb,
             max_processes=max_processes,
             max_file_mb=max_file_mb,
+            max_disk_mb=max_disk_mb,
         )
 
     with ThreadPoolExecutor(max_workers=min(workers or os.cpu_count() or 1, len(programs))) as pool:
         return list(pool.map(run, programs))
 
 
-def _check_limits(timeout_s: float, memory_mb: int, max_processes: int, max_file_mb: int) -> None:
+@contextlib.contextmanager
+def _working_folder() -> Iterator[Path]:
+    """A fresh temp folder for one run, deleted afterwards however deep or locked-down the program left it
+    (shutil.rmtree, and so TemporaryDirectory, raise RecursionError on 5,000 nested folders)."""
+    workdir = Path(tempfile.mkdtemp(prefix="t2-sandbox-"))
+    try:
+        yield workdir
+    finally:
+        with contextlib.suppress(OSError):  # only a process that outlived the run (no root) can cause this
+            remove_tree(workdir)
+
+
+def _check_limits(timeout_s: float, memory_mb: int, max_processes: int, max_file_mb: int, max_disk_mb: int) -> None:
     for label, value in (
         ("timeout_s", timeout_s),
         ("memory_mb", memory_mb),
         ("max_processes", max_processes),
         ("max_file_mb", max_file_mb),
+        ("max_disk_mb", max_disk_mb),
     ):
         if not value > 0:
             raise BadInputError(f"sandbox {label} must be > 0, got {value}; pass a positive value")

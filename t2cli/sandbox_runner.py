@@ -11,7 +11,7 @@ import ctypes, os, resource, select, sys, time
 
 (UID, STDLIB_BY_MOUNT, TIMEOUT, CPU, MEMORY, FSIZE, NPROC, SETUP_FAILED, TIMED_OUT, STATUS, TMPFS) = (
     int(sys.argv[1]), sys.argv[2] == "1", float(sys.argv[3]), *map(int, sys.argv[4:12]))
-CGROUP = sys.argv[12]
+CGROUP, DISK, ENTRIES = sys.argv[12], int(sys.argv[13]), int(sys.argv[14])
 LIBC = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, CLONE_NEWNET, SIGKILL = 0x00020000, 0x40000000, 9
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
@@ -33,17 +33,23 @@ def mount(source, target, kind, flags, data=None):
 
 
 def private_mounts():
-    # A mount namespace of the run's own: fresh size-capped tmpfs on /tmp, /var/tmp and /dev/shm (gone
-    # with the run's last process), the run's folder bound back at its path, the stdlib bound read-only.
+    # A mount namespace of the run's own: fresh tmpfs on /tmp, /var/tmp and /dev/shm, and one at the run's
+    # folder holding a copy of the program (all capped in size and entries, gone with the run's last
+    # process, never on the host's disk); the stdlib bound read-only.
     check(LIBC.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the host's mounts
     here = os.getcwd()
     for target in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(target) and not os.path.islink(target):
-            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,mode=1777" % TMPFS)
-    if not os.path.isdir(here) or os.stat(here).st_ino != os.stat(".").st_ino:
-        os.makedirs(here, exist_ok=True)
-        mount(".", here, None, MS_BIND)
+            mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "size=%d,nr_inodes=%d,mode=1777" % (TMPFS, ENTRIES))
+    os.makedirs(here, exist_ok=True)
+    size = DISK + len(SOURCE.encode())  # the copy of the program does not count
+    mount("tmpfs", here, "tmpfs", MS_NOSUID | MS_NODEV,
+          "size=%d,nr_inodes=%d,mode=700,uid=%d,gid=%d" % (size, ENTRIES, UID, UID))
+    os.chdir(here)
+    with open("program.py", "w", encoding="utf-8") as handle:
+        handle.write(SOURCE)
+    os.chown("program.py", UID, UID)
     if STDLIB_BY_MOUNT:
         # The stdlib sits below a folder other users cannot enter (pyenv under a 0700 /root): bind each
         # of its folders to a path they can reach. `..` from a bind mount's root stays in /tmp, so nothing

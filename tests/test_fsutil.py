@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from t2cli.fsutil import atomic_write, staged_folder
+from t2cli.fsutil import atomic_write, remove_tree, staged_folder
 
 
 def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
@@ -45,3 +46,28 @@ def test_staged_folder_keeps_the_first_finished_copy_unless_told_to_replace(tmp_
         (staging / "new").write_bytes(b"1")
     assert [p.name for p in target.iterdir()] == ["new"]
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no staging folder left behind
+
+
+def test_remove_tree_deletes_any_depth_locked_folders_and_never_follows_links(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    try:
+        parent = os.open(tree, os.O_RDONLY)
+        for _ in range(2100):  # shutil.rmtree: RecursionError, and paths past PATH_MAX (4096)
+            os.mkdir("d", dir_fd=parent)
+            os.close(os.open("f", os.O_CREAT | os.O_WRONLY, dir_fd=parent))
+            child = os.open("d", os.O_RDONLY, dir_fd=parent)
+            os.close(parent)
+            parent = child
+        os.close(parent)
+        (tree / "link").symlink_to(outside, target_is_directory=True)
+        os.chmod(tree / "d" / "d", 0)
+        remove_tree(tree)
+        assert not tree.exists()
+        assert (outside / "keep").read_text() == "keep"
+        remove_tree(tree)  # gone already: a no-op
+    finally:  # pytest's own cleanup (shutil.rmtree) cannot delete such a tree
+        subprocess.run(["rm", "-rf", str(tree)], check=False)

@@ -176,7 +176,8 @@ def test_run_many_keeps_input_order() -> None:
 
 
 @pytest.mark.parametrize(
-    "options", [{"timeout_s": 0}, {"memory_mb": -1}, {"max_processes": 0}, {"max_file_mb": 0}, {"workers": 0}]
+    "options",
+    [{"timeout_s": 0}, {"memory_mb": -1}, {"max_processes": 0}, {"max_file_mb": 0}, {"max_disk_mb": 0}, {"workers": 0}],
 )
 def test_bad_limits_are_rejected(options: dict[str, float]) -> None:
     with pytest.raises(BadInputError):
@@ -245,3 +246,30 @@ print(found)
     result = run_python(program)
     assert result.passed, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_thousands_of_nested_folders_neither_break_the_batch_nor_stay_behind() -> None:
+    # shutil.rmtree (TemporaryDirectory's cleanup) raised RecursionError here, killing the whole batch.
+    nest = "import os\nprint(os.getcwd())\nfor i in range(5000):\n    os.mkdir('d')\n    os.chdir('d')\n"
+    results = run_many(["print('ok')", nest], timeout_s=5, workers=2)
+    assert [result.status for result in results] == ["passed", "passed"], results[1].stderr
+    assert not Path(results[1].stdout.split("\n")[0]).exists()
+
+
+@needs_root
+def test_the_working_folder_is_capped_in_total_size() -> None:
+    # Each file is under max_file_mb, so only a cap on the folder as a whole stops the writes.
+    program = """
+written = 0
+try:
+    for i in range(24):
+        with open("part%d" % i, "wb") as handle:
+            handle.write(b"x" * (1 << 20))
+        written += 1
+except OSError as error:
+    print("stopped", error.errno)
+print(written)
+"""
+    result = run_python(program, max_file_mb=2, max_disk_mb=8)
+    assert result.passed, result.stderr
+    assert "stopped" in result.stdout and int(result.stdout.split()[-1]) <= 8
