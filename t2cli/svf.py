@@ -1,18 +1,22 @@
 """Singular Value Fine-tuning: adapt W = U diag(s) Vh only through a vector z on its spectrum.
 
     W'(z) = U diag(s ⊙ z) Vh                    (the SVF equation)
-          = W + U diag(s ⊙ (z − 1)) Vh          (delta form, what t2 materialises)
+          = W + U diag(s ⊙ (z − 1)) Vh          (delta form, what serving materialises)
+    W'(z) x = W x + U_k (c_k ⊙ (V_kᵀ x))        (side form, what training runs; c = s ⊙ (z − 1))
 
 The delta form returns the base weights bit for bit at z = 1, so the SVD's round-off never
-leaks into base behaviour. With the `nuclear` rule the adapted spectrum is rescaled so that
-Σ s ⊙ z = Σ s (the reference implementation's choice): the nuclear norm of W' stays that of W.
+leaks into base behaviour; the side form adds an exact zero there. The side form never builds W′
+or an m × n gradient: with z − 1 supported on the top k singular values it holds k columns of U
+and V, the shape (and cost) of a rank-k LoRA (t2cli/side_path.py).
+
+With the `nuclear` rule the adapted spectrum is rescaled so that Σ s ⊙ z = Σ s (the reference
+implementation's choice): the nuclear norm of W' stays that of W.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -42,41 +46,17 @@ def weight_delta(factors: Factors, z: torch.Tensor, rule: str = "none") -> torch
     return (factors.U.to(z.device, torch.float32) * change) @ factors.Vh.to(z.device, torch.float32)
 
 
-class _SpectralUpdate(torch.autograd.Function):
-    """W + U diag(c) Vh, built in fp32 and cast to W's dtype, differentiable in c alone.
-
-    Autograd through the plain expression would keep U diag(c) (m x r, fp32) of every matrix for
-    the backward pass, about as much memory as the weights themselves. The gradient needs only the
-    factors, which stay resident anyway: ∂L/∂c_k = Σ_ij U_ik G_ij Vh_kj = ((Uᵀ G) ⊙ Vh).sum(1).
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any, weight: torch.Tensor, U: torch.Tensor, Vh: torch.Tensor, change: torch.Tensor
-    ) -> torch.Tensor:
-        ctx.save_for_backward(U, Vh)
-        delta = (U.to(change.device, torch.float32) * change) @ Vh.to(change.device, torch.float32)
-        return (weight.float() + delta).to(weight.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, None, torch.Tensor]:
-        U, Vh = ctx.saved_tensors
-        projected = U.to(grad.device, torch.float32).T @ grad.float()
-        return None, None, None, (projected * Vh.to(grad.device, torch.float32)).sum(1)
-
-
 def is_identity(z: torch.Tensor) -> bool:
     return not z.requires_grad and bool(torch.all(z == 1))
 
 
 def adapted_weight(weight: torch.Tensor, factors: Factors, z: torch.Tensor, rule: str = "none") -> torch.Tensor:
-    """W'(z) in W's dtype; differentiable in z; W itself (same tensor) when z is exactly 1."""
+    """W'(z) in W's dtype, built in fp32 (not differentiable: training takes the side path); W itself
+    (same tensor) when z is exactly 1."""
     if is_identity(z):
         return weight
-    z = z.to(weight.device)
-    s = factors.S.to(weight.device, torch.float32)
-    change = adapted_spectrum(s, z.float(), rule) - s
-    return _SpectralUpdate.apply(weight.detach(), factors.U, factors.Vh, change)
+    with torch.no_grad():
+        return (weight.float() + weight_delta(factors, z.to(weight.device).detach(), rule)).to(weight.dtype)
 
 
 def identity(factors: Mapping[str, Factors]) -> dict[str, torch.Tensor]:
@@ -95,25 +75,6 @@ def check_vectors(z: Mapping[str, torch.Tensor], factors: Mapping[str, Factors])
             )
         if not torch.isfinite(vector).all():
             raise BadInputError(f"z for {name} contains NaN or inf; retrain or recompose the expert")
-
-
-def adapted_weights(
-    params: Mapping[str, torch.Tensor],
-    factors: Mapping[str, Factors],
-    z: Mapping[str, torch.Tensor],
-    rule: str = "none",
-) -> dict[str, torch.Tensor]:
-    """W'(z) for every matrix named in z, built from the live base parameters.
-
-    With z requiring grad this is the differentiable path a trainer uses with `functional_forward`:
-    gradients reach z and nothing else, and no second copy of the model is kept between steps.
-    """
-    return {name: adapted_weight(params[name], factors[name], vector, rule) for name, vector in z.items()}
-
-
-def functional_forward(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], /, **inputs: Any) -> Any:
-    """Run the model with some parameters replaced by the given tensors (no module is modified)."""
-    return torch.func.functional_call(model, dict(weights), args=(), kwargs=inputs, strict=False, tie_weights=True)
 
 
 class LiveAdapter:

@@ -10,8 +10,6 @@ from t2cli.svf import (
     LiveAdapter,
     adapted_spectrum,
     adapted_weight,
-    adapted_weights,
-    functional_forward,
     identity,
     weight_delta,
 )
@@ -37,8 +35,12 @@ def test_identity_is_bit_exact_on_logits(loaded_and_factors) -> None:
     adapter = LiveAdapter(loaded.model, factors)
     adapter.apply(identity(factors))
     assert torch.equal(loaded.model(TOKENS).logits, base)
-    weights = adapted_weights(dict(loaded.model.named_parameters()), factors, identity(factors))
-    assert torch.equal(functional_forward(loaded.model, weights, input_ids=TOKENS).logits, base)
+    assert all(
+        adapted_weight(p, factors[n], z) is p
+        for n, p in loaded.model.named_parameters()
+        if n in factors
+        for z in [identity(factors)[n]]
+    )
 
 
 def test_random_z_matches_the_explicit_reconstruction(loaded_and_factors) -> None:
@@ -55,29 +57,21 @@ def test_live_adapter_swaps_and_restores_exactly(loaded_and_factors) -> None:
     base = loaded.model(TOKENS).logits
     adapter = LiveAdapter(loaded.model, factors)
     z = random_z(factors, spread=0.5)
-    weights = adapted_weights(dict(loaded.model.named_parameters()), factors, z)
+    params = dict(loaded.model.named_parameters())
+    weights = {name: adapted_weight(params[name], factors[name], z[name]) for name in z}
     adapter.apply(z)
     adapted = loaded.model(TOKENS).logits
     assert adapter.active and not torch.allclose(adapted, base)
     adapter.restore()
     assert not adapter.active
     assert torch.equal(loaded.model(TOKENS).logits, base)
-    assert torch.allclose(functional_forward(loaded.model, weights, input_ids=TOKENS).logits, adapted, atol=1e-5)
+    rebuilt = torch.func.functional_call(loaded.model, weights, args=(TOKENS,), strict=False, tie_weights=True)
+    assert torch.allclose(rebuilt.logits, adapted, atol=1e-5)
     # Applying twice builds from the base, not from the previous expert.
     adapter.apply(z)
     adapter.apply(z)
     assert torch.allclose(loaded.model(TOKENS).logits, adapted, atol=1e-6)
     assert adapter.swaps == 4
-
-
-def test_gradients_reach_z_and_nothing_else(loaded_and_factors) -> None:
-    loaded, factors = loaded_and_factors
-    z = {name: v.requires_grad_() for name, v in identity(factors).items()}
-    weights = adapted_weights(dict(loaded.model.named_parameters()), factors, z)
-    logits = functional_forward(loaded.model, weights, input_ids=TOKENS).logits
-    torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 64), TOKENS[:, 1:].reshape(-1)).backward()
-    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in z.values())
-    assert all(p.grad is None and not p.requires_grad for p in loaded.model.parameters())
 
 
 def test_nuclear_rule_keeps_the_spectrum_sum() -> None:
@@ -102,18 +96,14 @@ def test_bad_vectors_are_refused(loaded_and_factors) -> None:
 
 
 @pytest.mark.parametrize("rule", ["none", "nuclear"])
-def test_gradient_in_z_equals_autograd_through_the_plain_expression(rule: str) -> None:
+def test_adapted_weight_is_the_delta_form_in_the_weights_dtype(rule: str) -> None:
     generator = torch.Generator().manual_seed(3)
     weight = torch.randn(24, 16, generator=generator)
     U, S, Vh = torch.linalg.svd(weight, full_matrices=False)
     factors = Factors(U, S, Vh)
-    upstream = torch.randn(24, 16, generator=generator)
-    z = (1 + 0.1 * torch.randn(16, generator=generator)).requires_grad_()
-    (adapted_weight(weight, factors, z, rule) * upstream).sum().backward()
-    expected_z = z.detach().clone().requires_grad_()
-    ((weight + weight_delta(factors, expected_z, rule)) * upstream).sum().backward()
-    assert torch.allclose(z.grad, expected_z.grad, atol=1e-5, rtol=1e-4)
+    z = 1 + 0.1 * torch.randn(16, generator=generator)
+    assert torch.allclose(adapted_weight(weight, factors, z, rule), weight + weight_delta(factors, z, rule), atol=1e-6)
     # A bf16 weight gets a bf16 W'(z), built in fp32 (so z = 1 + tiny still moves it by rounding only).
-    half = adapted_weight(weight.bfloat16(), factors, z.detach(), rule)
+    half = adapted_weight(weight.bfloat16(), factors, z, rule)
     assert half.dtype == torch.bfloat16
-    assert torch.allclose(half.float(), weight + weight_delta(factors, z.detach(), rule), atol=3e-2)
+    assert torch.allclose(half.float(), weight + weight_delta(factors, z, rule), atol=3e-2)

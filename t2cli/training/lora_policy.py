@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 from t2cli.experts.lora import ADAPTER_FILES, require_peft
 from t2cli.fsutil import staged_folder
 from t2cli.models import shared_copy
+from t2cli.training.logprobs import final_hidden, output_head
 
 
 class LoRAPolicy:
@@ -49,6 +50,7 @@ class LoRAPolicy:
             self.model = get_peft_model(shared_copy(loaded.model), config)
         self.loaded = replace(loaded, model=self.model)
         self.trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+        self.head = output_head(self.model)
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -76,20 +78,13 @@ class LoRAPolicy:
         with self.model.disable_adapter():
             yield
 
-    def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
-        device = self.loaded.device
-        out = self.model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            logits_to_keep=keep,
-        )
-        return out.logits.float().to(ids.device)  # the objectives' masks and labels stay with the inputs
+    def hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+        return final_hidden(self.model, ids, mask, positions, keep, self.loaded.device)
 
     @torch.no_grad()
-    def base_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+    def base_hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
         with self.model.disable_adapter():
-            return self.logits(ids, mask, positions, keep)
+            return self.hidden(ids, mask, positions, keep)
 
     def expert_z(self, snapshot: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The identity on every target: a LoRA expert's behaviour is in its adapter files."""

@@ -6,7 +6,8 @@ rewards r and advantages A = r − baseline:
     loss(z) = −mean(A · log π_z(y | x)) + β · KL(π_z ‖ π_base)
 
 where log π_z(y|x) sums over y's tokens and the KL is taken over the vocabulary at every sampled
-position. Gradients flow through the materialised W'(z) = W + U diag(s(z − 1)) Vh into z alone.
+position (t2cli/training/logprobs.py, a chunk of positions at a time, on the model's device).
+Gradients flow through the side path W x + U (s(z − 1) ⊙ Vᵀ x) into z alone (t2cli/side_path.py).
 
 Rollouts:
 - `generate`: free generation and the task's reward (any task);
@@ -33,6 +34,7 @@ from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Task
 from t2cli.training.config import TrainConfig
 from t2cli.training.distributed import World
+from t2cli.training.logprobs import TokenScores, score_tokens
 from t2cli.training.records import StepStats
 
 if TYPE_CHECKING:
@@ -82,13 +84,6 @@ def advantages(rewards: torch.Tensor, baseline: str, group_size: int) -> torch.T
     return rewards
 
 
-def kl_divergence(logits: torch.Tensor, base_logits: torch.Tensor) -> torch.Tensor:
-    """KL(π_z ‖ π_base) over the last dimension, per position."""
-    logp = torch.log_softmax(logits, dim=-1)
-    base = torch.log_softmax(base_logits, dim=-1)
-    return (logp.exp() * (logp - base)).sum(-1)
-
-
 def continuation_batch(
     sequences: Sequence[tuple[list[int], list[int]]], pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, torch.Tensor]:
@@ -103,12 +98,23 @@ def continuation_batch(
     return ids, mask, positions, keep, completion_mask
 
 
-def sequence_logprobs(logits: torch.Tensor, ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """Σ log p(token) over each row's continuation, from the logits of the last `keep` positions."""
-    keep = logits.shape[1]
-    targets = ids[:, -keep + 1 :]
-    token_logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (token_logp * completion_mask).sum(-1)
+def continuation_scores(
+    policy: Policy,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    positions: torch.Tensor,
+    keep: int,
+    completion_mask: torch.Tensor,
+    *,
+    base: bool = False,
+    kl: bool = False,
+) -> TokenScores:
+    """log π(token) of each continuation token (and KL to the base there, with `kl`), on the model's device;
+    under the base model itself with `base`."""
+    run = policy.base_hidden if base else policy.hidden
+    hidden = run(ids, mask, positions, keep)[:, :-1]
+    base_hidden = policy.base_hidden(ids, mask, positions, keep)[:, :-1] if kl else None
+    return score_tokens(policy.head, hidden, ids[:, -keep + 1 :], completion_mask, base_hidden)
 
 
 @dataclass
@@ -153,12 +159,14 @@ def choice_step(ctx: StepContext, examples: Sequence[Example]) -> StepStats:
     tokens = 0
     for chunk in chunks(range(len(local)), ctx.config.micro_batch):
         ids, mask, positions = left_pad([encoded[i] for i in chunk], ctx.pad_id)
-        logits = ctx.policy.logits(ids, mask, positions, keep=1)[:, -1]
+        # Logits at the last position over the answer letters only: a handful of the head's rows.
+        hidden = ctx.policy.hidden(ids, mask, positions, keep=1)[:, -1]
         base = _base_choice_logprobs(ctx, [local[i] for i in chunk], ids, mask, positions)
-        loss = torch.zeros(())
+        loss = hidden.new_zeros((), dtype=torch.float32)
         for row, index in enumerate(chunk):
             example = local[index]
-            logp = torch.log_softmax(logits[row, ctx.label_ids(example)], dim=-1)
+            letters = torch.tensor(ctx.label_ids(example), device=hidden.device)
+            logp = torch.log_softmax(ctx.policy.head.logits(hidden[row], rows=letters), dim=-1)
             surrogate, expected, kl = choice_objective(logp, base[row], example.answer_index, ctx.config.baseline)
             loss = loss + (surrogate + ctx.config.kl * kl) / len(examples)
             total_reward += float(expected)
@@ -175,10 +183,10 @@ def _base_choice_logprobs(
     missing = [row for row, e in enumerate(examples) if e.id not in ctx.base_choices]
     if missing:
         rows = torch.tensor(missing)
-        base = ctx.policy.base_logits(ids[rows], mask[rows], positions[rows], keep=1)[:, -1]
-        for row, logits in zip(missing, base, strict=True):
-            letters = ctx.label_ids(examples[row])
-            ctx.base_choices[examples[row].id] = torch.log_softmax(logits[letters], dim=-1)
+        base = ctx.policy.base_hidden(ids[rows], mask[rows], positions[rows], keep=1)[:, -1]
+        for row, hidden in zip(missing, base, strict=True):
+            letters = torch.tensor(ctx.label_ids(examples[row]), device=hidden.device)
+            ctx.base_choices[examples[row].id] = torch.log_softmax(ctx.policy.head.logits(hidden, rows=letters), -1)
     return [ctx.base_choices[e.id] for e in examples]
 
 
@@ -206,16 +214,17 @@ def likelihood_step(ctx: StepContext, examples: Sequence[Example]) -> StepStats:
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
     for chunk in chunks(order, ctx.config.micro_batch):
         ids, mask, positions, keep, completion_mask = continuation_batch([sequences[i] for i in chunk], ctx.pad_id)
-        logits = ctx.policy.logits(ids, mask, positions, keep)
-        scores.update(zip(chunk, sequence_logprobs(logits, ids, completion_mask), strict=True))
+        tokens_scored = continuation_scores(ctx.policy, ids, mask, positions, keep, completion_mask)
+        scores.update(zip(chunk, tokens_scored.per_row(tokens_scored.logp, len(chunk)), strict=True))
         if any(owners[i] in uncached for i in chunk):
-            base = sequence_logprobs(ctx.policy.base_logits(ids, mask, positions, keep), ids, completion_mask)
-            base_scores.update(zip(chunk, base.tolist(), strict=True))
+            base = continuation_scores(ctx.policy, ids, mask, positions, keep, completion_mask, base=True)
+            base_scores.update(zip(chunk, base.per_row(base.logp, len(chunk)).tolist(), strict=True))
         tokens += int(mask.sum())
+    device = ctx.policy.head.weight.device
     for index in uncached:
-        base_logp = torch.log_softmax(torch.tensor([base_scores[i] for i in members[index]]), dim=-1)
+        base_logp = torch.log_softmax(torch.tensor([base_scores[i] for i in members[index]], device=device), dim=-1)
         ctx.base_choices[local[index].id] = base_logp
-    loss = torch.zeros(())
+    loss = torch.zeros((), device=device)
     total_reward = total_kl = 0.0
     for index, example in enumerate(local):
         logp = torch.log_softmax(torch.stack([scores[i] for i in members[index]]), dim=-1)
@@ -279,11 +288,11 @@ def sequence_pass(
         ids, mask, positions, keep, completion_mask = continuation_batch([sequences[i] for i in chunk], ctx.pad_id)
         if keep == 1:
             continue
-        logits = ctx.policy.logits(ids, mask, positions, keep)
-        loss = -(weights[list(chunk)] * sequence_logprobs(logits, ids, completion_mask)).sum() / normaliser
-        if ctx.config.kl > 0:
-            base = ctx.policy.base_logits(ids, mask, positions, keep)[:, :-1]
-            kl = (kl_divergence(logits[:, :-1], base) * completion_mask).sum()
+        scored = continuation_scores(ctx.policy, ids, mask, positions, keep, completion_mask, kl=ctx.config.kl > 0)
+        row_weights = weights[list(chunk)].to(scored.logp.device)
+        loss = -(row_weights[scored.rows] * scored.logp).sum() / normaliser
+        if scored.kl is not None:
+            kl = scored.kl.sum()
             loss = loss + ctx.config.kl * kl / completion_tokens
             total_kl += float(kl.detach())
         loss.backward()

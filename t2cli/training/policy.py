@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 
+from t2cli import side_path
 from t2cli.engines.base import Engine
-from t2cli.models import LoadedModel
-from t2cli.svf import Factors, adapted_weights, functional_forward
-
-if TYPE_CHECKING:
-    pass
+from t2cli.models import LoadedModel, shared_copy
+from t2cli.svf import Factors
+from t2cli.training.logprobs import OutputHead, final_hidden, output_head
 
 
 class Policy(Protocol):
     """What the trainer needs from a parametrisation: SVF's z (`SVFPolicy`) or a LoRA adapter (`LoRAPolicy`)."""
 
     loaded: LoadedModel  # the model the engine runs
+    head: OutputHead  # the LM head both the policy and the base score with
 
     @property
     def trainable(self) -> dict[str, torch.Tensor]:
@@ -42,11 +43,14 @@ class Policy(Protocol):
         """The engine generates as the current policy (or as the base model) inside."""
         ...
 
-    def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor: ...
+    def hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+        """Final hidden states of the last `keep` positions under the policy, on the model's device,
+        differentiable in the trained tensors (`head` turns them into logits)."""
+        ...
 
-    def base_logits(
-        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int
-    ) -> torch.Tensor: ...
+    def base_hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+        """The same under the base model, without gradients."""
+        ...
 
     def expert_z(self, snapshot: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The z vectors the published expert stores for a snapshot."""
@@ -61,20 +65,35 @@ class SVFPolicy:
     """z = 1 + δ for each target; δ is what Adam trains, z is what the artifact stores.
 
     With `rank` r, δ covers only each matrix's r largest singular values (the SVD sorts them first) and
-    z is 1 beyond them, so ΔW = U diag(s(z − 1)) Vh has rank at most r."""
+    z is 1 beyond them, so ΔW = U diag(s(z − 1)) Vh has rank at most r, and only r columns of U and V
+    are held (t2cli/side_path.py): training at rank r costs what a rank-r LoRA costs.
 
-    def __init__(self, loaded: LoadedModel, factors: dict[str, Factors], rule: str, rank: int | None = None) -> None:
-        self.loaded = loaded
-        self.factors = factors
+    `sharded`: the model's layers are split across processes (FSDP), so rollouts and validation run
+    through the side path too instead of swapping a materialised W′ into a weight no process holds whole.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        factors: Mapping[str, Factors],
+        rule: str,
+        rank: int | None = None,
+        *,
+        sharded: bool = False,
+    ) -> None:
+        # The side factors hang off a copy of the module tree (sharing every weight), so the caller's model
+        # keeps its own parameter names and outputs.
+        self.loaded = replace(loaded, model=shared_copy(loaded.model))
         self.rule = rule
+        self.sharded = sharded
+        self.full_ranks = {name: f.S.numel() for name, f in factors.items()}
+        ranks = {name: min(rank or full, full) for name, full in self.full_ranks.items()}
         self.delta = {
-            name: torch.zeros(
-                min(rank or f.S.numel(), f.S.numel()), dtype=torch.float32, device=f.S.device
-            ).requires_grad_()
-            for name, f in factors.items()
+            name: torch.zeros(k, dtype=torch.float32, device=loaded.device).requires_grad_()
+            for name, k in ranks.items()
         }
-        self._params = dict(loaded.model.named_parameters())
-        self._leaves: dict[str, torch.Tensor] = {}
+        self.sides = side_path.attach(self.loaded.model, factors, ranks)
+        self.head = output_head(self.loaded.model)
 
     @property
     def trainable(self) -> dict[str, torch.Tensor]:
@@ -84,15 +103,12 @@ class SVFPolicy:
     def parameters(self) -> list[torch.Tensor]:
         return list(self.delta.values())
 
-    def _z(self) -> dict[str, torch.Tensor]:
-        """1 + δ, padded with ones to each matrix's full rank (differentiable in δ)."""
+    def z(self) -> dict[str, torch.Tensor]:
+        """1 + δ, padded with ones to each matrix's full rank."""
         return {
-            name: torch.nn.functional.pad(1 + d, (0, self.factors[name].S.numel() - d.numel()), value=1.0)
+            name: torch.nn.functional.pad(1 + d.detach(), (0, self.full_ranks[name] - d.numel()), value=1.0)
             for name, d in self.delta.items()
         }
-
-    def z(self) -> dict[str, torch.Tensor]:
-        return {name: z.detach().clone() for name, z in self._z().items()}
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         return self.z()
@@ -103,56 +119,32 @@ class SVFPolicy:
     def write_files(self, snapshot: Mapping[str, torch.Tensor], folder: Path) -> dict[str, Path]:
         return {}
 
+    def _changes(self) -> dict[str, torch.Tensor]:
+        return {name: side_path.side_change(self.sides[name], d, self.rule) for name, d in self.delta.items()}
+
     @contextmanager
     def serving(self, engine: Engine, adapted: bool = True) -> Iterator[None]:
-        """Swap W'(z) into the engine's model in place (or keep the base), and restore the base after."""
+        """The engine's model generates as the current policy (or the base) inside, then the base is back."""
+        if self.sharded:
+            with torch.no_grad():
+                changes = self._changes() if adapted else {}
+            with side_path.attached(self.loaded.model, changes):
+                yield
+            return
         engine.set_expert(self.z() if adapted else None, self.rule)
         try:
             yield
         finally:
             engine.set_expert(None)
 
-    @contextmanager
-    def step(self) -> Iterator[None]:
-        """Materialise W'(1 + δ) once for all micro-batches of a step, then back-propagate into δ once.
+    def step(self) -> AbstractContextManager[None]:
+        """Nothing to build: each micro-batch's backward reaches δ through the side path directly."""
+        return nullcontext()
 
-        Micro-batches run against detached copies of W' that collect gradients; the single
-        backward through the W'(z) graph afterwards costs one materialisation per step instead of
-        one per micro-batch.
-        """
-        graph = adapted_weights(self._params, self.factors, self._z(), self.rule)
-        self._leaves = {name: w.detach().requires_grad_() for name, w in graph.items()}
-        try:
-            yield
-            used = [name for name, leaf in self._leaves.items() if leaf.grad is not None]
-            if used:
-                torch.autograd.backward([graph[n] for n in used], [self._leaves[n].grad for n in used])
-        finally:
-            self._leaves = {}
-
-    def logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
-        """Logits of the last `keep` positions under W'(1 + δ) (inside `step()`), differentiable in δ."""
-        if not self._leaves:
-            raise RuntimeError("SVFPolicy.logits runs inside `with policy.step():`")
-        device = self.loaded.device
-        out = functional_forward(
-            self.loaded.model,
-            self._leaves,
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            logits_to_keep=keep,
-        )
-        # The objectives keep their masks and labels beside the inputs (on the CPU): logits go back there.
-        return out.logits.float().to(ids.device)
+    def hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+        with side_path.attached(self.loaded.model, self._changes()):
+            return final_hidden(self.loaded.model, ids, mask, positions, keep, self.loaded.device)
 
     @torch.no_grad()
-    def base_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
-        device = self.loaded.device
-        out = self.loaded.model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            logits_to_keep=keep,
-        )
-        return out.logits.float().to(ids.device)
+    def base_hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
+        return final_hidden(self.loaded.model, ids, mask, positions, keep, self.loaded.device)
