@@ -157,9 +157,6 @@ def run_command(
     if output is None:
         sys.stdout.write("".join(jsonl_line(row) for row in rows))
         sys.stdout.flush()
-        if not settings(ctx).quiet:  # stdout holds only the output lines; how pass 1 was set up goes to stderr
-            for note in notes:
-                stderr_console().print(note, markup=False, soft_wrap=True)
     report = {
         "adapt": adapt,
         "engine": slot.engine.name,
@@ -174,12 +171,14 @@ def run_command(
     if json_output:
         print_json(report)
         return
-    if settings(ctx).quiet or output is None:
+    if settings(ctx).quiet:
         return
-    console = stdout_console()
+    # Without -o stdout holds only the output lines, so the summary goes to stderr.
+    console = stdout_console() if output is not None else stderr_console()
     for note in notes:
-        console.print(note, markup=False)
-    table = Table(title=escape(f"t2 run --adapt {adapt} → {output}"))
+        console.print(note, markup=False, soft_wrap=True)
+    target = output if output is not None else "stdout"
+    table = Table(title=escape(f"t2 run --adapt {adapt} → {target}"))
     table.add_column("expert")
     table.add_column("lines", justify="right")
     for expert, count in sorted(summary.experts.items(), key=lambda item: -item[1]):

@@ -160,3 +160,17 @@ def test_run_reports_labelled_scores_and_compares_with_the_base(world) -> None:
     plain = invoke(world, *args)
     assert "score of 1 labelled lines: mean" in plain.stdout and "difference" not in plain.stdout
     assert invoke(world, *args, "--compare", "prompt").exit_code == 2
+
+
+def test_run_without_output_writes_jsonl_on_stdout_and_its_summary_on_stderr(world) -> None:
+    args = ("run", str(world["prompts"]), "--adapt", "gsm8k-svf", "--max-new-tokens", "2")
+    result = invoke(world, *args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]  # nothing but JSON lines
+    assert [row["id"] for row in rows] == ["m1", "s1", "c1", "m2"]
+    assert "gsm8k-svf@1" in result.stderr and "4 generated, 0 reused" in result.stderr
+    assert "score of 1 labelled lines: mean" in result.stderr
+    quiet = CliRunner().invoke(app, ["--quiet", *args, "--model", world["model"], "--registry", world["registry"]])
+    assert quiet.exit_code == 0, quiet.output
+    assert [json.loads(line)["id"] for line in quiet.stdout.splitlines()] == ["m1", "s1", "c1", "m2"]
+    assert "generated" not in quiet.stderr and "labelled" not in quiet.stderr
