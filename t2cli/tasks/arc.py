@@ -8,20 +8,26 @@ from pathlib import Path
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks.base import Example, FileTask, Record
 from t2cli.tasks.choice import LETTERS, extract_choice
+from t2cli.tasks.hubdata import DefaultData, hub_records
 from t2cli.tasks.sources import SPLITS, check_split, read_jsonl, resolve_source
 
 INSTRUCTION = "Answer with the letter of the correct choice."
 TEXT_INSTRUCTION = "Reply with the correct choice, copied exactly."
 _SPLIT_FILES = {"train": "Train", "validation": "Dev", "test": "Test"}
 STYLES = ("letters", "cloze", "text")
+# Without --data: ARC-Easy from the Hub at a fixed commit (ARC-Challenge: --data $HUB/ARC-Challenge).
+HUB = "hf://datasets/allenai/ai2_arc@210d026faf9955653af8916fad021475a3f00453"
+DEFAULT = DefaultData(f"{HUB}/ARC-Easy")
 
 
 class ArcTask(FileTask):
-    """Data: {"id", "question": {"stem", "choices": [{"text", "label"}]}, "answerKey"} JSONL, 2-5 choices
+    """Data: {"id", "question": {"stem", "choices": [{"text", "label"}]}, "answerKey"} JSONL, or the Hub's
+    rows {"id", "question", "choices": {"text": [...], "label": [...]}, "answerKey"}; 2-5 choices
     labelled A-E or 1-5, always shown as A-E (the original labels are kept in meta["labels"]).
-    Source: one file (split is then ignored) or a folder with ARC-*-{Train,Dev,Test}.jsonl[.gz]
-    (train/validation/test). shuffle_seed permutes each example's choices deterministically, so that a
-    preference for one letter earns nothing in training.
+    Source: ARC-Easy from the Hub (allenai/ai2_arc at a fixed commit) by default; a whole Hub dataset
+    (hf://datasets/allenai/ai2_arc/ARC-Challenge); one file (split is then ignored); or a folder with
+    ARC-*-{Train,Dev,Test}.jsonl[.gz] (train/validation/test). shuffle_seed permutes each example's
+    choices deterministically, so that a preference for one letter earns nothing in training.
 
     style "letters" (default) lists the choices and asks for a letter; style "cloze" asks the bare
     question as plain text ("Question: …\nAnswer:"), to be answered with a choice's text — the form in
@@ -42,16 +48,16 @@ class ArcTask(FileTask):
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
         check_split(split, SPLITS, self.name)
-        path = resolve_source(
-            source,
-            task=self.name,
-            hint="no copy is bundled; pass --data PATH to an ARC jsonl file or a folder of ARC-*-Train/Dev/Test files",
-        )
+        found = hub_records(self.name, source, split, DEFAULT)
+        if found is not None:
+            records, self.origin = found
+            return records
+        self.origin = None
+        path = resolve_source(source, task=self.name, hint="")
         return read_jsonl(_split_file(path, split) if path.is_dir() else path)
 
     def to_example(self, record: Record) -> Example:
-        question = record.data["question"]
-        entries = [(str(choice["text"]), str(choice["label"])) for choice in question["choices"]]
+        stem, entries = _stem_and_choices(record.data)
         if not 2 <= len(entries) <= len(LETTERS):
             raise ValueError(f"expected 2 to {len(LETTERS)} choices, got {len(entries)}")
         example_id = str(record.data.get("id", f"{self.name}/{record.index}"))
@@ -63,14 +69,14 @@ class ArcTask(FileTask):
         if answer_key not in labels:
             raise ValueError(f"answerKey {answer_key!r} is not one of the labels {labels}")
         answer = labels.index(answer_key)
-        prompt = _prompt(str(question["stem"]), [text for text, _ in entries], self.style)
+        prompt = _prompt(stem, [text for text, _ in entries], self.style)
         return Example(
             id=example_id,
             question=prompt,
             reference=LETTERS[answer],
             choices=tuple(text for text, _ in entries),
             answer_index=answer,
-            meta={"labels": labels, "stem": str(question["stem"])},
+            meta={"labels": labels, "stem": stem},
         )
 
     def raw_request(self, example: Example) -> str:
@@ -84,6 +90,16 @@ class ArcTask(FileTask):
         if self.style == "letters":
             return f"The answer is {example.reference}."
         return example.choices[example.answer_index]
+
+
+def _stem_and_choices(data: dict) -> tuple[str, list[tuple[str, str]]]:
+    """The question and its (text, label) choices, from an ARC JSONL record or a Hub (Parquet) row."""
+    question = data["question"]
+    if isinstance(question, dict):
+        return str(question["stem"]), [(str(choice["text"]), str(choice["label"])) for choice in question["choices"]]
+    choices = data["choices"]
+    pairs = zip(choices["text"], choices["label"], strict=True)
+    return str(question), [(str(text), str(label)) for text, label in pairs]
 
 
 def _prompt(stem: str, choices: list[str], style: str) -> str:

