@@ -200,3 +200,21 @@ def test_likelihood_rollout_learns_the_right_choice_text(loaded, tmp_path) -> No
     assert result.base_val < 0.5
     assert result.best_val == 1.0
     assert result.steps[-1].reward > result.steps[0].reward
+
+
+@pytest.mark.parametrize("method", ["nll", "svf"])
+def test_no_vocabulary_sized_tensor_is_moved_during_a_step(loaded, tmp_path, monkeypatch, method) -> None:
+    """The loss runs where the logits are: masks and targets travel to them, never the reverse."""
+    vocab = loaded.model.config.vocab_size
+    moved: list[tuple[int, ...]] = []
+    original = torch.Tensor.to
+
+    def recording_to(self, *args, **kwargs):
+        if self.dim() == 3 and self.shape[-1] == vocab:  # B × T × vocab (sampling moves B × vocab rows)
+            moved.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", recording_to)
+    options = dict(steps=1, batch_size=5, samples=2, kl=0.5, max_new_tokens=3, val_every=100)
+    make_trainer(loaded, StartsWithVowel() if method == "svf" else AlwaysC(), tmp_path, method=method, **options).run()
+    assert moved == []
