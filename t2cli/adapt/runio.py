@@ -18,16 +18,25 @@ previous output file) and generates only what is missing.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from t2cli.engines.base import Prompt, question_text
+from t2cli.engines.context import chars_problem
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.fsutil import JsonProblem, canonical_json, json_loads, jsonl_line, open_text_lines, write_jsonl
+from t2cli.fsutil import (
+    JsonProblem,
+    canonical_json,
+    json_loads,
+    jsonl_line,
+    lenient_rows,
+    open_text_lines,
+    write_jsonl,
+)
 from t2cli.tasks.base import Example, FileTask, Record, Task
 from t2cli.tasks.registry import get_task
 
@@ -75,13 +84,16 @@ def parse_line(text: str, number: int) -> InputLine | LineProblem:
         if not isinstance(data["prompt"], str) or not data["prompt"].strip():
             return LineProblem(number, "`prompt` must be a non-empty string")
         # A request to an instruct model: its chat template wraps it (base models see the text as is).
-        return InputLine(number, data, [{"role": "user", "content": data["prompt"]}])
-    if "messages" in data:
+        prompt: Prompt = [{"role": "user", "content": data["prompt"]}]
+    elif "messages" in data:
         problem = _messages_problem(data["messages"])
         if problem:
             return LineProblem(number, problem)
-        return InputLine(number, data, [dict(m) for m in data["messages"]])
-    return LineProblem(number, "has neither `prompt` nor `messages`")
+        prompt = [dict(m) for m in data["messages"]]
+    else:
+        return LineProblem(number, "has neither `prompt` nor `messages`")
+    too_long = chars_problem(prompt)
+    return LineProblem(number, too_long) if too_long else InputLine(number, data, prompt)
 
 
 def _messages_problem(messages: Any) -> str | None:
@@ -115,17 +127,59 @@ def read_inputs(path: Path) -> tuple[list[InputLine], list[LineProblem]]:
     return lines, problems
 
 
-def check_output(output: Path | None, prompts: Path) -> None:
-    """Refuse an output path that is a folder or would overwrite the prompts file, before any model loads."""
+def check_output(output: Path | None, prompts: Path, *, journal: bool = True) -> None:
+    """Refuse, before any model loads, an output path that is a folder, a device, FIFO or socket (its final
+    rename would replace it with a regular file, resume would read it without end) or would overwrite
+    the prompts file; with `journal`, also a resume journal that is a link or not a regular file, since
+    rows are appended to it."""
     if output is None:
         return
     output = Path(output)
     if output.is_dir():
         raise BadInputError(f"-o {output} is a folder; pass a file path such as {output / 'answers.jsonl'}")
-    journal = Journal(output).path
-    for written in (output, journal):
-        if written.resolve() == Path(prompts).resolve():
+    if output.exists() and not output.is_file():
+        raise BadInputError(
+            f"-o {output} is a device, FIFO or socket, not a regular file; pass a file path, or leave out -o "
+            "to write to stdout"
+        )
+    written = [output]
+    if journal:
+        written.append(Journal(output).path)
+        check_journal(Journal(output).path)
+    for path in written:
+        if path.resolve() == Path(prompts).resolve() or (path.exists() and _same_file(path, Path(prompts))):
             raise BadInputError(f"-o {output} would overwrite the prompts file {prompts}; write to another file")
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
+
+
+def check_journal(path: Path) -> None:
+    """A resume journal must be absent or a regular file of its own: never a symlink, a hard link (rows
+    would be appended to the file it shares) or a device."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    _refuse_journal(path, info)
+
+
+def _refuse_journal(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        kind = "a symbolic link"
+    elif stat.S_ISREG(info.st_mode):
+        kind = "a hard link to another file"
+    else:
+        kind = "not a regular file"
+    raise BadInputError(
+        f"{path} (the resume journal of -o) is {kind}; t2 appends rows to it, so remove it and run again"
+    )
 
 
 def line_key(line: InputLine, identity: Mapping[str, Any]) -> str:
@@ -161,19 +215,10 @@ def example_for(line: InputLine, tasks: dict[str, Task | None]) -> tuple[Task, E
         return None
 
 
-def read_rows(path: Path) -> Iterable[dict[str, Any]]:
-    """The JSON objects of an output or journal file; a torn or foreign line is skipped."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for text in handle:
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(row, dict):
-                    yield row
-    except FileNotFoundError:
-        return
+def read_rows(path: Path, *, follow: bool = True) -> Iterable[dict[str, Any]]:
+    """The JSON objects of an output or journal file; a torn, foreign, over-long or hostile line (deep
+    nesting, a 5,000-digit number, bad UTF-8) is skipped. A device or FIFO is a BadInputError, never read."""
+    return lenient_rows(path, follow=follow)
 
 
 class Journal:
@@ -186,8 +231,8 @@ class Journal:
     def finished(self) -> dict[tuple[int, str], dict[str, Any]]:
         """Reusable rows by (line, key), from a previous output file and then the journal."""
         rows: dict[tuple[int, str], dict[str, Any]] = {}
-        for source in (self.output, self.path):
-            for row in read_rows(source):
+        for source, follow in ((self.output, True), (self.path, False)):
+            for row in read_rows(source, follow=follow):
                 if isinstance(row.get("line"), int) and isinstance(row.get("key"), str) and "completion" in row:
                     rows[(row["line"], row["key"])] = row
         return rows
@@ -197,7 +242,14 @@ class Journal:
         if not rows:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            fd = os.open(self.path, flags, 0o666)
+        except OSError:
+            check_journal(self.path)  # a symlink (O_NOFOLLOW) or a FIFO without a reader: say which
+            raise
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            _refuse_journal(self.path, os.fstat(fd))  # checked on the very file opened, so no swap can slip by
             handle.write("".join(jsonl_line(row) for row in rows))
             handle.flush()
             os.fsync(handle.fileno())

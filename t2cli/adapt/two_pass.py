@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from t2cli.adapt.routers import Decision, Router
 from t2cli.adapt.runio import InputLine, Journal, example_for, line_key
 from t2cli.engines.base import Sampling
+from t2cli.engines.context import check_prompt_tokens
 from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import BadInputError
 from t2cli.fsutil import canonical_json
@@ -177,6 +178,7 @@ def run_batch(
     """
     if chunk_size < 1:
         raise BadInputError(f"chunk size must be >= 1, got {chunk_size}")
+    check_prompt_tokens([(f"line {line.number}", line.prompt) for line in lines], slot.loaded)
     started, swaps_before = time.perf_counter(), slot.swaps
     summary = RunSummary(lines=len(lines), pass2=pass2_path(slot, lora_rank))
     router = make_router()

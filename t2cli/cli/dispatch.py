@@ -37,7 +37,14 @@ from t2cli.cli.options import (
     TensorParallelOption,
     check_plot,
 )
-from t2cli.cli.passes import open_slot, read_prompt_lines, search_callback, strategy_options
+from t2cli.cli.passes import (
+    check_dispatch_inputs,
+    check_routed_lengths,
+    open_slot,
+    read_prompt_lines,
+    search_callback,
+    strategy_options,
+)
 from t2cli.cli.registry import JsonOption, RegistryOption
 
 if TYPE_CHECKING:
@@ -93,8 +100,10 @@ def dispatch_command(
     options = strategy_options(ctx.params)
     options.check(adapt)
     check_plot(plot)
+    check_dispatch_inputs(adapt, registry, output, prompts)
     lines = read_prompt_lines(ctx, prompts)
     loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
+    check_routed_lengths(lines, loaded, options.route_tokens)
     started = time.perf_counter()
     with make_progress(ctx) as progress:
         router = make_router(

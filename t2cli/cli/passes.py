@@ -12,7 +12,7 @@ from t2cli.cli.common import settings, stderr_console
 from t2cli.cli.options import model_and_threads, open_registry
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from rich.progress import Progress, TaskID
 
@@ -69,6 +69,26 @@ def read_prompt_lines(ctx: typer.Context, path: Path, *, strict: bool = False) -
     if not lines:
         raise BadInputError(f"{path} has no valid prompt lines; each needs `prompt` or `messages`")
     return lines
+
+
+def check_dispatch_inputs(adapt: str, registry: Path | None, output: Path | None, prompts: Path) -> None:
+    """What `t2 dispatch` refuses before any model loads: an -o that is a folder, a device or the prompts
+    file, and an --adapt expert name that no model in the registry has (as `t2 run` does)."""
+    from t2cli.adapt.prepare import STRATEGIES
+    from t2cli.adapt.runio import check_output
+
+    check_output(output, prompts, journal=False)
+    if adapt not in ("none", *STRATEGIES):
+        open_registry(registry).check_known(adapt, "--adapt")
+
+
+def check_routed_lengths(lines: Sequence[InputLine], loaded: LoadedModel, route_tokens: int | None) -> None:
+    """When pass 1 reads whole requests (--route-tokens 0), each must fit the model's context."""
+    from t2cli.adapt.routers import check_route_tokens
+    from t2cli.engines.context import check_prompt_tokens
+
+    if check_route_tokens(route_tokens) is None:
+        check_prompt_tokens([(f"line {line.number}", line.prompt) for line in lines], loaded)
 
 
 def open_slot(

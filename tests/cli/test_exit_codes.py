@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,22 @@ def test_a_huge_alpha_is_bad_input(registry: Registry) -> None:
 
 def test_verify_of_a_missing_registry_exits_3(tmp_path: Path) -> None:
     assert_error(_run("registry", "verify", "--registry", str(tmp_path / "no-such-dir")), 3, "does not exist")
+
+
+def test_hostile_outputs_and_names_are_refused_before_the_model_loads(registry: Registry, tmp_path: Path) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    common = ["--model", NO_MODEL, "--registry", str(registry.root)]
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    for command in ("run", "dispatch"):
+        for device in ("/dev/null", str(fifo)):  # resume would read it forever; the rename would replace it
+            assert_error(_run(command, str(prompts), "-o", device, *common), 2, "not a regular file")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    (tmp_path / "out.jsonl.partial").symlink_to(prompts)
+    assert_error(_run("run", str(prompts), "-o", str(tmp_path / "out.jsonl"), *common), 2, "resume journal")
+    assert_error(_run("dispatch", str(prompts), "--adapt", "bogus", *common), 3, "--adapt bogus: no such expert")
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text(json.dumps({"prompt": "x" * 1_000_001}) + "\n")
+    assert_error(_run("run", str(huge), "--strict", *common), 2, "over t2's limit of 1,000,000")
+    assert prompts.read_text() == '{"prompt": "hi"}\n'
