@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import stat
 import subprocess
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from t2cli.fsutil import atomic_write, remove_tree, staged_folder
+from t2cli import fsutil
+from t2cli.errors import BadInputError
+from t2cli.fsutil import atomic_write, open_text_lines, remove_tree, staged_folder
 
 
 def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
@@ -71,3 +74,38 @@ def test_remove_tree_deletes_any_depth_locked_folders_and_never_follows_links(tm
         remove_tree(tree)  # gone already: a no-op
     finally:  # pytest's own cleanup (shutil.rmtree) cannot delete such a tree
         subprocess.run(["rm", "-rf", str(tree)], check=False)
+
+
+def _gz(path: Path, data: bytes) -> Path:
+    with gzip.open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("data", "limits"),
+    [
+        (b"\n" * 5000, {"MAX_TEXT_LINES": 1000}),  # blank lines: minutes of readline before the cap
+        (b'{"prompt": "x"}\n' * 5000, {"MAX_TEXT_LINES": 1000}),  # short lines: gigabytes of records
+        (b"y" * 900 + b"\n" + b"z" * 900 + b"\n", {"MAX_TEXT_BYTES": 1000}),
+    ],
+)
+def test_a_gzip_bomb_stops_at_the_line_and_size_caps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, limits: dict[str, int]
+) -> None:
+    for name, value in limits.items():
+        monkeypatch.setattr(fsutil, name, value)
+    path = _gz(tmp_path / "bomb.jsonl.gz", data)
+    with pytest.raises(BadInputError, match="t2's limit for one input file"), open_text_lines(path) as lines:
+        for _ in lines:
+            pass
+
+
+@pytest.mark.parametrize("data", [b"not gzip", b"\x1f\x8b\x08\x00" + b"\x00" * 20, b"\x1f\x8b"])
+def test_a_corrupt_or_truncated_gzip_is_bad_input(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "bad.jsonl.gz"
+    valid = gzip.compress(b'{"prompt": "hi"}\n' * 100)
+    for content in (data, valid[: len(valid) // 2], valid[:-6] + b"\x00" * 6):
+        path.write_bytes(content)
+        with pytest.raises(BadInputError, match="cannot read"), open_text_lines(path) as lines:
+            list(lines)
