@@ -150,7 +150,7 @@ def _read_header(path: Path) -> tuple[dict, int]:
     return header, 8 + size
 
 
-def _map_tensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+def map_cache(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """Memory-map a safetensors file: tensors are views on the file, read only when touched."""
     header, data_start = _read_header(path)
     metadata = header.pop("__metadata__", {}) or {}
@@ -174,7 +174,7 @@ def probe_error(weight: torch.Tensor, factors: Factors, generator: torch.Generat
     return float((rebuilt - exact).norm() / exact.norm().clamp_min(1e-30))
 
 
-def _probe_weight(loaded: LoadedModel, name: str) -> torch.Tensor:
+def probe_weight(loaded: LoadedModel, name: str) -> torch.Tensor:
     """The weight a cache is checked against: the live parameter when the model is built (no read), else the file's."""
     if loaded.model is not None:
         return loaded.model.get_parameter(name).detach()
@@ -191,7 +191,7 @@ def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path
     path = path or cache_path(loaded.fingerprint)
     if not path.exists():
         return {}
-    metadata, tensors = _map_tensors(path)
+    metadata, tensors = map_cache(path)
     if metadata.get("fingerprint") != loaded.fingerprint:
         raise IntegrityError(
             f"SVD cache {path} belongs to model fingerprint {metadata.get('fingerprint', '?')[:12]}, "
@@ -208,7 +208,7 @@ def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path
         r = target.rank
         if tuple(factors.U.shape) != (m, r) or tuple(factors.S.shape) != (r,) or tuple(factors.Vh.shape) != (r, n):
             raise IntegrityError(f"SVD cache {path} has the wrong shapes for {target.name}; run `t2 decompose --force`")
-        weight = _probe_weight(loaded, target.name).cpu()
+        weight = probe_weight(loaded, target.name).cpu()
         if probe_error(weight, factors, generator) > probe_tolerance(factors.U.dtype, weight.dtype):
             raise IntegrityError(
                 f"SVD cache {path} does not reproduce {target.name} (tampered or stale); run `t2 decompose --force`"

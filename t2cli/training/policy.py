@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +13,10 @@ import torch
 from t2cli import side_path
 from t2cli.engines.base import Engine
 from t2cli.models import LoadedModel, shared_copy
+from t2cli.svd import decompose
+from t2cli.svd_top import top_factors
 from t2cli.svf import Factors
+from t2cli.targets import TargetMatrix
 from t2cli.training.logprobs import OutputHead, final_hidden, output_head
 
 
@@ -86,7 +89,8 @@ class SVFPolicy:
         self.loaded = replace(loaded, model=shared_copy(loaded.model))
         self.rule = rule
         self.sharded = sharded
-        self.full_ranks = {name: f.S.numel() for name, f in factors.items()}
+        # The factors may hold only the top k triplets (t2cli.svd_top); the full rank is min(m, n) of W.
+        self.full_ranks = {name: min(f.U.shape[0], f.Vh.shape[1]) for name, f in factors.items()}
         ranks = {name: min(rank or full, full) for name, full in self.full_ranks.items()}
         self.delta = {
             name: torch.zeros(k, dtype=torch.float32, device=loaded.device).requires_grad_()
@@ -94,6 +98,17 @@ class SVFPolicy:
         }
         self.sides = side_path.attach(self.loaded.model, factors, ranks)
         self.head = output_head(self.loaded.model)
+
+    @classmethod
+    def for_targets(
+        cls, loaded: LoadedModel, targets: Sequence[TargetMatrix], rule: str, rank: int | None = None, **options: bool
+    ) -> SVFPolicy:
+        """The policy over these targets, its factors read from the SVD cache (computed first where missing).
+
+        At `rank` k only the top k triplets are read (t2cli.svd_top): the whole spectrum stays on disk."""
+        if rank:
+            return cls(loaded, top_factors(loaded, targets, rank), rule, rank, **options)
+        return cls(loaded, decompose(loaded, list(targets), resident=False).factors, rule, **options)
 
     @property
     def trainable(self) -> dict[str, torch.Tensor]:

@@ -25,7 +25,6 @@ from t2cli.engines.evaluate import evaluate
 from t2cli.errors import BadInputError
 from t2cli.models import LoadedModel
 from t2cli.plots.training import write_run_curves
-from t2cli.svd import decompose
 from t2cli.targets import TargetMatrix
 from t2cli.tasks.base import Example, Task
 from t2cli.training import checkpoint
@@ -94,7 +93,7 @@ class Trainer:
 
             self.policy = LoRAPolicy(loaded, selected, config.rank, seed=config.seed)
         else:
-            self.policy = SVFPolicy(loaded, decompose(loaded, selected).factors, config.rule, config.rank)
+            self.policy = SVFPolicy.for_targets(loaded, selected, config.rule, config.rank)
         self.optimizer = torch.optim.Adam(self.policy.parameters, lr=config.lr)
         self.engine = make_engine(
             rollout_engine(engine, config, self.rollout),
