@@ -24,7 +24,14 @@ from t2cli.cli.options import (
 def eval_command(
     ctx: typer.Context,
     task: Annotated[str, typer.Option("--task", "-t", help="Task name (arc, gsm8k, mbpp, …) or a YAML spec.")],
-    data: Annotated[str | None, typer.Option("--data", help="Data file or folder (default: the task's own).")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Data file or folder, hf://datasets/OWNER/NAME[@REV][/CONFIG] or t2:math-mix/FILE "
+            "(default: the task's own, from the Hub).",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",
     experts: Annotated[
         list[str] | None, typer.Option("--expert", "-e", help="Expert NAME[@V]; repeat for a side-by-side table.")
@@ -56,6 +63,7 @@ def eval_command(
     from t2cli.engines.evaluate import MODES, evaluate_experts, write_items
     from t2cli.engines.slot import ExpertSlot
     from t2cli.errors import BadInputError
+    from t2cli.tasks.math_mix import resolve_built
     from t2cli.tasks.registry import resolve_task
     from t2cli.tasks.sources import SPLITS, check_split
 
@@ -69,7 +77,7 @@ def eval_command(
     loaded = model_and_threads(ctx, model, weights=resolve_engine(engine, tensor_parallel) != "vllm")
     chosen = [store.resolve(spec, loaded.slug).spec for spec in experts or []]
     lineup = ([None] if base or not chosen else []) + chosen
-    examples = task_obj.load(data, split, limit)
+    examples = task_obj.load(resolve_built(data), split, limit)
     runner = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
     slot = ExpertSlot(runner, store, loaded)
     results = evaluate_experts(slot, task_obj, examples, lineup, mode=mode, max_new_tokens=max_new_tokens)

@@ -100,6 +100,7 @@ def train_command(
     from t2cli.config import t2_home
     from t2cli.engines import check_engine
     from t2cli.experts.manifest import check_name
+    from t2cli.tasks.math_mix import resolve_built
     from t2cli.training.data import classification_task, training_task
     from t2cli.training.distributed import launched_world
     from t2cli.training.publish import publish
@@ -115,9 +116,10 @@ def train_command(
     with launched_world(placement(ctx).device) as world:
         loaded = model_and_threads(ctx, model, device=world.device)
         if task is None:
-            task = classification_task(experts, data, config.seed, store, loaded.slug)
+            task = classification_task(experts, resolve_built(data), config.seed, store, loaded.slug)
         source = None if config.task == "cls" else data  # cls reads its members' data
-        train, validation = task.load(source, "train"), task.load(source, "validation")
+        local = resolve_built(source)  # t2:math-mix/FILE: built once under the t2 home
+        train, validation = task.load(local, "train"), task.load(local, "validation")
         name = output or task.name
         folder = run_dir or t2_home() / "runs" / loaded.slug / name
         with progress_reporter(ctx, name, config.steps, enabled=world.main) as on_step:

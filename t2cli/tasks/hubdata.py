@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.tasks.base import Record
-from t2cli.tasks.sources import holdout_split, read_parquet
+from t2cli.tasks.record import Record
 
 PREFIX = "hf://datasets/"
 DATA_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".gz")
@@ -160,24 +159,24 @@ def hub_records(
     source: str | Path | None,
     split: str,
     default: DefaultData | None,
-    *,
-    cut: bool = False,
     packaged: Callable[[], list[Record] | None] | None = None,
 ) -> tuple[list[Record], str | None] | None:
     """Records of `split` when `source` is a whole Hub dataset, or None with a `default` (then the packaged
-    copy if the Hub fails), with the URL at the commit read (None: the packaged copy); None for a file.
-
-    cut: the dataset has no validation split, so train and validation are the seeded 90/10 cut of its
-    train split (see holdout_split)."""
+    copy if the Hub fails), with the URL at the commit read (None: the packaged copy); None for a file."""
     if source is None and default is not None:
-        return default_records(task, default, lambda: _split_records(default.hub, split, task, cut), packaged)
+        return default_records(task, default, lambda: dataset_records(default.hub, split), packaged)
     if is_whole_dataset(source):
-        return _split_records(str(source), split, task, cut)
+        return dataset_records(str(source), split)
     return None
 
 
-def _split_records(url: str, split: str, task: str, cut: bool) -> tuple[list[Record], str]:
-    if cut and split in ("train", "validation"):
-        records, at_commit = dataset_records(url, "train")
-        return holdout_split(records, split, task), at_commit
-    return dataset_records(url, split)
+def read_parquet(path: Path) -> list[Record]:
+    """Records of a Parquet file (how Hub datasets are stored), one per row."""
+    import pyarrow.parquet as pq
+    from pyarrow import ArrowException
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (ArrowException, OSError) as error:
+        raise BadInputError(f"{path}: cannot read it as Parquet ({error}); delete it to download it again") from None
+    return [Record(row, index, f"{path}:row {index + 1}") for index, row in enumerate(rows)]

