@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -59,18 +60,25 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_error(problem: OSError, where: Path, what: str) -> T2Error | None:
-    """A one-line T2Error for a write that failed on a full disk, a read-only or forbidden folder, else None.
+_WHERE_TO = "point T2_HOME, --registry or -o at another folder"
 
-    `where` is the folder written to (named in the message), `what` what was being written."""
-    fix = {
-        errno.ENOSPC: "no space left on the disk holding it; free space there or write elsewhere",
-        errno.EDQUOT: "the disk quota is exceeded; free space there or write elsewhere",
-        errno.EROFS: "it is on a read-only file system; choose a writable folder",
-        errno.EACCES: "permission denied; choose a folder you can write to",
-        errno.EPERM: "permission denied; choose a folder you can write to",
+
+def write_error(problem: OSError, where: Path | str | None = None, what: str | None = None) -> T2Error | None:
+    """One line for a failure of the machine rather than of t2: a full disk or quota, a read-only file system,
+    a folder without permission (None for any other error). `where`: the folder or file (default: the
+    error's own file name); `what`: what was being written, if known."""
+    where = where if where is not None else problem.filename
+    place = f" {where}" if where is not None else ""
+    message = {
+        errno.ENOSPC: f"no space left on the disk holding{place or ' it'}; free space there or {_WHERE_TO}",
+        errno.EDQUOT: f"disk quota exceeded on{place or ' a disk'}; free space there or {_WHERE_TO}",
+        errno.EROFS: f"{where or 'the folder'} is on a read-only file system; {_WHERE_TO}",
+        errno.EACCES: f"permission denied on {where or 'a file or folder'}; check its permissions or {_WHERE_TO}",
+        errno.EPERM: f"operation not permitted on {where or 'a file or folder'}; check its permissions or {_WHERE_TO}",
     }.get(problem.errno or 0)
-    return T2Error(f"cannot write {what} in {where}: {fix}") if fix else None
+    if message is None:
+        return None
+    return T2Error(f"cannot write {what}: {message}" if what else message)
 
 
 @contextmanager
@@ -87,11 +95,11 @@ def disk_errors(where: Path, what: str) -> Iterator[None]:
     except Exception as problem:
         if type(problem).__name__ != "SafetensorError":
             raise
-        text = str(problem)
-        code = errno.ENOSPC if "No space left" in text else errno.EDQUOT if "quota" in text.lower() else None
-        if code is None:
+        found = re.search(r"os error (\d+)", str(problem))  # "I/O error: No space left on device (os error 28)"
+        error = write_error(OSError(int(found[1]), str(problem)), where, what) if found else None
+        if error is None:
             raise
-        raise write_error(OSError(code, text), where, what) from None  # type: ignore[misc]
+        raise error from None
 
 
 def default_permissions(folder: Path) -> None:
@@ -368,7 +376,8 @@ def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
 @contextmanager
 def staged_folder(folder: Path, *, replace: bool = False) -> Iterator[Path]:
     """A staging folder beside `folder` that becomes `folder` in one rename when the block succeeds, and is
-    removed when it fails, so readers never see a half-written folder.
+    removed when it fails, so readers never see a half-written folder. It gets the permissions a plain
+    mkdir and open would give (see default_permissions).
 
     If `folder` exists by then: with `replace` it is replaced; without, it wins (another process finished
     the same work first) and the staged copy is dropped.
@@ -377,6 +386,7 @@ def staged_folder(folder: Path, *, replace: bool = False) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         yield staging
+        default_permissions(staging)
         if folder.exists() and not replace:
             shutil.rmtree(staging)
             return

@@ -26,7 +26,7 @@ import torch
 
 from t2cli.config import t2_home
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.fsutil import staged_folder
+from t2cli.fsutil import disk_errors, staged_folder
 from t2cli.targets import ALL_ROLES, ATTENTION_ROLES, MLP_ROLES, TargetMatrix
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -337,7 +337,8 @@ def resolve_source(spec: str) -> tuple[str, str]:
         builtin = BUILTIN_MODELS[spec]
         folder = t2_home() / "models" / builtin.name
         if not (folder / "model.safetensors").exists():
-            _convert_gguf(builtin, folder)
+            with disk_errors(folder.parent, f"the converted {builtin.name}"):  # a full or read-only T2_HOME
+                _convert_gguf(builtin, folder)
         return builtin.name, str(folder)
     path = Path(spec).expanduser()
     if path.is_dir():

@@ -14,6 +14,7 @@ from t2cli.cli import compose, decompose, dispatch, doctor, evaluate, export, pl
 from t2cli.cli.command_tree import CommandSpec, command_tree
 from t2cli.cli.common import CliSettings, stderr_console
 from t2cli.errors import T2Error
+from t2cli.fsutil import write_error
 
 try:  # typer >= 0.26 parses with its own copy of click, whose exception classes are not click's
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -36,10 +37,19 @@ class T2Group(TyperGroup):
         except T2Error as error:
             if isinstance(ctx.obj, CliSettings) and ctx.obj.debug:
                 raise
-            stderr_console().print(f"error: {error}", markup=False, soft_wrap=True)
-            raise typer.Exit(error.exit_code) from None
+            _error_exit(error)
         except UsageError as error:  # a sub-command's arguments
             _usage_exit(error)
+        except OSError as error:  # a full disk, a read-only T2_HOME...: the machine's failure, not t2's
+            machine = write_error(error)
+            if machine is None or (isinstance(ctx.obj, CliSettings) and ctx.obj.debug):
+                raise
+            _error_exit(machine)
+
+
+def _error_exit(error: T2Error) -> typing.NoReturn:
+    stderr_console().print(f"error: {error}", markup=False, soft_wrap=True)
+    raise typer.Exit(error.exit_code) from None
 
 
 def _usage_exit(error: UsageError) -> typing.NoReturn:

@@ -97,9 +97,17 @@ def export_command(
     """
     from t2cli.engines.evaluate import MODES
     from t2cli.errors import BadInputError
-    from t2cli.experts.export import check_request, expert_factors, export_expert, load_export, trained_rank
+    from t2cli.experts.export import (
+        check_outside_registry,
+        check_request,
+        expert_factors,
+        export_expert,
+        load_export,
+        trained_rank,
+    )
     from t2cli.experts.fidelity import check_budget
     from t2cli.experts.lora import is_lora_expert
+    from t2cli.fsutil import disk_errors
     from t2cli.models import slugify
 
     check_request(fmt, output, rank, energy)
@@ -107,6 +115,7 @@ def export_command(
     if mode not in MODES:
         raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
     store = open_registry(registry)
+    check_outside_registry(output, store.root)
     ref = store.resolve(spec, slugify(model) if model and not Path(model).expanduser().is_dir() else None)
     manifest = ref.manifest()
     if fmt == "peft-lora" and not is_lora_expert(manifest):
@@ -118,7 +127,8 @@ def export_command(
     loaded = model_and_threads(ctx, model or manifest.base_model)
     expert = ref.load(loaded.fingerprint)
     factors = expert_factors(loaded, expert)
-    result = export_expert(loaded, expert, factors, ref.path, output, fmt, rank=rank, energy=energy)
+    with disk_errors(output.parent, "the export"):
+        result = export_expert(loaded, expert, factors, ref.path, output, fmt, rank=rank, energy=energy)
     payload: dict[str, Any] = result.to_dict()
     if plot is not None:
         from t2cli.experts.export import expert_spectra

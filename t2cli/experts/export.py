@@ -13,6 +13,7 @@ no half-written export.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import shutil
@@ -26,11 +27,12 @@ from typing import Any
 import torch
 
 from t2cli.config import t2_home
-from t2cli.errors import BadInputError
+from t2cli.errors import BadInputError, T2Error
 from t2cli.experts.fidelity import FidelityReport, kept_components, matrix_fidelity, plan_ranks, spectrum_change
 from t2cli.experts.files import Expert
 from t2cli.experts.lora import ADAPTER_FILES, is_lora_expert, require_peft
 from t2cli.experts.manifest import Manifest
+from t2cli.fsutil import default_permissions
 from t2cli.models import LoadedModel, drop_gguf_quantizer, load_model, shared_copy
 from t2cli.svd import decompose
 from t2cli.svf import Factors, LiveAdapter
@@ -52,10 +54,21 @@ def check_request(fmt: str, output: Path, rank: int | None, energy: float | None
     """Refuse a bad format, an output folder with files in it, or a budget given to `merged`."""
     if fmt not in FORMATS:
         raise BadInputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if output.is_symlink():
+        raise BadInputError(f"{output} is a symbolic link; pass a new -o folder (or an empty one) by its real path")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise BadInputError(f"{output} exists and is not an empty folder; pass a new -o folder")
     if fmt == "merged" and (rank is not None or energy is not None):
         raise BadInputError("--rank and --energy apply to --format peft-lora only; drop them for merged")
+
+
+def check_outside_registry(output: Path, root: Path) -> None:
+    """Refuse an -o inside the registry: a folder there would pass for a version (and fail `registry verify`)."""
+    target, registry = Path(output).expanduser().resolve(), Path(root).expanduser().resolve()
+    if target == registry or target.is_relative_to(registry):
+        raise BadInputError(
+            f"-o {output} is inside the registry {root}, which holds only published versions; export elsewhere"
+        )
 
 
 def module_name(parameter: str) -> str:
@@ -147,15 +160,27 @@ def lora_config(ranks: Mapping[str, int], base_model: str) -> Any:
 
 @contextmanager
 def staged(output: Path) -> Iterator[Path]:
-    """A fresh folder beside `output` that becomes `output` when the block ends without error."""
+    """A fresh folder beside `output` that becomes `output` when the block ends without error, with the
+    permissions a plain mkdir and open would give (mkdtemp's folder is 0700, safetensors' files 0600).
+
+    When another export took `output` meanwhile (or made it a link or a file), this one is dropped with a
+    one-line T2Error: the first finished export stays whole."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
         yield staging
-        if output.is_dir() and not any(output.iterdir()):
-            output.rmdir()
-        os.replace(staging, output)
+        default_permissions(staging)
+        try:
+            if not output.is_symlink() and output.is_dir() and not any(output.iterdir()):
+                output.rmdir()
+            os.rename(staging, output)
+        except OSError as problem:
+            if problem.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise
+            raise T2Error(
+                f"{output} was written by another process while this export ran; pass a new -o folder"
+            ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -296,7 +321,7 @@ def cached_lora(
     if not (folder / "adapter_config.json").exists():
         try:
             export_peft(loaded, expert, factors, folder, rank=rank)
-        except OSError:
+        except T2Error:
             if not (folder / "adapter_config.json").exists():  # not another process finishing first
                 raise
     return folder

@@ -29,7 +29,7 @@ from t2cli.experts.files import (
     save_expert_files,
 )
 from t2cli.experts.manifest import MANIFEST_FILE, VERSION_PATTERN, Manifest, check_name, parse_spec
-from t2cli.fsutil import atomic_write, copy_verified, read_text_bounded
+from t2cli.fsutil import atomic_write, copy_verified, default_permissions, disk_errors, read_text_bounded
 from t2cli.models import slugify
 
 REGISTRY_ENV = "T2_REGISTRY"
@@ -242,6 +242,7 @@ class Registry:
             raise NotFoundError(f"registry {self.root} does not exist; check --registry or $T2_REGISTRY")
         catalog = self.catalog()
         selected: list[tuple[str, str, int]] = []
+        expert_folder = self.root
         if spec is None:
             selected = [
                 (slug, name, v)
@@ -252,6 +253,7 @@ class Registry:
             ]
         else:
             slug, name, version = pick(catalog, spec, model_slug, str(self.root))
+            expert_folder = self.root / slug / name
             explicit = parse_spec(spec)[1] is not None
             selected = [(slug, name, v) for v in catalog[slug][name] if not explicit or v == version]
         problems = []
@@ -261,6 +263,45 @@ class Registry:
                 self.ref(slug, name, version).load()
             except T2Error as error:
                 problems.append(Problem(where, str(error)))
+        if spec is None:
+            problems += self._layout_problems(model_slug)
+        else:
+            problems += self._expert_folder_problems(expert_folder)
+        return problems
+
+    def _layout_problems(self, model_slug: str | None) -> list[Problem]:
+        """What listings skip but a reader or writer would trip on: files where folders go, folders named
+        like no version, a `.last-version` that publishing cannot read."""
+        problems = []
+        for slug_dir in sorted(p for p in self.root.iterdir() if not p.name.startswith(".")):
+            if model_slug is not None and slug_dir.name != model_slug:
+                continue
+            if not slug_dir.is_dir():
+                problems.append(Problem(slug_dir.name, "a file where model folders go; remove it"))
+                continue
+            for expert_dir in sorted(p for p in slug_dir.iterdir() if not p.name.startswith(".")):
+                if not expert_dir.is_dir():
+                    problems.append(Problem(f"{slug_dir.name}/{expert_dir.name}", "a file where expert folders go"))
+                    continue
+                problems += self._expert_folder_problems(expert_dir)
+        return problems
+
+    def _expert_folder_problems(self, folder: Path) -> list[Problem]:
+        where = f"{folder.parent.name}/{folder.name}"
+        problems = []
+        try:
+            self._last_version(folder)
+        except T2Error as error:
+            problems.append(Problem(where, f"{error}; publishing and composing to it fail until then"))
+        for entry in sorted(folder.iterdir()):
+            if not entry.name.startswith(".") and not (entry.is_dir() and VERSION_PATTERN.fullmatch(entry.name)):
+                problems.append(
+                    Problem(
+                        f"{where}/{entry.name}",
+                        "not a version folder (versions are folders named 1, 2, 3...), so t2 never loads it; "
+                        "remove or rename it",
+                    )
+                )
         return problems
 
     # ---- writing -------------------------------------------------------------------------------
@@ -306,14 +347,16 @@ class Registry:
         target = folder / str(version)
         if target.exists():
             raise IntegrityError(f"{target} already exists; versions are immutable")
-        stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
-        try:
-            write(stage)
-            load_expert(stage)  # a version must verify before anyone can see it
-            os.rename(stage, target)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
+        with disk_errors(folder, f"{folder.name}@{version}"):  # a full disk: one line, and nothing half-written
+            stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+            try:
+                write(stage)
+                load_expert(stage)  # a version must verify before anyone can see it
+                default_permissions(stage)  # mkdtemp's 0700 and safetensors' 0600 would hide it from other users
+                os.rename(stage, target)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
         return target
 
     def publish(self, expert: Expert, *, extra_files: Mapping[str, Path] | None = None) -> ExpertRef:

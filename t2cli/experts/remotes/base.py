@@ -10,7 +10,15 @@ from urllib.parse import unquote, urlparse
 
 from t2cli.errors import BadInputError
 
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+# The Hub's own rule (huggingface_hub.utils.validate_repo_id), in ASCII: each part 1-96 letters, digits, `_`, `.`,
+# `-`, starting with a letter or digit and ending with a letter, digit or `_`; no `--` or `..`; no `.git` ending.
+_PART = r"[A-Za-z0-9](?:[\w.-]{0,94}\w)?"
+_REPO_ID = re.compile(rf"{_PART}/{_PART}", re.ASCII)
+
+
+def valid_repo_id(repo_id: str) -> bool:
+    doubled = "--" in repo_id or ".." in repo_id
+    return bool(_REPO_ID.fullmatch(repo_id)) and not doubled and not repo_id.endswith(".git")
 
 
 @dataclass(frozen=True)
@@ -28,8 +36,11 @@ def parse_remote(url: str) -> Remote:
     """`file:///abs/path` or `hf://user/repo[@revision]`."""
     if url.startswith("hf://"):
         repo_id, at, revision = url[len("hf://") :].partition("@")
-        if _REPO_ID.fullmatch(repo_id) is None or (at and not revision):
-            raise BadInputError(f"bad Hub remote {url!r}; write hf://user/repo or hf://user/repo@revision")
+        if not valid_repo_id(repo_id) or (at and not revision):
+            raise BadInputError(
+                f"bad Hub remote {url!r}; write hf://user/repo or hf://user/repo@revision (ASCII letters, digits, "
+                "'_', '.', '-', at most 96 per part, no '--' or '..')"
+            )
         return Remote(url=url, kind="hf", repo_id=repo_id, revision=revision or None)
     if url.startswith("file:"):
         parsed = urlparse(url)

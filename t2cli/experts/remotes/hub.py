@@ -53,6 +53,7 @@ def hub_errors(remote: Remote, endpoint: str) -> Iterator[None]:
     """Turn huggingface_hub and network failures into one-line t2 errors."""
     from huggingface_hub.errors import (
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RemoteEntryNotFoundError,
         RepositoryNotFoundError,
@@ -61,6 +62,8 @@ def hub_errors(remote: Remote, endpoint: str) -> Iterator[None]:
 
     try:
         yield
+    except HFValidationError as error:  # a name the Hub refuses (parse_remote checks the same rules first)
+        raise BadInputError(f"bad Hub remote {remote.url!r}: {str(error).splitlines()[0]}") from None
     except RepositoryNotFoundError:
         raise NotFoundError(
             f"remote {remote.url} not found (missing, or private: set HF_TOKEN or run `hf auth login`)"
@@ -97,6 +100,8 @@ def catalog_from_files(paths: Iterable[str]) -> Catalog:
     for path in paths:
         match = _MANIFEST_PATH.fullmatch(path)
         if match is None:
+            continue
+        if len(match.group(3)) > 18:  # no registry issues such versions; int() would refuse past 4,300 digits
             continue
         slug, name, version = match.group(1), match.group(2), int(match.group(3))
         try:
