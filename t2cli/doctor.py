@@ -82,6 +82,7 @@ class DoctorReport:
     auto_placement: str  # what --device auto --dtype auto resolve to here, e.g. "cuda:0 bfloat16"
     placement: str  # what model commands use with the given --device/--dtype or $T2_DEVICE/$T2_DTYPE
     hf_token: bool
+    sandbox: str  # how code rewards are contained here, the memory cap above all (docs/sandbox.md)
     problems: list[str]
 
 
@@ -169,6 +170,23 @@ def model_packages(home: Path) -> list[ModelPackage]:
             )
         )
     return packages
+
+
+def sandbox_line() -> str:
+    """What the code sandbox enforces on this machine: whether memory_mb caps a whole run (a writable memory
+    cgroup) or each process only, and whether runs get a uid, network and /tmp of their own (root)."""
+    if not sys.platform.startswith("linux"):
+        return "unavailable (Linux only): code tasks cannot be scored here"
+    from t2cli.sandbox import sandbox_policy
+
+    policy = sandbox_policy()
+    if policy.cgroup_parent is not None:
+        memory = f"memory capped per run, every process together (memory cgroup under {policy.cgroup_parent})"
+    else:
+        memory = "memory capped per process only (no writable memory cgroup): N processes may use N x memory_mb"
+    if policy.drops_privileges:
+        return f"{memory}; own uid, no network, private /tmp and a capped working folder per run"
+    return f"{memory}; runs keep your uid and the host network: run as root in a container for full containment"
 
 
 def registry_source(root: Path) -> str:
@@ -263,5 +281,6 @@ def collect(device: str | None = None, dtype: str | None = None) -> DoctorReport
             folder_usage("registry", root),
         ],
         hf_token=hf_token_present(),
+        sandbox=sandbox_line(),
         problems=problems,
     )

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -189,3 +190,22 @@ def test_doctor_reports_what_auto_and_the_settings_resolve_to(env: Path, monkeyp
     monkeypatch.delenv("T2_DEVICE")
     code, out = run()
     assert code == 0 and "cuda:0 bfloat16" in out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is Linux-only")
+@pytest.mark.parametrize(
+    ("cgroup", "root", "text"),
+    [
+        (None, False, "memory capped per process only (no writable memory cgroup)"),
+        (Path("/sys/fs/cgroup/memory/t2"), True, "memory capped per run, every process together"),
+    ],
+)
+def test_doctor_says_which_memory_cap_the_sandbox_gets(
+    monkeypatch: pytest.MonkeyPatch, cgroup: Path | None, root: bool, text: str
+) -> None:
+    from t2cli.doctor import sandbox_line
+    from t2cli.sandbox import SandboxPolicy
+
+    monkeypatch.setattr("t2cli.sandbox.sandbox_policy", lambda: SandboxPolicy(root, False, cgroup))
+    line = sandbox_line()
+    assert text in line and ("own uid" in line) == root

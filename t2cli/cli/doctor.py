@@ -70,7 +70,7 @@ def report_table(report: DoctorReport) -> Table:
             ("bundled bank", bank_line(report)),
             *((folder.name, folder_line(folder)) for folder in report.caches),
         ],
-        [("HF token", yes_no(report.hf_token))],
+        [("HF token", yes_no(report.hf_token)), ("code sandbox", report.sandbox)],
         [("problem", problem) for problem in report.problems],
     ]
     table = Table(title="t2 doctor", show_header=False)
