@@ -1,13 +1,17 @@
-"""Fuzz the readers of untrusted files: JSONL prompts, recipes, task specs and expert manifests.
+"""Fuzz the readers of untrusted files: JSONL prompts (plain and gzipped), run outputs and resume journals,
+task data, recipes, task specs and expert manifests.
 
 Seeded and bounded (a few hundred inputs per reader, well under a few seconds): each input is random
 bytes, a random nested structure written as JSON or YAML, a valid file with bytes flipped, or a known
 hostile shape (deep nesting, huge integers, YAML aliases). A reader may accept an input or refuse it
-with a T2Error whose message is one line; any other exception is a bug.
+with a T2Error whose message is one line; any other exception is a bug. Gzipped inputs are also cut short
+or have their compressed bytes flipped. The resume reader must accept every regular file: a line it cannot
+use is skipped.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from collections.abc import Callable
@@ -17,11 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from t2cli.adapt.runio import read_inputs
+from t2cli.adapt.runio import Journal, read_inputs
 from t2cli.errors import T2Error
 from t2cli.experts.files import read_manifest
 from t2cli.experts.manifest import MANIFEST_FILE
 from t2cli.experts.recipes import parse_recipe
+from t2cli.tasks.sources import read_jsonl
 from t2cli.tasks.spec import load_spec
 
 CASES = 250
@@ -38,6 +43,10 @@ HOSTILE = [
     b"timeout_s: .inf\n",
     b"? [a, b]\n: c\n",
     b"{1: 2, [3]: 4}",
+    b'{"line": 1, "key": "k", "completion": "x"}\n' + b"{" * 50_000,
+    b'{"line": ' + b"1" * 5000 + b', "key": "k", "completion": 1}\n',
+    b'{"prompt": "\xed\xa0\x80"}\n',  # a UTF-8-encoded surrogate
+    b"\n" * 10_000,
 ]
 
 
@@ -118,3 +127,42 @@ def test_fuzz_manifest_reader(tmp_path: Path) -> None:
     bank = Path(__file__).resolve().parent.parent / "registry"
     valid = next(bank.glob(f"*/*/*/{MANIFEST_FILE}")).read_bytes()
     _check(lambda path: read_manifest(path.parent), tmp_path / MANIFEST_FILE, _inputs(4, valid))
+
+
+def _gzipped(seed: int, inputs: list[bytes]) -> list[bytes]:
+    """Each input gzipped, and gzip streams cut short or with compressed bytes flipped."""
+    rng = random.Random(seed)
+    out = []
+    for data in inputs:
+        packed = gzip.compress(data, mtime=0)
+        out.append(packed)
+        out.append(packed[: rng.randrange(len(packed))])
+        out.append(_flip(rng, packed))
+    return out
+
+
+def test_fuzz_gzipped_prompts_reader(tmp_path: Path) -> None:
+    valid = b'{"prompt": "hi", "task": "gsm8k"}\n{"messages": [{"role": "user", "content": "x"}]}\n'
+    _check(read_inputs, tmp_path / "p.jsonl.gz", _gzipped(5, _inputs(5, valid)[:150]))
+
+
+def test_fuzz_task_data_reader(tmp_path: Path) -> None:
+    valid = b'{"question": "1 + 1?", "answer": "#### 2"}\n'
+    _check(read_jsonl, tmp_path / "d.jsonl", _inputs(6, valid))
+    _check(read_jsonl, tmp_path / "d.jsonl.gz", _gzipped(6, _inputs(6, valid)[:100]))
+
+
+def test_fuzz_resume_reader_never_fails_on_a_regular_file(tmp_path: Path) -> None:
+    valid = b'{"line": 1, "key": "k", "completion": "x", "expert": null}\n{"line": 2, "key": "j", "completion": ""}\n'
+    output = tmp_path / "out.jsonl"
+    journal = Journal(output)
+    rng = random.Random(7)
+    inputs = _inputs(7, valid)
+    for data in inputs:
+        output.write_bytes(data)
+        journal.path.write_bytes(rng.choice(inputs))
+        try:
+            finished = journal.finished()
+        except Exception as error:
+            pytest.fail(f"{type(error).__name__} from {data[:80]!r}: {error}")
+        assert all(isinstance(line, int) and isinstance(key, str) for line, key in finished)
