@@ -29,3 +29,10 @@ def test_the_test_command_follows_its_marker() -> None:
     marker = lines.index("<!-- test-command -->")
     assert lines[marker + 1] == "```bash" and lines[marker + 3] == "```"
     assert lines[marker + 2].startswith("pip install ") and "python -m pytest" in lines[marker + 2]
+
+
+def test_nothing_a_user_reads_names_a_folder_beside_the_checkout() -> None:
+    # ../shared exists only next to the project's own checkout; users have the Hub and the packages.
+    read = [README, *(REPO / "docs" / name for name in ("guide.md", "cli.md", "tasks.md"))]
+    read += sorted((REPO / "t2cli").rglob("*.py")) + sorted((REPO / "recipes").rglob("*.yaml"))
+    assert [str(path.relative_to(REPO)) for path in read if "../shared" in path.read_text()] == []
