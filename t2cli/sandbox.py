@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import IO
 
 from t2cli.errors import BadInputError
-from t2cli.fsutil import remove_tree
+from t2cli.rmtree import remove_tree
 from t2cli.sandbox_runner import RUNNER
 
 OUTPUT_LIMIT_CHARS = 4000

@@ -12,7 +12,8 @@ import pytest
 
 from t2cli import fsutil
 from t2cli.errors import BadInputError
-from t2cli.fsutil import atomic_write, open_text_lines, remove_tree, staged_folder
+from t2cli.fsutil import atomic_write, open_text_lines, staged_folder
+from t2cli.rmtree import remove_tree
 
 
 def test_atomic_write_gives_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
