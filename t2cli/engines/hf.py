@@ -84,11 +84,13 @@ class HFEngine:
             self._adapter.apply(z, rule)
         self.swaps += 1
 
-    @torch.inference_mode()
+    # no_grad, not inference_mode: a model whose layers are sharded (FSDP) gathers them into buffers it
+    # later updates in training, which tensors made under inference mode refuse.
+    @torch.no_grad()
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]:
         return self._generate(self.model, prompts, sampling, None)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def generate_mixed(
         self, prompts: Sequence[Prompt], adapters: Sequence[Path | None], sampling: Sampling
     ) -> list[Generation]:
@@ -165,7 +167,7 @@ class HFEngine:
         finish = "stop" if ended is not None or stopped else "length"
         return Generation(text=text, token_ids=tuple(tokens), prompt_tokens=prompt_tokens, finish_reason=finish)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]:
         """log p(continuation | prompt), summed over the continuation's tokens."""
         pairs = []
@@ -194,7 +196,7 @@ class HFEngine:
                 scores[index] = float(predicted.gather(-1, target).sum())
         return scores
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> torch.Tensor:
         """log p(label | prompt) over the labels' first tokens, renormalised among the labels.
 

@@ -128,6 +128,9 @@ class StepContext:
     world: World
     config: TrainConfig
     pad_id: int
+    # The model's layers are split across the processes (t2cli.training.sharding): every process must run
+    # the same forwards, so each samples the whole batch and none skips a base pass another would run.
+    sharded: bool = False
     labels: dict[tuple[str, ...], list[int]] = field(default_factory=dict)  # choice labels -> token ids
     base_choices: dict[str, torch.Tensor] = field(default_factory=dict)  # example id -> base log-probs
 
@@ -180,7 +183,7 @@ def _base_choice_logprobs(
     ctx: StepContext, examples: Sequence[Example], ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor
 ) -> list[torch.Tensor]:
     """The base model's distribution over each example's letters: fixed, so computed once per example."""
-    missing = [row for row, e in enumerate(examples) if e.id not in ctx.base_choices]
+    missing = [row for row, e in enumerate(examples) if ctx.sharded or e.id not in ctx.base_choices]
     if missing:
         rows = torch.tensor(missing)
         base = ctx.policy.base_hidden(ids[rows], mask[rows], positions[rows], keep=1)[:, -1]
@@ -242,25 +245,30 @@ def generate_step(ctx: StepContext, engine: Engine, examples: Sequence[Example],
     """REINFORCE on completions `engine` samples as the current policy, scored by the task."""
     config = ctx.config
     shard = ctx.world.shard(len(examples))
-    local = [examples[i] for i in shard]
-    prompts = [p for p in ctx.prompts(local) for _ in range(config.samples)]
-    repeated = [e for e in local for _ in range(config.samples)]
+    first, count = shard.start * config.samples, len(shard) * config.samples
+    sampled_examples = examples if ctx.sharded else [examples[i] for i in shard]
+    prompts = [p for p in ctx.prompts(sampled_examples) for _ in range(config.samples)]
+    repeated = [e for e in sampled_examples for _ in range(config.samples)]
     started = time.perf_counter()
     # Each process samples its slice with its own seed; process 0 (or a lone one) keeps the usual seed.
+    # Sharded, every process samples the whole batch with the same seed (the same completions everywhere).
     sampling = Sampling(
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
-        seed=config.seed * 100_003 + step + ctx.world.rank * 1_000_003,
+        seed=config.seed * 100_003 + step + (0 if ctx.sharded else ctx.world.rank * 1_000_003),
     )
     with ctx.policy.serving(engine):
         generations = engine.generate(prompts, sampling)
     sampled = time.perf_counter()
-    local_rewards = torch.tensor(ctx.task.score_many(repeated, [g.text for g in generations]), dtype=torch.float32)
+    sampled_rewards = torch.tensor(ctx.task.score_many(repeated, [g.text for g in generations]), dtype=torch.float32)
     scored = time.perf_counter()
     # Baselines compare rewards across the batch, so every process needs the whole reward vector.
-    first = shard.start * config.samples
-    rewards = ctx.world.assemble(local_rewards, first, len(examples) * config.samples)
-    advantage = advantages(rewards, config.baseline, config.samples)[first : first + len(local_rewards)]
+    if ctx.sharded:
+        rewards = sampled_rewards
+        prompts, generations = prompts[first : first + count], generations[first : first + count]
+    else:
+        rewards = ctx.world.assemble(sampled_rewards, first, len(examples) * config.samples)
+    advantage = advantages(rewards, config.baseline, config.samples)[first : first + count]
     sequences = [
         (encode_prompt(ctx.loaded.tokenizer, p), list(g.token_ids)) for p, g in zip(prompts, generations, strict=True)
     ]
@@ -286,7 +294,7 @@ def sequence_pass(
     tokens = 0
     for chunk in chunks(range(len(sequences)), ctx.config.micro_batch):
         ids, mask, positions, keep, completion_mask = continuation_batch([sequences[i] for i in chunk], ctx.pad_id)
-        if keep == 1:
+        if keep == 1 and not ctx.sharded:  # sharded, the others run this forward too: take part with no tokens
             continue
         scored = continuation_scores(ctx.policy, ids, mask, positions, keep, completion_mask, kl=ctx.config.kl > 0)
         row_weights = weights[list(chunk)].to(scored.logp.device)

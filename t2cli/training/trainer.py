@@ -40,6 +40,7 @@ from t2cli.training.objectives import (
 )
 from t2cli.training.policy import Policy, SVFPolicy
 from t2cli.training.records import RunState, StepRecord, StepStats, TrainResult
+from t2cli.training.sharding import shard_layers
 
 
 def batch_at(count: int, batch_size: int, seed: int, step: int) -> list[int]:
@@ -76,6 +77,7 @@ class Trainer:
         on_step: Callable[[StepRecord], None] | None = None,
         world: World | None = None,
         engine: str = "hf",
+        shard: bool = False,
     ) -> None:
         if not train:
             raise BadInputError(f"task {task.name!r} gave no training examples; check --data and --split")
@@ -86,6 +88,9 @@ class Trainer:
         self.config = config
         self.world = world or World()
         self.rollout = resolve_rollout(config, task, self.train)
+        self.sharded = shard and self.world.size > 1
+        if shard:
+            check_shardable(config, self.rollout, self.world, engine)
         selected = list(targets) if targets is not None else loaded.select(config.targets)
         self.policy: Policy
         if config.adapter == "lora":
@@ -93,17 +98,19 @@ class Trainer:
 
             self.policy = LoRAPolicy(loaded, selected, config.rank, seed=config.seed)
         else:
-            self.policy = SVFPolicy.for_targets(loaded, selected, config.rule, config.rank)
+            self.policy = SVFPolicy.for_targets(loaded, selected, config.rule, config.rank, sharded=self.sharded)
+            if self.sharded:
+                shard_layers(self.policy.loaded.model, self.world)
         self.optimizer = torch.optim.Adam(self.policy.parameters, lr=config.lr)
         self.engine = make_engine(
-            rollout_engine(engine, config, self.rollout),
+            rollout_engine("hf" if self.sharded else engine, config, self.rollout),
             self.policy.loaded,
             batch_size=max(config.batch_size * config.samples, 1),
         )
         self.run_dir = run_dir
         self.on_step = on_step
         self.pad_id = pad_token_id(loaded.tokenizer)
-        self.context = StepContext(self.policy, task, loaded, self.world, config, self.pad_id)
+        self.context = StepContext(self.policy, task, loaded, self.world, config, self.pad_id, self.sharded)
 
     def _step(self, examples: Sequence[Example], step: int) -> StepStats:
         if self.config.objective == "nll":
@@ -123,11 +130,12 @@ class Trainer:
     def validate(self, adapted: bool = True) -> float:
         """Validation score in [0, 1] (accuracy for ±1 rewards) of the current policy (adapted=False: the base).
 
-        Each process scores its slice of the validation examples; the sums are added up.
+        Each process scores its slice of the validation examples; the sums are added up (sharded, every
+        process scores them all: the layers' gathers need every process in every forward).
         """
         if not self.validation:
             return float("nan")
-        local = self.context.local(self.validation)
+        local = self.validation if self.sharded else self.context.local(self.validation)
         total = 0.0
         if local:
             with self.policy.serving(self.engine, adapted):
@@ -140,7 +148,8 @@ class Trainer:
                     max_new_tokens=self.config.max_new_tokens,
                 )
             total = result.score * len(local)
-        (total,) = self.world.sum(total)
+        if not self.sharded:
+            (total,) = self.world.sum(total)
         return total / len(self.validation)
 
     # ----- checkpoints ------------------------------------------------------------------------
@@ -234,3 +243,21 @@ def rollout_engine(name: str, config: TrainConfig, rollout: str) -> str:
     if name == "auto" and (config.adapter != "svf" or rollout != "generate"):
         return "hf"
     return name
+
+
+def check_shardable(config: TrainConfig, rollout: str, world: World, engine: str) -> None:
+    """Refuse, before any model work, the runs `--shard` cannot take (each with what to do instead)."""
+    if config.adapter != "svf":
+        raise BadInputError("--shard trains SVF experts; train a LoRA baseline without --shard")
+    if engine == "vllm":
+        raise BadInputError("--shard samples with the sharded model itself; use --engine hf (or auto)")
+    if rollout == "likelihood":
+        raise BadInputError(
+            "--shard does not take --rollout likelihood (processes would score unequal numbers of choices); "
+            "use --rollout choices or --method nll"
+        )
+    if config.batch_size % world.size:
+        raise BadInputError(
+            f"--shard needs --batch-size divisible by the {world.size} processes (equal slices); "
+            f"got {config.batch_size}"
+        )
