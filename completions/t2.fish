@@ -51,8 +51,6 @@ function __t2_state
                 set pending 1
             case 't2 transfer --registry'
                 set pending 1
-            case 't2 train --data'
-                set pending 1
             case 't2 train --output' 't2 train -o'
                 set pending 1
             case 't2 train --model' 't2 train -m'
@@ -110,6 +108,8 @@ function __t2_state
             case 't2 train --rank'
                 set pending 1
             case 't2 train --select'
+                set pending 1
+            case 't2 train --data'
                 set pending 1
             case 't2 plot-run --output' 't2 plot-run -o'
                 set pending 1
@@ -358,13 +358,13 @@ complete -c t2 -n '__t2_in \'t2 transfer\'' -l json -d 'Print the result as JSON
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l help -d 'Show this message and exit.'
 
 # t2 train
-complete -c t2 -n '__t2_in \'t2 train\'' -l data -x -d 'Data file or folder (default: the task\'s own); for --task cls: TASK=PATH,…'
 complete -c t2 -n '__t2_in \'t2 train\'' -l output -s o -x -d 'Expert name (default: the task).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l experts -x -d 'For --task cls: the experts whose tasks are the categories (a task with no expert, e.g. mbpp, is a category that keeps the base weights).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l config -r -F -d 'YAML of training settings (the options below; a manifest\'s provenance.hyperparameters as is). Options given on the command line win.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l run-dir -r -F -d 'Checkpoints and log (default: $T2_HOME/runs/MODEL/NAME).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l resume -d 'Continue from the run folder\'s last checkpoint.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l shard -d 'Under accelerate launch/torchrun: split each decoder layer\'s weights and SVF factors across the processes (FSDP2) instead of a whole model in each; for models larger than one device.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l json -d 'Print the summary as JSON.'
@@ -390,6 +390,7 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l checkpoint-every -x -d 'Checkpoint e
 complete -c t2 -n '__t2_in \'t2 train\'' -l seed -x -d 'Seed for batches, sampling and choice order.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l rank -x -d 'Rank of ΔW: the LoRA rank for lora/lora-nll (default 16); for svf/nll, adapt only each matrix\'s r largest singular values, so `t2 export --rank r` is exact (default: all).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l select -x -d 'Publish the best validated step (ties: the earlier, base first) or the last.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l data -x -d 'Data file or folder, or a Hub dataset hf://datasets/OWNER/NAME[@REV][/CONFIG] (default: the task\'s own, from the Hub); for --task cls: TASK=PATH,…'
 complete -c t2 -n '__t2_in \'t2 train\'' -l help -d 'Show this message and exit.'
 
 # t2 plot-run
@@ -399,7 +400,7 @@ complete -c t2 -n '__t2_arg \'t2 plot-run\' 0 0' -F
 
 # t2 eval
 complete -c t2 -n '__t2_in \'t2 eval\'' -l task -s t -x -d 'Task name (arc, gsm8k, mbpp, …) or a YAML spec.'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l data -x -d 'Data file or folder (default: the task\'s own).'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l data -x -d 'Data file or folder, hf://datasets/OWNER/NAME[@REV][/CONFIG] or t2:math-mix/FILE (default: the task\'s own, from the Hub).'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l split -x -d 'train, validation or test.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l expert -s e -x -d 'Expert NAME[@V]; repeat for a side-by-side table.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l base -d 'Include the base model (the default with no --expert).'

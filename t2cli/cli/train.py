@@ -82,6 +82,14 @@ def train_command(
         Path | None, typer.Option("--run-dir", help="Checkpoints and log (default: $T2_HOME/runs/MODEL/NAME).")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
+    shard: Annotated[
+        bool,
+        typer.Option(
+            "--shard",
+            help="Under accelerate launch/torchrun: split each decoder layer's weights and SVF factors across "
+            "the processes (FSDP2) instead of a whole model in each; for models larger than one device.",
+        ),
+    ] = False,
     registry: RegistryOption = None,
     engine: EngineOption = "auto",
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -133,6 +141,7 @@ def train_command(
                 on_step=on_step,
                 world=world,
                 engine=engine,
+                shard=shard,
             )
             result = trainer.run(resume=resume)
     if not world.main:
