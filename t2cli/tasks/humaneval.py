@@ -24,14 +24,14 @@ class HumanEvalTask(CodeTask):
     name = "humaneval"
     description = "Python functions to complete from a signature and docstring"
 
-    def records(self, source: str | Path | None, split: str) -> list[Record]:
+    def records(self, source: str | Path | None, split: str, limit: int | None = None) -> list[Record]:
         check_split(split, ("test",), self.name)
         found = hub_records(self.name, source, split, DEFAULT, packaged=_packaged_records)
         if found is not None:
             records, self.origin = found
             return records
         self.origin = None
-        return read_jsonl(resolve_source(source, task=self.name, hint=""))
+        return read_jsonl(resolve_source(source, task=self.name, hint=""), limit)
 
     def to_example(self, record: Record) -> Example:
         data = record.data

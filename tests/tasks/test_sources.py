@@ -111,3 +111,42 @@ def test_holdout_split_is_a_fixed_partition() -> None:
     assert holdout_split(records, "test", "demo") == records
     with pytest.raises(BadInputError, match="use one of: train, validation, test"):
         holdout_split(records, "dev", "demo")
+
+
+def _good_then_bomb(path: Path, rows: list[dict[str, object]]) -> Path:
+    """A .jsonl.gz whose first lines are `rows` and whose rest is a bomb of blank lines (past t2's line cap)
+    and then garbage: reading it whole is an error, reading only the first records is not."""
+    good = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    path.write_bytes(gzip.compress(good + b"\n" * 2_100_000 + b"garbage\n"))
+    return path
+
+
+def test_read_jsonl_with_a_limit_stops_before_the_rest_of_the_file(tmp_path: Path) -> None:
+    path = _good_then_bomb(tmp_path / "data.jsonl.gz", [{"a": 1}, {"a": 2}])
+    assert [record.data for record in read_jsonl(path, limit=2)] == [{"a": 1}, {"a": 2}]
+    assert read_jsonl(path, limit=0) == []
+    with pytest.raises(BadInputError, match="more than 2,000,000 lines"):
+        read_jsonl(path)
+    plain = tmp_path / "data.jsonl"
+    plain.write_text('{"a": 1}\n\n{"a": 2}\nnot JSON\n', encoding="utf-8")
+    assert len(read_jsonl(plain, limit=2)) == 2  # blank lines are not records
+
+
+def test_a_task_loading_the_first_n_of_a_test_file_reads_no_further(tmp_path: Path) -> None:
+    from t2cli.tasks.registry import resolve_task
+
+    choices = [{"text": "x", "label": "A"}, {"text": "y", "label": "B"}]
+    arc_rows = [{"id": f"q{n}", "question": {"stem": "?", "choices": choices}, "answerKey": "A"} for n in range(3)]
+    path = _good_then_bomb(tmp_path / "arc.jsonl.gz", arc_rows)
+    assert [example.id for example in resolve_task("arc").load(path, "test", 2)] == ["q0", "q1"]
+    gsm = _good_then_bomb(tmp_path / "gsm.jsonl.gz", [{"question": "1 + 1?", "answer": "#### 2"}])
+    assert len(resolve_task("gsm8k").load(gsm, "test", 1)) == 1
+    spec = tmp_path / "t.yaml"
+    spec.write_text(
+        f"name: t\ndescription: d\ndata: {_good_then_bomb(tmp_path / 't.jsonl.gz', [{'q': 'a', 'a': 'b'}])}\n"
+        "prompt: '{q}'\nanswer: a\nscorer: exact\n"
+    )
+    assert len(resolve_task(str(spec)).load(None, "test", 1)) == 1
+    # train/validation are a seeded cut of the whole file: every line is read, and the bomb is refused.
+    with pytest.raises(BadInputError, match="more than 2,000,000 lines"):
+        resolve_task(str(spec)).load(None, "train", 1)
