@@ -76,6 +76,11 @@ def parse_line(text: str, number: int) -> InputLine | LineProblem:
         data = json_loads(text)
     except JsonProblem as error:
         return LineProblem(number, str(error))
+    return line_from_data(data, number)
+
+
+def line_from_data(data: Any, number: int) -> InputLine | LineProblem:
+    """Validate one parsed line (`t2 run`'s JSONL, or a `t2 serve` request) into an InputLine."""
     if not isinstance(data, dict):
         return LineProblem(number, f"expected a JSON object, got {type(data).__name__}")
     if "prompt" in data and "messages" in data:

@@ -14,13 +14,13 @@ whose finished lines go to the journal at once, so an interrupted run loses at m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from t2cli.adapt.routers import Decision, Router
 from t2cli.adapt.runio import InputLine, Journal, example_for, line_key
-from t2cli.engines.base import Sampling
+from t2cli.engines.base import Generation, Prompt, Sampling
 from t2cli.engines.context import check_prompt_tokens
 from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import BadInputError
@@ -104,6 +104,43 @@ def _chunks(indices: Sequence[int], size: int) -> list[list[int]]:
     return [list(indices[start : start + size]) for start in range(0, len(indices), size)]
 
 
+def generate_chunks(
+    prompts: Sequence[Prompt],
+    decisions: Mapping[int, Decision],
+    slot: ExpertSlot,
+    sampling: Sampling,
+    *,
+    chunk_size: int = 64,
+    lora_rank: int | None = None,
+) -> Iterator[tuple[list[int], list[Generation], list[str]]]:
+    """Pass 2 for the prompts in `decisions` (by index): one swap per expert group, the group the engine
+    holds first, or with `lora_rank` (engines that can) all groups mixed in the same batches. Yields each
+    chunk as it finishes: its indices, their generations and the path each took (`exact`, `lora:R`).
+    `t2 run` and `t2 serve` both answer through it, so their greedy answers are the same."""
+    groups: dict[str | None, list[int]] = {}
+    for index, decision in decisions.items():
+        groups.setdefault(decision.expert, []).append(index)
+
+    def by_length(indices: Sequence[int]) -> list[int]:
+        # Similar lengths side by side, so each chunk's batches pad little.
+        return sorted(indices, key=lambda i: len(canonical_json(prompts[i])))
+
+    if pass2_path(slot, lora_rank) != "exact":
+        slot.hold(None)  # the adapters add to the base weights
+        adapters = {spec: slot.adapter(spec, lora_rank) for spec in groups}  # type: ignore[arg-type]
+        for chunk in _chunks(by_length(list(decisions)), chunk_size):
+            chosen = [adapters[decisions[i].expert] for i in chunk]
+            folders = [folder for folder, _ in chosen]
+            generated = slot.engine.generate_mixed([prompts[i] for i in chunk], folders, sampling)
+            yield chunk, generated, [path for _, path in chosen]
+        return
+    # The group the engine already holds goes first (sorted is stable: the rest keep their order).
+    for spec in sorted(groups, key=lambda spec: spec != slot.current):
+        slot.hold(spec)
+        for chunk in _chunks(by_length(groups[spec]), chunk_size):
+            yield chunk, slot.engine.generate([prompts[i] for i in chunk], sampling), ["exact"] * len(chunk)
+
+
 def generate_groups(
     lines: Sequence[InputLine],
     keys: Sequence[str],
@@ -116,16 +153,15 @@ def generate_groups(
     on_progress: Callable[[int, int], None] | None = None,
     lora_rank: int | None = None,
 ) -> tuple[dict[int, dict[str, Any]], int]:
-    """Pass 2 for the lines in `decisions` (by index): one swap per expert group, or with `lora_rank`
-    (engines that can) all groups mixed in the same batches, each generated in chunks that are journaled
-    as they finish. Returns the rows by index and the number of groups."""
-    groups: dict[str | None, list[int]] = {}
-    for index, decision in decisions.items():
-        groups.setdefault(decision.expert, []).append(index)
+    """Pass 2 for the lines in `decisions` (by index), through `generate_chunks`, each chunk journaled as it
+    finishes. Returns the rows by index and the number of groups."""
     rows: dict[int, dict[str, Any]] = {}
     tasks: dict[str, Task | None] = {}
-
-    def finish(chunk: list[int], texts: list[str], paths: list[str]) -> None:
+    chunks = generate_chunks(
+        [line.prompt for line in lines], decisions, slot, sampling, chunk_size=chunk_size, lora_rank=lora_rank
+    )
+    for chunk, generated, paths in chunks:
+        texts = [g.text for g in generated]
         scored = scored_fields([lines[i] for i in chunk], texts, tasks)
         new = [
             output_row(lines[i], keys[i], decisions[i], text, extra, path)
@@ -136,27 +172,7 @@ def generate_groups(
         rows.update(zip(chunk, new, strict=True))
         if on_progress is not None:
             on_progress(len(rows), len(decisions))
-
-    def by_length(indices: Sequence[int]) -> list[int]:
-        # Similar lengths side by side, so each chunk's batches pad little.
-        return sorted(indices, key=lambda i: len(canonical_json(lines[i].prompt)))
-
-    if pass2_path(slot, lora_rank) != "exact":
-        slot.hold(None)  # the adapters add to the base weights
-        adapters = {spec: slot.adapter(spec, lora_rank) for spec in groups}  # type: ignore[arg-type]
-        for chunk in _chunks(by_length(list(decisions)), chunk_size):
-            chosen = [adapters[decisions[i].expert] for i in chunk]
-            prompts = [lines[i].prompt for i in chunk]
-            generated = slot.engine.generate_mixed(prompts, [folder for folder, _ in chosen], sampling)
-            finish(chunk, [g.text for g in generated], [path for _, path in chosen])
-        return rows, len(groups)
-    # The group the engine already holds goes first (sorted is stable: the rest keep their order).
-    for spec in sorted(groups, key=lambda spec: spec != slot.current):
-        slot.hold(spec)
-        for chunk in _chunks(by_length(groups[spec]), chunk_size):
-            texts = [g.text for g in slot.engine.generate([lines[i].prompt for i in chunk], sampling)]
-            finish(chunk, texts, ["exact"] * len(chunk))
-    return rows, len(groups)
+    return rows, len({decision.expert for decision in decisions.values()})
 
 
 def run_batch(
