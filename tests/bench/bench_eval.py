@@ -2,17 +2,18 @@
 
     python tests/bench/bench_eval.py [--prompts 32] [--new-tokens 32] [--threads 2] [--batches 1 8 32]
 
-Both sides decode greedily the same chat prompts (GSM8K questions from ../shared/data, or
-synthetic ones when that folder is absent) to at most the same number of new tokens on SmolLM2-135M.
-Rows: the naive loop (one `model.generate` per prompt) and the engine at each batch size
-(length-sorted batches, left padding); tokens/s counts generated tokens. Sandbox executions/s are
-measured by `tests/bench/bench_sandbox.py`.
+Both sides decode greedily the same chat prompts (GSM8K questions from the developers' data folder,
+$T2_TEST_DATA, or synthetic ones when it is absent: tests/shared_data.py) to at most the same number of
+new tokens on SmolLM2-135M. Rows: the naive loop (one `model.generate` per prompt) and the engine at
+each batch size (length-sorted batches, left padding); tokens/s counts generated tokens. Sandbox
+executions/s are measured by `tests/bench/bench_sandbox.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,12 +25,14 @@ from t2cli.engines.base import Sampling, encode_prompt
 from t2cli.engines.hf import HFEngine
 from t2cli.models import load_model
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "test.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.shared_data
+from tests.shared_data import bench_data
 
 
 def questions(count: int) -> list[str]:
-    if DATA.exists():
-        lines = DATA.read_text().splitlines()[:count]
+    data = bench_data("gsm8k", "test.jsonl", required=False)  # $T2_TEST_DATA, else synthetic questions
+    if data is not None:
+        lines = data.read_text().splitlines()[:count]
         return [json.loads(line)["question"] for line in lines]
     return [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have?" for i in range(count)]
 

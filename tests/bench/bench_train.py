@@ -2,11 +2,11 @@
 
     python tests/bench/bench_train.py [--threads 2] [--steps 3] [--batch-size 8] [--samples 2] [--new-tokens 48]
 
-Runs a few REINFORCE steps with free generation on GSM8K questions (../shared/data, or synthetic
-questions when absent) and reports, per step (median): seconds sampling, scoring and in the
-gradient pass, tokens, and the process's peak memory. Then, on the same sampled sequences, it
-times one SVF gradient pass (loss through W'(z) to z) against a plain full fine-tuning backward
-of the same loss (all weights trainable), side by side.
+Runs a few REINFORCE steps with free generation on GSM8K questions (the developers' data folder,
+$T2_TEST_DATA, or synthetic questions when absent: tests/shared_data.py) and reports, per step (median):
+seconds sampling, scoring and in the gradient pass, tokens, and the process's peak memory. Then, on the
+same sampled sequences, it times one SVF gradient pass (loss through W'(z) to z) against a plain full
+fine-tuning backward of the same loss (all weights trainable), side by side.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import json
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -32,13 +33,15 @@ from t2cli.training.config import TrainConfig
 from t2cli.training.objectives import sequence_logprobs, sequence_pass
 from t2cli.training.trainer import Trainer
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "gsm8k" / "train.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.shared_data
+from tests.shared_data import bench_data
 
 
 def examples(count: int) -> list[Example]:
     task = get_task("gsm8k")
-    if DATA.exists():
-        return task.load(str(DATA), "train")[:count]
+    data = bench_data("gsm8k", "train.jsonl", required=False)  # $T2_TEST_DATA, else synthetic questions
+    if data is not None:
+        return task.load(str(data), "train", count)
     return [Example(id=str(i), question=f"What is {i} plus {i + 2}?", reference=str(2 * i + 2)) for i in range(count)]
 
 
