@@ -59,7 +59,7 @@ def eval_command(
 
     Example: t2 eval --task arc --split validation --base --expert arc -n 100   (ARC-Easy from the Hub)
     """
-    from t2cli.engines import check_engine, make_engine, resolve_engine
+    from t2cli.engines import check_engine, make_engine, needs_model
     from t2cli.engines.evaluate import MODES, evaluate_experts, write_items
     from t2cli.engines.slot import ExpertSlot
     from t2cli.errors import BadInputError
@@ -74,7 +74,7 @@ def eval_command(
     task_obj = resolve_task(task)
     check_split(split, (*SPLITS, "prompt"), task_obj.name)  # spelling only (MBPP adds `prompt`); the task checks more
     store = open_registry(registry)
-    loaded = model_and_threads(ctx, model, weights=resolve_engine(engine, tensor_parallel) != "vllm")
+    loaded = model_and_threads(ctx, model, weights=needs_model(engine, tensor_parallel))
     chosen = [store.resolve(spec, loaded.slug).spec for spec in experts or []]
     lineup = ([None] if base or not chosen else []) + chosen
     examples = task_obj.load(resolve_built(data), split, limit)

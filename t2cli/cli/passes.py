@@ -95,12 +95,12 @@ def open_slot(
     ctx: typer.Context, model: str | None, registry: Path | None, engine: str, batch_size: int, tensor_parallel: int
 ) -> tuple[LoadedModel, ExpertSlot]:
     """Load the model, start the engine, and wrap it with the registry in an ExpertSlot."""
-    from t2cli.engines import check_engine, make_engine, resolve_engine
+    from t2cli.engines import check_engine, make_engine, needs_model
     from t2cli.engines.slot import ExpertSlot
 
     check_engine(engine, tensor_parallel)  # refuse before spending seconds on the model
-    # vLLM loads the weights itself: t2 then reads only the checkpoint's files, not a second model.
-    loaded = model_and_threads(ctx, model, weights=resolve_engine(engine, tensor_parallel) != "vllm")
+    # An engine that loads the weights itself: t2 then reads only the checkpoint's files, not a second model.
+    loaded = model_and_threads(ctx, model, weights=needs_model(engine, tensor_parallel))
     started = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
     return loaded, ExpertSlot(started, open_registry(registry), loaded)
 

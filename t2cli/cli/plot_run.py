@@ -27,7 +27,8 @@ def plot_run_command(
 
     Example: t2 plot-run ~/.cache/t2/runs/smollm2-135m/arc -o arc-curves.png
     """
-    from t2cli.plots.training import CURVES_FILE, plot_run, read_run
+    from t2cli.plots.training import CURVES_FILE, plot_run
+    from t2cli.training.run_folder import read_run
 
     records, base_val = read_run(run_dir)
     target = output or run_dir / CURVES_FILE

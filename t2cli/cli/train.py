@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from copy import copy
 from dataclasses import MISSING, asdict, replace
@@ -31,21 +31,23 @@ from t2cli.cli.options import (
 from t2cli.training.config import Setting, TrainConfig, config_settings, load_config
 
 if TYPE_CHECKING:
-    from t2cli.training.records import StepRecord
+    from t2cli.training.run_folder import StepEvent
+    from t2cli.training.trainer import StepObserver
 
 
 @contextmanager
-def progress_reporter(
-    ctx: typer.Context, name: str, steps: int, enabled: bool
-) -> Iterator[Callable[[StepRecord], None] | None]:
-    """An on_step callback that drives a progress bar (None where this process does not report)."""
+def step_observers(ctx: typer.Context, name: str, steps: int, enabled: bool) -> Iterator[list[StepObserver]]:
+    """What hears of each step: a progress bar and the run's curves (none where this process does not report)."""
     if not enabled:
-        yield None
+        yield []
         return
+    from t2cli.plots.training import write_run_curves
+
     with make_progress(ctx, transient=False) as progress:
         bar = progress.add_task(f"training {name}", total=steps)
 
-        def on_step(record: StepRecord) -> None:
+        def advance(event: StepEvent) -> None:
+            record = event.record
             val = f" val {record.val_score:.3f}" if record.val_score is not None else ""
             progress.update(
                 bar,
@@ -53,7 +55,7 @@ def progress_reporter(
                 description=f"training {name}: reward {record.reward:+.3f} kl {record.kl:.4f}{val}",
             )
 
-        yield on_step
+        yield [advance, write_run_curves]
 
 
 def train_command(
@@ -130,7 +132,7 @@ def train_command(
         train, validation = task.load(local, "train"), task.load(local, "validation")
         name = output or task.name
         folder = run_dir or t2_home() / "runs" / loaded.slug / name
-        with progress_reporter(ctx, name, config.steps, enabled=world.main) as on_step:
+        with step_observers(ctx, name, config.steps, enabled=world.main) as observers:
             trainer = Trainer(
                 loaded,
                 task,
@@ -138,7 +140,7 @@ def train_command(
                 validation,
                 config,
                 run_dir=folder,
-                on_step=on_step,
+                observers=observers,
                 world=world,
                 engine=engine,
                 shard=shard,

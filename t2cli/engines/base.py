@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from t2cli.errors import BadInputError
+
+if TYPE_CHECKING:
+    from t2cli.models import LoadedModel
 
 Prompt = str | Sequence[Mapping[str, str]]
 
@@ -72,6 +75,30 @@ class Engine(Protocol):
 
     def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None:
         """Swap in W'(z) for the matrices z names (None: the base weights)."""
+        ...
+
+
+class EnginePlugin(Protocol):
+    """An engine class as `--engine` sees it (t2cli.engines): its name, what it can do, how it starts.
+
+    Callers never name an engine; they ask for a capability instead.
+    """
+
+    name: str
+    # It reads the checkpoint itself: t2 builds no transformers model for it (only the files' targets and
+    # fingerprint), so it cannot run a model built in memory, a PEFT-wrapped one, or the model being trained.
+    loads_weights_itself: bool
+    tensor_parallel: bool  # takes --tp N > 1
+    auto_priority: int | None  # `--engine auto` picks the usable engine with the highest; None: only by name
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why it cannot run on this machine, with the fix (None: it can)."""
+        ...
+
+    @classmethod
+    def start(cls, loaded: LoadedModel, *, batch_size: int, tensor_parallel: int) -> Engine:
+        """An engine over `loaded` (`tensor_parallel` is 1 unless the engine takes --tp)."""
         ...
 
 

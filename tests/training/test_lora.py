@@ -77,12 +77,12 @@ def test_resume_restores_the_adapter_and_adam(loaded, tmp_path) -> None:
     class Interrupted(Exception):
         pass
 
-    def stop_after_three(record) -> None:
-        if record.step == 3:
+    def stop_after_three(event) -> None:
+        if event.record.step == 3:
             raise Interrupted
 
     cut = make_trainer(loaded, AlwaysC(), tmp_path / "cut", **options)
-    cut.on_step = stop_after_three
+    cut.observers = [stop_after_three]
     with pytest.raises(Interrupted):
         cut.run()
     resumed = make_trainer(loaded, AlwaysC(), tmp_path / "cut", **options)

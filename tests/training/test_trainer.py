@@ -91,12 +91,12 @@ def test_resume_equals_an_uninterrupted_run(loaded, tmp_path, rollout) -> None:
     class Interrupted(Exception):
         pass
 
-    def stop_after_four(record) -> None:
-        if record.step == 4:
+    def stop_after_four(event) -> None:
+        if event.record.step == 4:
             raise Interrupted
 
     first = make_trainer(loaded, AlwaysC(), tmp_path / "cut", **options)
-    first.on_step = stop_after_four
+    first.observers = [stop_after_four]
     with pytest.raises(Interrupted):
         first.run()
     resumed = make_trainer(loaded, AlwaysC(), tmp_path / "cut", **options).run(resume=True)
