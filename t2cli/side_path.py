@@ -1,15 +1,20 @@
-"""SVF's side form: adapted layers that never build W′ = U diag(s ⊙ z) Vh.
+"""Training through SVF without keeping W′ = U diag(s ⊙ z) Vh: the side path, or a W′ rebuilt per call.
 
 A targeted linear layer computes y = W x + U_k (c ⊙ (V_kᵀ x)), c = s′_k − s_k, where s′ is the
 adapted spectrum and k the number of singular values z may move (all of them, or `--rank k`). The
 gradient reaches c (hence z) through two thin products, ∂L/∂c = Σ_tokens (Uᵀ ∂L/∂y) ⊙ (V_kᵀ x),
-the same number the materialised W′ gives (tests/test_side_path.py checks it in fp64), while autograd
-keeps one tokens × k tensor per layer instead of an m × n W′ and its gradient: a rank-k LoRA's shape
-and cost. At c = 0 the added term is an exact zero, so z = 1 gives the base outputs bit for bit.
+while autograd keeps one tokens × k tensor per layer instead of an m × n W′ and its gradient: a
+rank-k LoRA's shape and cost. At c = 0 the added term is an exact zero, so z = 1 gives the base
+outputs bit for bit.
+
+For the full spectrum over long micro-batches the thin products cost more than W′ itself, so such a
+call rebuilds W′ = W + U_k diag(c) V_kᵀ for its forward and again for its backward and keeps neither
+(`_RebuiltLinear`): one m × n matrix exists at a time, not one per target. `cheaper_route` picks per
+call; both give the gradient of the materialised W′ (tests/test_side_path.py checks it in fp64).
 
 The factors are frozen parameters of a child module of each targeted layer (`SideFactors`), so
-torch FSDP shards them with the layer that owns them; the hooks that add the term are attached only
-while a forward runs (`attached`), so the same model still serves the base, or a materialised expert.
+torch FSDP shards them with the layer that owns them; the adapted forward is installed only while a
+block runs (`attached`), so the same model still serves the base, or a materialised expert.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -64,19 +70,82 @@ def attach(model: torch.nn.Module, factors: Mapping[str, Factors], ranks: Mappin
     return sides
 
 
+ROUTES = ("auto", "side", "rebuilt")
+
+
+def cheaper_route(shape: torch.Size | tuple[int, int], rank: int, tokens: int) -> str:
+    """`side` or `rebuilt`, whichever costs fewer multiply-adds for one forward and backward.
+
+    Beyond the base layer's own work, the side path costs ~6 (m + n) k per token (two thin products
+    forward, three back); rebuilding W′ = W + U_k diag(c) V_kᵀ costs ~6 m n k per call (built forward,
+    built again backward, and ∂L/∂c = diag(U_kᵀ G V_k)) plus 2 m n per token for G = ∂L/∂Yᵀ X. Thin
+    ranks or few tokens take the side path; the full spectrum over a long micro-batch is rebuilt."""
+    m, n = shape
+    return "side" if 3 * (m + n) * rank * tokens <= 3 * m * n * rank + m * n * tokens else "rebuilt"
+
+
+class _RebuiltLinear(torch.autograd.Function):
+    """y = x W′ᵀ + b with W′ = W + U diag(c) Vh built for the call and again for the backward, never kept.
+
+    At most one W′ (and one m × n gradient G) exists at a time, whatever the number of targets;
+    autograd keeps only x, as the base layer would. ∂L/∂c_k = Σ_ij U_ik G_ij Vh_kj = ((Uᵀ G) ⊙ Vh)·1."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        side: SideFactors,
+        change: torch.Tensor,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight, side.U, side.Vh, change)
+        return torch.nn.functional.linear(x, _rebuilt(weight, side.U, side.Vh, change), bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, torch.Tensor | None]:
+        x, weight, U, Vh, change = ctx.saved_tensors
+        grad_x = grad_change = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad @ _rebuilt(weight, U, Vh, change)
+        if ctx.needs_input_grad[4]:
+            wide = torch.promote_types(weight.dtype, torch.float32)
+            outer = grad.reshape(-1, grad.shape[-1]).T.to(wide) @ x.reshape(-1, x.shape[-1]).to(wide)
+            grad_change = ((U.to(wide).T @ outer) * Vh.to(wide)).sum(1).to(change.dtype)
+        return grad_x, None, None, None, grad_change
+
+
+def _rebuilt(weight: torch.Tensor, U: torch.Tensor, Vh: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """W + U diag(c) Vh in W's dtype, the change built in fp32 at least (W itself, bit for bit, at c = 0)."""
+    wide = torch.promote_types(weight.dtype, torch.float32)
+    return (weight.to(wide) + (U.to(wide) * change.to(wide)) @ Vh.to(wide)).to(weight.dtype)
+
+
+def adapted_forward(layer: torch.nn.Module, x: torch.Tensor, *, change: torch.Tensor, route: str) -> torch.Tensor:
+    """The targeted layer's output under W′ = W + U_k diag(c) V_kᵀ, by the side path or a rebuilt W′."""
+    side = getattr(layer, CHILD)
+    if route == "auto":
+        route = cheaper_route(layer.weight.shape, change.numel(), x.numel() // x.shape[-1])
+    if route == "rebuilt":
+        return _RebuiltLinear.apply(x, layer.weight, layer.bias, side, change)
+    base = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    return base + side(x, change).to(base.dtype)
+
+
 @contextmanager
-def attached(model: torch.nn.Module, changes: Mapping[str, torch.Tensor]) -> Iterator[None]:
-    """Within the block, each layer named in `changes` outputs W x + U_k (c ⊙ V_kᵀ x)."""
-
-    def hook(layer: torch.nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor, *, name: str) -> object:
-        return output + getattr(layer, CHILD)(args[0], changes[name]).to(output.dtype)
-
-    handles = []
+def attached(model: torch.nn.Module, changes: Mapping[str, torch.Tensor], route: str = "auto") -> Iterator[None]:
+    """Within the block, each layer named in `changes` computes with W′ = W + U_k diag(c) V_kᵀ (`route`:
+    the side path, a rebuilt W′, or per call whichever is cheaper); outside it, as loaded."""
+    if route not in ROUTES:
+        raise ValueError(f"route {route!r} is not one of {ROUTES}")
+    layers = []
     try:
-        for name in changes:
+        for name, change in changes.items():
             layer = model.get_submodule(name.removesuffix(".weight"))
-            handles.append(layer.register_forward_hook(functools.partial(hook, name=name)))
+            # An instance attribute shadows the class's forward; deleting it restores the layer exactly.
+            layer.forward = functools.partial(adapted_forward, layer, change=change, route=route)
+            layers.append(layer)
         yield
     finally:
-        for handle in handles:
-            handle.remove()
+        for layer in layers:
+            del layer.forward

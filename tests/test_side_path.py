@@ -40,9 +40,11 @@ def _materialised_gradient(model, factors, deltas, rule, ranks):
     return {name: d.grad for name, d in deltas.items()}
 
 
-@pytest.mark.parametrize(("rule", "rank"), [("none", None), ("none", 5), ("nuclear", None)])
-def test_side_path_gradient_equals_the_materialised_one_in_fp64(rule, rank) -> None:
-    model, factors = _fp64_model_and_factors()
+@pytest.mark.parametrize("route", ["side", "rebuilt"])
+@pytest.mark.parametrize(("rule", "rank", "model_type"), [("none", None, "llama"), ("none", 5, "qwen2"),
+                                                          ("nuclear", None, "llama")])  # fmt: skip
+def test_side_path_gradient_equals_the_materialised_one_in_fp64(rule, rank, model_type, route) -> None:
+    model, factors = _fp64_model_and_factors(model_type)
     ranks = {name: min(rank or f.S.numel(), f.S.numel()) for name, f in factors.items()}
     generator = torch.Generator().manual_seed(1)
     deltas = {
@@ -52,7 +54,7 @@ def test_side_path_gradient_equals_the_materialised_one_in_fp64(rule, rank) -> N
     expected = _materialised_gradient(model, factors, deltas, rule, ranks)
     sides = side_path.attach(model, factors, ranks)
     changes = {name: side_path.side_change(sides[name], deltas[name], rule) for name in factors}
-    with side_path.attached(model, changes):
+    with side_path.attached(model, changes, route):
         _loss(model(TOKENS).logits).backward()
     for name, delta in deltas.items():
         assert delta.grad.shape == (ranks[name],)
@@ -60,13 +62,15 @@ def test_side_path_gradient_equals_the_materialised_one_in_fp64(rule, rank) -> N
     assert all(not p.requires_grad and p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
-def test_z_equal_one_gives_the_base_outputs_bit_for_bit(model_type) -> None:
+@pytest.mark.parametrize("route", ["side", "rebuilt"])
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text", "qwen2"])
+def test_z_equal_one_gives_the_base_outputs_bit_for_bit(model_type, route) -> None:
     model, factors = _fp64_model_and_factors(model_type)
     base = model(TOKENS).logits
     sides = side_path.attach(model, factors, {name: f.S.numel() for name, f in factors.items()})
     zero = {name: torch.zeros_like(f.S, requires_grad=True) for name, f in factors.items()}
-    with side_path.attached(model, {name: side_path.side_change(sides[name], zero[name], "none") for name in zero}):
+    changes = {name: side_path.side_change(sides[name], zero[name], "none") for name in zero}
+    with side_path.attached(model, changes, route):
         assert torch.equal(model(TOKENS).logits, base)
     assert torch.equal(model(TOKENS).logits, base)  # the hooks are gone after the block
 
@@ -84,3 +88,11 @@ def test_a_rank_k_policy_holds_k_columns_and_leaves_the_callers_model_alone(t2_h
     assert [name for name, _ in loaded.model.named_parameters()] == names_before
     z = policy.z()
     assert all(v.numel() == min(loaded.model.get_parameter(n).shape) for n, v in z.items())
+
+
+def test_thin_ranks_take_the_side_path_and_the_full_spectrum_over_many_tokens_a_rebuilt_weight() -> None:
+    assert side_path.cheaper_route((576, 576), 64, tokens=2048) == "side"
+    assert side_path.cheaper_route((576, 576), 576, tokens=2048) == "rebuilt"
+    assert side_path.cheaper_route((576, 576), 576, tokens=16) == "side"
+    with pytest.raises(ValueError, match="route"), side_path.attached(torch.nn.Linear(2, 2), {}, "bogus"):
+        pass

@@ -10,9 +10,8 @@ Rows, each measured and (where it applies) predicted by `tests/bench/memory_plan
 - decompose: every targeted matrix streamed from the checkpoint into a cache of `--cache-dtype` with
   the first of `--drivers`, its peak memory next to the model's size (streaming never holds a second
   model), and the fastest matrix of each shape (read, factorise, check, write);
-- svd SHAPE DRIVER: each further driver timed on one matrix of each shape, with its relative error;
-- train step: one forward and backward pass of `--batch` sequences of `--seq` tokens through
-  W'(z) (SVFPolicy.step, the last `--keep` positions scored) and an Adam step on z.
+- svd SHAPE DRIVER: each further driver timed on one matrix of each shape, with its relative error.
+A training step on the same shapes is measured by `tests/bench/bench_train_memory.py`.
 Peak memory is CUDA's max allocated on a GPU, the peak resident set (VmHWM) on the CPU.
 Needs torch and transformers only (no vLLM, no t2 install, no network).
 """
@@ -35,10 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, wh
 import torch
 
 from t2cli.device import peak_memory_mb, reset_peak_memory, resolve_placement
-from t2cli.models import LoadedModel, load_model, parse_roles
+from t2cli.models import load_model, parse_roles
 from t2cli.svd import DRIVERS, decompose, factorize, reconstruction_error
-from t2cli.training.policy import SVFPolicy
-from tests.bench.memory_plan import GB, LLAMA_3_8B, plan
+from tests.bench.memory_plan import LLAMA_3_8B, plan
 
 MB = 2**20
 
@@ -88,22 +86,6 @@ def timed(device: str, action: Callable[[], object]) -> tuple[object, float, flo
     return result, time.perf_counter() - started, peak_memory_mb(device)
 
 
-def train_step(loaded: LoadedModel, factors: dict, batch: int, seq: int, keep: int) -> float:
-    """One SVF gradient step on random tokens; returns the loss."""
-    policy = SVFPolicy(loaded, factors, "none")
-    optimizer = torch.optim.Adam(policy.parameters, lr=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, LLAMA_3_8B.vocab, (batch, seq), generator=generator).to(loaded.device)
-    mask = torch.ones_like(ids)
-    positions = torch.arange(seq, device=loaded.device).expand(batch, seq)
-    with policy.step():
-        logits = policy.logits(ids, mask, positions, keep)
-        loss = -torch.log_softmax(logits, dim=-1).gather(-1, ids[:, -keep:, None]).mean()
-        loss.backward()
-    optimizer.step()
-    return float(loss)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (as t2 --device)")
@@ -112,19 +94,14 @@ def main() -> None:
     parser.add_argument("--targets", default="all", help="roles to decompose and train (as t2 --targets)")
     parser.add_argument("--drivers", default=",".join(DRIVERS), help="SVD drivers to time per matrix shape")
     parser.add_argument("--cache-dtype", default="float32", help="factors' dtype in the cache (float32, bfloat16)")
-    parser.add_argument("--batch", type=int, default=1, help="sequences in the training micro-batch")
-    parser.add_argument("--seq", type=int, default=256, help="tokens per sequence")
-    parser.add_argument("--keep", type=int, default=128, help="scored positions per sequence")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--skip-train", action="store_true", help="stop after the decomposition")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     place = resolve_placement(args.device, args.dtype)
     roles = parse_roles(args.targets)
     shapes = LLAMA_3_8B.with_layers(args.layers)
-    predicted = plan(shapes, dtype=place.dtype, cache_dtype=args.cache_dtype, roles=roles, batch=args.batch,
-                     seq=args.seq, keep=args.keep)  # fmt: skip
+    predicted = plan(shapes, dtype=place.dtype, cache_dtype=args.cache_dtype, roles=roles)
     gpu = torch.cuda.get_device_name(place.device) if place.device.startswith("cuda") else "-"
     print(f"{shapes.name}: device {place.device} ({gpu}), dtype {place.dtype}, targets {args.targets}, "
           f"cache {args.cache_dtype}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")  # fmt: skip
@@ -183,19 +160,6 @@ def main() -> None:
                 error = reconstruction_error(weight, factors)
                 row(f"svd {shape[0]}x{shape[1]} {driver}", seconds, peak, f"error {error:.1e}")
                 del factors, weight
-        if args.skip_train:
-            return
-        factors = decompose(loaded, selected, cache_dir=cache, cache_dtype=args.cache_dtype).factors
-        loss, seconds, peak = timed(place.device, lambda: train_step(loaded, factors, args.batch, args.seq, args.keep))
-        row(
-            f"train step {args.batch}x{args.seq}",
-            seconds,
-            peak,
-            f"loss {loss:.2f}",
-            f"{predicted.step / MB:,.0f} MB (weights {predicted.weights / GB:.1f}"
-            f" + factors {predicted.factors / GB:.1f} + W'+grad {predicted.adapted / GB:.1f}"
-            f" + activations {predicted.activations / GB:.2f} GB)",
-        )
     print("\n".join(rows))
 
 

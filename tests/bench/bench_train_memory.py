@@ -10,7 +10,9 @@ scored continuation, loss = −log π(continuation) + β·KL(π ‖ π_base) (β
 backward and an Adam step, as `t2 train --method nll` takes it (t2cli.training.objectives). Rows: SVF over
 the whole spectrum, SVF --rank 64, LoRA r16 and r64 on the same targets (all seven roles). Columns: the
 process's peak (VmHWM on the CPU, CUDA max allocated on a GPU), the peak before the step (model, factors,
-adapter), the step's own increase, and tokens/s (median of `--steps` steps after one warm-up).
+adapter), the step's own increase, tests/bench/memory_plan.py's prediction for the SVF rows (tensors only:
+compare it with CUDA's max allocated; the CPU's resident set adds the process and allocator), and
+tokens/s (median of `--steps` steps after one warm-up).
 `llama3-8b-layers` is a random Llama-3-8B-shaped model of `--layers` layers (tests/bench/bench_scale.py).
 """
 
@@ -87,6 +89,10 @@ def worker(args: argparse.Namespace) -> dict:
         seconds.append(time.perf_counter() - started)
     peak = peak_mb(place.device)
     step_s = statistics.median(seconds[1:])
+    from tests.bench.memory_plan import LLAMA_3_8B, SMOLLM2_135M, plan
+
+    shapes = SMOLLM2_135M if args.model_path == "smollm2-135m" else LLAMA_3_8B.with_layers(args.layers)
+    predicted = plan(shapes, dtype=place.dtype, rank=rank, batch=args.batch, seq=args.seq, keep=args.keep - 1)
     return {
         "config": args.worker,
         "trainable": sum(p.numel() for p in policy.parameters),
@@ -95,6 +101,7 @@ def worker(args: argparse.Namespace) -> dict:
         "step_mb": round(peak - before if not place.device.startswith("cuda") else peak, 1),
         "tokens_per_s": round(args.batch * args.seq / step_s, 1),
         "step_s": round(step_s, 3),
+        "plan_mb": round(predicted.step / 2**20) if adapter == "svf" else None,
     }
 
 
@@ -127,7 +134,7 @@ def main() -> None:
         rows = []
         for name in args.configs.split(","):
             command = [sys.executable, __file__, "--worker", name, "--model-path", model_path]
-            for option in ("device", "dtype", "batch", "seq", "keep", "steps", "threads"):
+            for option in ("device", "dtype", "batch", "seq", "keep", "steps", "threads", "layers"):
                 command += [f"--{option}", str(getattr(args, option))]
             out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
             if out.returncode != 0:
@@ -139,11 +146,12 @@ def main() -> None:
     print(f"\n{args.model} ({args.layers} layers)" if args.model != "smollm2" else "\nsmollm2", end="")
     print(f", {args.dtype}, {args.device}, batch {args.batch} x {args.seq} tokens, {args.keep - 1} scored, "
           f"{args.threads} threads\n")  # fmt: skip
-    print(f"| config | trainable | {unit} MB | before step MB | step adds MB | tokens/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| config | trainable | {unit} MB | before step MB | step adds MB | plan MB | tokens/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
+        plan_mb = f"{row['plan_mb']:,}" if row["plan_mb"] is not None else "-"
         print(f"| {row['config']} | {row['trainable']:,} | {row['peak_mb']:,.0f} | {row['setup_mb']:,.0f} | "
-              f"{row['step_mb']:,.0f} | {row['tokens_per_s']:,.0f} |")  # fmt: skip
+              f"{row['step_mb']:,.0f} | {plan_mb} | {row['tokens_per_s']:,.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,19 +2,22 @@
 
     python tests/bench/memory_plan.py [--batch 4] [--seq 512] [--keep 256] [--gpu-gb 80]
 
-Pure arithmetic (no torch, no model): `tests/bench/bench_scale.py` prints these predictions next to
-what it measures on a random model of the same layer shapes. What a training step holds, in the
-order `t2cli.training.policy.SVFPolicy.step` allocates it:
-- weights: every parameter in the compute dtype;
-- factors: U, s, Vh of the targeted matrices, resident on the device in the cache's dtype;
-- W'(z) and its gradient: one compute-dtype copy of each targeted matrix for the step, and one for
-  the gradient the micro-batches collect (z's own gradient needs only the factors, see svf.py);
-- transient: the fp32 W and U diag(c) Vh of the largest matrix while W'(z) is built;
-- activations: kept for backward, ≈ (9h + 3kv + 4i) compute-dtype values per token and layer (HF
-  Llama with SDPA attention, no activation checkpointing), for a micro-batch of `batch` sequences
-  of `seq` tokens;
-- logits: the scored `keep` positions in the compute dtype, plus fp32 logits and log-softmax.
-Serving with the hf engine holds the weights, the factors and one adapted copy of each target.
+Pure arithmetic (no torch, no model): `tests/bench/bench_train_memory.py` prints these predictions next
+to what it measures (CUDA max allocated on a GPU). What one training step holds on each device, with
+the side path (t2cli/side_path.py) and chunked scoring (t2cli/training/logprobs.py):
+- weights: every parameter in the compute dtype; with `shards` processes (FSDP, t2cli/training/sharding.py)
+  each holds 1/shards of every decoder layer and the whole embeddings, final norm and head;
+- side factors: U_k, V_k of each target in the compute dtype, (m + n)·k values (k = `rank`, or min(m, n)
+  for the full spectrum), split like the layers under FSDP; s_k in fp32;
+- gathered: under FSDP, one layer's weights and factors gathered whole, and the next one prefetched;
+- side activations: autograd keeps V_kᵀx (tokens × k) per target for ∂L/∂c;
+- activations: kept for backward, ≈ (9h + 3kv + 4i) compute-dtype values per token and layer (HF Llama,
+  SDPA attention, no activation checkpointing), for a micro-batch of `batch` sequences of `seq` tokens;
+- scoring: the final hidden states of the `keep` scored positions (policy and base), and one chunk of
+  256 positions' vocabulary-sized fp32 tensors (logits, log-softmax, probabilities, the base's two, the
+  KL terms: six), whatever the batch.
+No W′ and no m × n gradient exist at any time. The SVD cache on disk still holds the full factors (one
+`t2 decompose`, streamed); training at rank k reads only s and the first k rows of Vᵀ from it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 GB = 1e9
 ROLES = ("q", "k", "v", "o", "gate", "up", "down")
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+CHUNK_TOKENS = 256  # t2cli.training.logprobs.CHUNK_TOKENS
+VOCAB_TENSORS = 6
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,16 @@ class Shapes:
         shapes = {"q": (q, h), "k": (kv, h), "v": (kv, h), "o": (h, q), "gate": (i, h), "up": (i, h), "down": (h, i)}
         return [shapes[role] for role in roles]
 
-    def parameters(self) -> int:
-        per_layer = sum(m * n for m, n in self.matrices()) + 2 * self.hidden
-        return self.vocab * self.hidden * (1 if self.tied else 2) + self.layers * per_layer + self.hidden
+    def layer_parameters(self) -> int:
+        return sum(m * n for m, n in self.matrices()) + 2 * self.hidden
+
+    def outer_parameters(self) -> int:
+        """Embeddings, head (unless tied) and final norm: what FSDP leaves whole in every process."""
+        return self.vocab * self.hidden * (1 if self.tied else 2) + self.hidden
 
 
+SMOLLM2_135M = Shapes("SmolLM2-135M", hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, vocab=49152,
+                      tied=True)  # fmt: skip
 LLAMA_3_8B = Shapes("Llama-3-8B", hidden=4096, intermediate=14336, layers=32, heads=32, kv_heads=8, vocab=128256)
 LLAMA_3_70B = Shapes("Llama-3-70B", hidden=8192, intermediate=28672, layers=80, heads=64, kv_heads=8, vocab=128256)
 
@@ -69,20 +79,15 @@ class Plan:
     cache: float
     expert: float
     factors: float
-    adapted: float  # W'(z) plus its gradient
-    transient: float
+    gathered: float
+    side_activations: float
     activations: float
-    logits: float
+    scoring: float
 
     @property
     def step(self) -> float:
-        return self.weights + self.factors + self.adapted + self.transient + self.activations + self.logits
-
-    @property
-    def serve(self) -> float:
-        """Serving an expert: the weights, resident factors, and one adapted copy of each target (the base
-        stays referenced so restoring is exact); KV cache and activations not included."""
-        return self.weights + self.factors + self.adapted / 2
+        parts = (self.weights, self.factors, self.gathered, self.side_activations, self.activations, self.scoring)
+        return sum(parts)
 
 
 def plan(
@@ -91,45 +96,54 @@ def plan(
     dtype: str = "bfloat16",
     cache_dtype: str = "float32",
     roles: tuple[str, ...] = ROLES,
+    rank: int | None = None,
+    shards: int = 1,
     batch: int = 4,
     seq: int = 512,
     keep: int = 256,
 ) -> Plan:
-    """Bytes of each part for SVF on `roles` of every layer (see the module docstring)."""
-    b, c = DTYPE_BYTES[dtype], DTYPE_BYTES[cache_dtype]
+    """Bytes of each part on one device for SVF on `roles` of every layer (see the module docstring)."""
+    b = DTYPE_BYTES[dtype]
     targets = shapes.matrices(roles)
-    factor_values = shapes.layers * sum(m * min(m, n) + min(m, n) + min(m, n) * n for m, n in targets)
-    target_values = shapes.layers * sum(m * n for m, n in targets)
-    rank_values = shapes.layers * sum(min(m, n) for m, n in targets)
-    largest = max(targets, key=lambda mn: mn[0] * mn[1])
+
+    def held(m: int, n: int) -> int:
+        return min(rank or min(m, n), min(m, n))
+
+    layer_factor_values = sum((m + n) * held(m, n) for m, n in targets)
     h, i, kv = shapes.hidden, shapes.intermediate, shapes.kv_heads * shapes.head_dim
+    tokens = batch * seq
     return Plan(
-        weights=shapes.parameters() * b,
-        cache=factor_values * c,
-        expert=rank_values * 4,
-        factors=factor_values * c,
-        adapted=2 * target_values * b,
-        transient=2 * largest[0] * largest[1] * 4 + largest[0] * min(largest) * 4,
-        activations=batch * seq * shapes.layers * (9 * h + 3 * kv + 4 * i) * b,
-        logits=batch * keep * shapes.vocab * (b + 8),
+        weights=(shapes.outer_parameters() + shapes.layers * shapes.layer_parameters() / shards) * b,
+        cache=shapes.layers * sum(m * min(m, n) + min(m, n) + min(m, n) * n for m, n in targets)
+        * DTYPE_BYTES[cache_dtype],
+        expert=shapes.layers * sum(min(m, n) for m, n in targets) * 4,
+        factors=shapes.layers * (layer_factor_values * b / shards + sum(held(m, n) for m, n in targets) * 4),
+        gathered=2 * (shapes.layer_parameters() + layer_factor_values) * b if shards > 1 else 0.0,
+        side_activations=tokens * shapes.layers * sum(held(m, n) for m, n in targets) * b,
+        activations=tokens * shapes.layers * (9 * h + 3 * kv + 4 * i) * b,
+        scoring=2 * batch * keep * h * b + min(CHUNK_TOKENS, batch * keep) * shapes.vocab * 4 * VOCAB_TENSORS,
     )
 
 
 def table(batch: int, seq: int, keep: int, gpu_gb: float) -> list[str]:
-    header = "| model | targets | cache fp32 | cache bf16 | expert | weights | factors | W'+grad | activations | logits | step | fits in {gpu} GB | serve | fits |"  # noqa: E501
-    rows = [header.format(gpu=f"{gpu_gb:g}"), "|" + "---|" * 14]
-    for shapes in (LLAMA_3_8B, LLAMA_3_70B):
-        for label, roles in (("all", ROLES), ("mlp", ROLES[4:]), ("attn", ROLES[:4])):
-            for cache_dtype in ("float32", "bfloat16"):
-                p = plan(shapes, cache_dtype=cache_dtype, roles=roles, batch=batch, seq=seq, keep=keep)
-                fp32_cache = plan(shapes, cache_dtype="float32", roles=roles).cache
-                bf16_cache = plan(shapes, cache_dtype="bfloat16", roles=roles).cache
-                fits, serves = ("yes" if size <= gpu_gb * GB else "no" for size in (p.step, p.serve))
+    header = ("| model | targets | rank | devices | micro-batch | weights | factors | gathered | side act."
+              " | activations | scoring | step | fits in {gpu} GB |")  # fmt: skip
+    rows = [header.format(gpu=f"{gpu_gb:g}"), "|" + "---|" * 13]
+    cases = [
+        (LLAMA_3_8B, 1, batch, seq),
+        (LLAMA_3_70B, 8, 1, seq),
+        (LLAMA_3_70B, 8, batch, seq),
+    ]
+    for shapes, shards, rows_per_batch, length in cases:
+        for label, roles in (("all", ROLES), ("mlp", ROLES[4:])):
+            for rank in (64, None):
+                p = plan(shapes, roles=roles, rank=rank, shards=shards, batch=rows_per_batch, seq=length, keep=keep)
+                fits = "yes" if p.step <= gpu_gb * GB else "no"
                 rows.append(
-                    f"| {shapes.name} | {label}, factors {cache_dtype} | {fp32_cache / GB:.1f} | {bf16_cache / GB:.1f}"
-                    f" | {p.expert / 1e6:.2f} MB | {p.weights / GB:.1f} | {p.factors / GB:.1f} | {p.adapted / GB:.1f}"
-                    f" | {p.activations / GB:.1f} | {p.logits / GB:.2f} | {p.step / GB:.1f} | {fits}"
-                    f" | {p.serve / GB:.1f} | {serves} |"
+                    f"| {shapes.name} | {label} | {rank or 'full'} | {shards} | {rows_per_batch} × {length}"
+                    f" | {p.weights / GB:.1f} | {p.factors / GB:.1f} | {p.gathered / GB:.1f}"
+                    f" | {p.side_activations / GB:.1f} | {p.activations / GB:.1f} | {p.scoring / GB:.2f}"
+                    f" | {p.step / GB:.1f} | {fits} |"
                 )
     return rows
 
@@ -141,8 +155,7 @@ def main() -> None:
     parser.add_argument("--keep", type=int, default=256, help="scored (completion) positions per sequence")
     parser.add_argument("--gpu-gb", type=float, default=80.0, help="GPU memory to compare the step with")
     args = parser.parse_args()
-    print(f"GB = 1e9 bytes; weights and activations in bf16; micro-batch {args.batch} x {args.seq} tokens, "
-          f"{args.keep} scored")  # fmt: skip
+    print(f"GB = 1e9 bytes; weights and activations in bf16; {args.keep} scored positions per sequence")
     print("\n".join(table(args.batch, args.seq, args.keep, args.gpu_gb)))
 
 
