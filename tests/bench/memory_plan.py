@@ -10,7 +10,9 @@ the side path (t2cli/side_path.py) and chunked scoring (t2cli/training/logprobs.
 - side factors: U_k, V_k of each target in the compute dtype, (m + n)·k values (k = `rank`, or min(m, n)
   for the full spectrum), split like the layers under FSDP; s_k in fp32;
 - gathered: under FSDP, one layer's weights and factors gathered whole, and the next one prefetched;
-- side activations: autograd keeps V_kᵀx (tokens × k) per target for ∂L/∂c;
+- side activations: autograd keeps V_kᵀx (tokens × k) per target for ∂L/∂c at rank k; the full
+  spectrum is rebuilt per call instead (side_path.cheaper_route), keeping each layer input x and one
+  transient W′ and m × n gradient;
 - activations: kept for backward, ≈ (9h + 3kv + 4i) compute-dtype values per token and layer (HF Llama,
   SDPA attention, no activation checkpointing), for a micro-batch of `batch` sequences of `seq` tokens;
 - scoring: the final hidden states of the `keep` scored positions (policy and base), and one chunk of
@@ -119,7 +121,14 @@ def plan(
         expert=shapes.layers * sum(min(m, n) for m, n in targets) * 4,
         factors=shapes.layers * (layer_factor_values * b / shards + sum(held(m, n) for m, n in targets) * 4),
         gathered=2 * (shapes.layer_parameters() + layer_factor_values) * b if shards > 1 else 0.0,
-        side_activations=tokens * shapes.layers * sum(held(m, n) for m, n in targets) * b,
+        side_activations=(
+            tokens * shapes.layers * sum(held(m, n) for m, n in targets) * b
+            if rank
+            # The full spectrum over a long micro-batch is rebuilt per call (side_path.cheaper_route): autograd
+            # keeps each distinct layer input (attention's, o's, the MLP's, down's), and one W′ and one fp32
+            # m × n gradient exist at a time.
+            else tokens * shapes.layers * (3 * h + i) * b + max(m * n for m, n in targets) * (b + 4)
+        ),
         activations=tokens * shapes.layers * (9 * h + 3 * kv + 4 * i) * b,
         scoring=2 * batch * keep * h * b + min(CHUNK_TOKENS, batch * keep) * shapes.vocab * 4 * VOCAB_TENSORS,
     )
