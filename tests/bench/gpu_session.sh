@@ -53,6 +53,9 @@ step() { echo; echo "=== $*"; local start=$SECONDS; timeout "${STEP_TIMEOUT:-200
 
 step "${T2[@]}" doctor --json
 [ "$SCALE" = 1 ] && step python3 tests/bench/bench_scale.py --device "$DEVICE" --dtype "$DTYPE" --layers "$LAYERS"
+# One training step, SVF (full, --rank 64) against LoRA r16/r64: CUDA max allocated beside memory_plan.py's figure.
+[ "$SCALE" = 1 ] && step python3 tests/bench/bench_train_memory.py --model llama3-8b-layers --layers "$LAYERS" \
+  --device "$DEVICE" --dtype "$DTYPE" --batch 4 --seq 512 --keep 257 --threads 8
 for dtype in "$DTYPE" float32; do
   step "${T2[@]}" --dtype "$dtype" decompose "$MODEL" --json
 done
