@@ -1,4 +1,5 @@
-"""User tasks from a YAML spec: a JSONL file, a prompt template, an answer field and a scorer."""
+"""User tasks from a YAML spec: a JSONL file or a whole Hub dataset, a prompt template, an answer field and a
+scorer; `columns` maps the template's names to (dotted) paths in each row, `splits` t2's splits to the dataset's."""
 
 from __future__ import annotations
 
@@ -15,14 +16,23 @@ from t2cli.fsutil import read_text_bounded
 from t2cli.safeyaml import MAX_YAML_BYTES, load_yaml
 from t2cli.tasks.base import Example, FileTask, Record, check_pairs
 from t2cli.tasks.choice import LETTERS, extract_choice
+from t2cli.tasks.hubdata import dataset_records, is_whole_dataset
 from t2cli.tasks.numbers import number_reward, parse_number
 from t2cli.tasks.programs import extract_code, score_programs
-from t2cli.tasks.sources import holdout_split, read_jsonl, resolve_source
+from t2cli.tasks.sources import (
+    SPLITS,
+    check_split,
+    holdout_split,
+    read_jsonl,
+    resolve_source,
+)
 
 SCORERS = ("exact", "number", "choice", "regex", "code")
 _REQUIRED = ("name", "description", "data", "prompt", "answer", "scorer")
-_OPTIONAL = ("system", "pattern", "choices", "timeout_s")
+_OPTIONAL = ("system", "pattern", "choices", "timeout_s", "columns", "splits")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_COLUMN = re.compile(r"\w+")
+_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")  # key.key.0: mapping keys and list indices
 MAX_TIMEOUT_S = 3600.0
 _ANSWER_PREFIX = re.compile(r"^(?:the answer is|answer\s*:)\s*", re.IGNORECASE)
 
@@ -41,6 +51,8 @@ class TaskSpec:
     pattern: str | None = None  # regex scorer: the first group of the last match is the answer
     choices: str | None = None  # choice scorer: a field holding the list of choice texts
     timeout_s: float = 10.0  # code scorer
+    columns: tuple[tuple[str, str], ...] = ()  # (name, dotted path in a row): names for prompt/answer/choices
+    splits: tuple[tuple[str, str], ...] = ()  # (t2 split, the Hub dataset's split) for a whole Hub dataset
 
 
 def load_spec(path: str | Path) -> TaskSpec:
@@ -92,6 +104,8 @@ def parse_spec(raw: Any, *, origin: str, base_dir: Path) -> TaskSpec:
     data = raw["data"]
     if not data.startswith("hf://") and not Path(data).expanduser().is_absolute():
         data = str(base_dir / data)
+    columns = _check_columns(raw.get("columns", {}), origin)
+    splits = _check_splits(raw.get("splits"), data, origin)
     return TaskSpec(
         name=name,
         description=" ".join(raw["description"].split()),  # one line: routing prompts list it
@@ -103,12 +117,16 @@ def parse_spec(raw: Any, *, origin: str, base_dir: Path) -> TaskSpec:
         pattern=raw.get("pattern"),
         choices=raw.get("choices"),
         timeout_s=float(timeout),
+        columns=columns,
+        splits=splits,
     )
 
 
 class JsonlTask(FileTask):
-    """A task defined by a TaskSpec. Splits: "test" is the whole data file; "train" and "validation" are
-    a fixed seeded 90/10 cut of it."""
+    """A task defined by a TaskSpec. Splits of a file: "test" is the whole file; "train" and "validation" are
+    a fixed seeded 90/10 cut of it. Of a whole Hub dataset: each split is the dataset's split the spec's
+    `splits` names (by default the split of the same name); two t2 splits naming one dataset split share
+    it as the seeded 90/10 cut."""
 
     def __init__(self, spec: TaskSpec, workers: int | None = None) -> None:
         self.spec = spec
@@ -119,21 +137,47 @@ class JsonlTask(FileTask):
         self._pattern = re.compile(spec.pattern) if spec.pattern else None
 
     def records(self, source: str | Path | None, split: str, limit: int | None = None) -> list[Record]:
-        path = resolve_source(
-            source if source is not None else self.spec.data, task=self.name, hint="set the spec's data field"
-        )
+        source = source if source is not None else self.spec.data
+        self.origin = None
+        if is_whole_dataset(source):
+            return self._hub_records(str(source), split)
+        path = resolve_source(source, task=self.name, hint="set the spec's data field")
         return holdout_split(read_jsonl(path, limit if split == "test" else None), split, self.name)
+
+    def _hub_records(self, url: str, split: str) -> list[Record]:
+        """`split` of a whole Hub dataset, through the spec's `splits` (a split shared by two of t2's is cut)."""
+        check_split(split, SPLITS, self.name)
+        mapping = dict(self.spec.splits) or {name: name for name in SPLITS}
+        if split not in mapping:
+            raise BadInputError(
+                f"task {self.name} maps no dataset split to {split!r}; add it to the spec's splits "
+                f"(now {', '.join(f'{k}: {v}' for k, v in mapping.items())})"
+            )
+        records, self.origin = dataset_records(url, mapping[split])
+        sharing = [name for name in ("train", "validation") if mapping.get(name) == mapping[split]]
+        if split in sharing and len(sharing) == 2:
+            return holdout_split(records, split, self.name)  # the seeded 90/10 cut, as of a file
+        return records
+
+    def field(self, record: Record, name: str) -> Any:
+        """A record's value for `name`: its column's dotted path when the spec maps it, else the path `name`."""
+        return lookup(record.data, dict(self.spec.columns).get(name, name))
 
     def to_example(self, record: Record) -> Example:
         fields = {key: str(value) for key, value in record.data.items()}
-        answer = record.data[self.spec.answer]
+        fields |= {name: str(lookup(record.data, path)) for name, path in self.spec.columns}
+        answer = self.field(record, self.spec.answer)
         choices: tuple[str, ...] = ()
         if self.spec.choices:
-            choices = tuple(str(text) for text in record.data[self.spec.choices])
+            listed = self.field(record, self.spec.choices)
+            if isinstance(listed, (str, bytes)) or not isinstance(listed, Sequence):
+                raise ValueError(f"field '{self.spec.choices}' must be a list of choice texts")
+            choices = tuple(str(text) for text in listed)
             if not 2 <= len(choices) <= len(LETTERS):
                 raise ValueError(f"field '{self.spec.choices}' must list 2 to {len(LETTERS)} choices")
             fields["choices"] = "\n".join(f"{LETTERS[index]}. {text}" for index, text in enumerate(choices))
-        example_id = str(record.data.get("id", f"{self.name}/{record.index}"))
+        has_id = "id" in dict(self.spec.columns) or "id" in record.data
+        example_id = str(self.field(record, "id")) if has_id else f"{self.name}/{record.index}"
         question = self.spec.prompt.format_map(fields)
         if self.spec.scorer == "choice":
             index = _choice_index(answer, choices)
@@ -166,6 +210,56 @@ class JsonlTask(FileTask):
             for example, completion in zip(examples, completions, strict=True)
         ]
         return score_programs(programs, timeout_s=self.spec.timeout_s, workers=self.workers)
+
+
+def lookup(data: Any, path: str) -> Any:
+    """The value at a dotted path (`solution.final`, `choices.text`, `answers.0`): mapping keys, list indices.
+    KeyError when a step is missing (the record is then reported malformed, naming the path). A top-level
+    field whose own name has dots is found first."""
+    if isinstance(data, dict) and path in data:
+        return data[path]
+    value = data
+    for step in path.split("."):
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, (list, tuple)) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            raise KeyError(path)
+    return value
+
+
+def _check_columns(columns: Any, origin: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(columns, dict):
+        raise BadInputError(f"{origin}: columns must be a mapping of name: path, e.g. {{question: problem.text}}")
+    for name, path in columns.items():
+        if not isinstance(name, str) or not _COLUMN.fullmatch(name):
+            raise BadInputError(f"{origin}: columns: {name!r} must be a plain name (letters, digits, '_')")
+        if not isinstance(path, str) or not _PATH.fullmatch(path):
+            raise BadInputError(
+                f"{origin}: columns: {name} must map to a field or a dotted path such as solution.final, got {path!r}"
+            )
+    return tuple(columns.items())
+
+
+def _check_splits(splits: Any, data: str, origin: str) -> tuple[tuple[str, str], ...]:
+    if splits is None:
+        return ()
+    if not is_whole_dataset(data):
+        raise BadInputError(
+            f"{origin}: splits applies to a whole Hub dataset (data: hf://datasets/OWNER/NAME[@REV][/CONFIG]); "
+            "a file's test split is the whole file and train/validation its seeded 90/10 cut"
+        )
+    if not isinstance(splits, dict) or not splits:
+        raise BadInputError(
+            f"{origin}: splits must map t2's splits to the dataset's, e.g. {{train: train, test: test}}"
+        )
+    for name, target in splits.items():
+        if name not in SPLITS:
+            raise BadInputError(f"{origin}: splits: {name!r} is not one of t2's splits ({', '.join(SPLITS)})")
+        if not isinstance(target, str) or not re.fullmatch(r"[\w.-]+", target):
+            raise BadInputError(f"{origin}: splits: {name} must name one split of the dataset, got {target!r}")
+    return tuple(splits.items())
 
 
 def _check_template(template: str, origin: str) -> None:

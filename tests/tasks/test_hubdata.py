@@ -178,3 +178,41 @@ def test_train_without_data_records_the_hub_url_revision_and_sha256(
     # The hyperparameters name the data as a recipe would, so they train the same expert again.
     assert provenance["hyperparameters"]["data"] == f"hf://datasets/allenai/ai2_arc@{commit}/ARC-Easy"
     assert json.loads(result.stdout)["config"]["data"] == provenance["hyperparameters"]["data"]
+
+
+def test_a_yaml_spec_maps_any_hub_dataset_to_a_task(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    standin: FakeHub = request.getfixturevalue("hub")
+
+    def row(n: int) -> dict[str, object]:
+        return {"problem": f"What is {n} + {n}?", "solution": {"final": str(2 * n), "steps": [f"{n} + {n}"]}}
+
+    files = {"data/train-00000-of-00001.parquet": parquet([row(n) for n in range(20)]),
+             "data/test-00000-of-00001.parquet": parquet([row(n) for n in range(100, 103)])}  # fmt: skip
+    commit = serve(standin, "someone/sums", files)
+    spec = tmp_path / "sums.yaml"
+    spec.write_text(
+        "name: sums\ndescription: add two numbers\ndata: hf://datasets/someone/sums\n"
+        "columns: {question: problem, answer: solution.final}\n"
+        "splits: {train: train, validation: train, test: test}\n"
+        "prompt: '{question} Reply with the number.'\nanswer: answer\nscorer: number\n"
+    )
+    task = resolve_task(str(spec))
+    test = task.load(None, "test")
+    assert len(test) == 3 and (test[0].question, test[0].reference) == (
+        "What is 100 + 100? Reply with the number.",
+        "200",
+    )
+    assert task.origin == f"hf://datasets/someone/sums@{commit}"  # what a trained expert's provenance names
+    train, validation = task.load(None, "train"), task.load(None, "validation")
+    assert (len(train), len(validation)) == (18, 2)  # one dataset split shared: the seeded 90/10 cut
+    assert not {e.question for e in train} & {e.question for e in validation}
+    assert task.score(test[0], "It is 200.") == 1.0
+    # Without splits, each split is the dataset's own of that name; a split the mapping leaves out is refused.
+    plain = spec.read_text().replace("splits: {train: train, validation: train, test: test}\n", "")
+    spec.write_text(plain)
+    assert len(resolve_task(str(spec)).load(None, "train")) == 20
+    with pytest.raises(NotFoundError, match="has no validation split"):
+        resolve_task(str(spec)).load(None, "validation")
+    spec.write_text(plain.replace("scorer: number\n", "scorer: number\nsplits: {test: test}\n"))
+    with pytest.raises(BadInputError, match="maps no dataset split to 'train'"):
+        resolve_task(str(spec)).load(None, "train")

@@ -110,6 +110,14 @@ def test_source_override_and_splits(tmp_path: Path) -> None:
         ({"scorer": "code", "timeout_s": float("inf")}, "above 0 and at most 3600"),
         ({"scorer": "code", "timeout_s": float("nan")}, "above 0 and at most 3600"),
         ({"scorer": "exact", "system": 3}, "field 'system' must be a non-empty string"),
+        ({"scorer": "exact", "columns": ["q"]}, "columns must be a mapping of name: path"),
+        ({"scorer": "exact", "columns": {"a b": "x"}}, "'a b' must be a plain name"),
+        ({"scorer": "exact", "columns": {"q": "x..y"}}, "dotted path such as solution.final, got 'x..y'"),
+        ({"scorer": "exact", "columns": {"q": 3}}, "q must map to a field or a dotted path"),
+        ({"scorer": "exact", "splits": {"train": "train"}}, "splits applies to a whole Hub dataset"),
+        ({"scorer": "exact", "data": "hf://datasets/o/n", "splits": {"dev": "x"}}, "'dev' is not one of t2's splits"),
+        ({"scorer": "exact", "data": "hf://datasets/o/n", "splits": {"test": "a/b"}}, "must name one split"),
+        ({"scorer": "exact", "data": "hf://datasets/o/n", "splits": {}}, "splits must map t2's splits"),
     ],
 )
 def test_spec_validation_errors(tmp_path: Path, fields: dict[str, object], problem: str) -> None:
@@ -172,3 +180,28 @@ def test_special_files_as_spec_or_data_are_refused(tmp_path: Path) -> None:
     task = get_task("jsonl", spec=_spec(tmp_path, [], scorer="exact", data="/dev/zero"))
     with pytest.raises(BadInputError, match="/dev/zero is not a regular file"):
         task.load()
+
+
+def test_columns_map_names_to_dotted_paths_in_each_row(tmp_path: Path) -> None:
+    rows = [
+        {"problem": {"text": "2+2?"}, "solution": {"final": 4, "steps": ["add"]}, "opts": {"t": ["3", "4"]}},
+        {"problem": {"text": "3+3?"}, "solution": {"final": 6, "steps": []}, "opts": {"t": ["6", "7"]}},
+    ]
+    columns = {"question": "problem.text", "answer": "solution.final", "first": "opts.t.0"}
+    path = _spec(tmp_path, rows, scorer="number", prompt="{question} (not {first})", answer="answer", columns=columns)
+    examples = get_task("jsonl", spec=path).load()
+    assert [(e.question, e.reference) for e in examples] == [("2+2? (not 3)", "4"), ("3+3? (not 6)", "6")]
+    # answer and choices may name a dotted path without a column; so may a top-level key with dots in it.
+    rows = [{"q": "Pick", "x": {"options": ["a", "b"], "key": 1}, "a.b": "kept"}]
+    task = get_task("jsonl", spec=_spec(tmp_path, rows, scorer="choice", choices="x.options", answer="x.key"))
+    [example] = task.load()
+    assert (example.choices, example.answer_index) == (("a", "b"), 1)
+    exact = get_task("jsonl", spec=_spec(tmp_path, rows, scorer="exact", answer="a.b"))
+    assert exact.load()[0].reference == "kept"
+    # A path a row lacks names the row and the path.
+    missing = get_task("jsonl", spec=_spec(tmp_path, [{"q": "x"}], scorer="exact", columns={"a": "sol.final"}))
+    with pytest.raises(BadInputError, match=r"data\.jsonl:1: .*missing field 'sol\.final'"):
+        missing.load()
+    listed = get_task("jsonl", spec=_spec(tmp_path, [{"q": "x", "a": 0, "o": "ab"}], scorer="choice", choices="o"))
+    with pytest.raises(BadInputError, match="must be a list of choice texts"):
+        listed.load()
