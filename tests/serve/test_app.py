@@ -144,7 +144,11 @@ def test_metrics_count_requests_latency_routes_and_queue_and_the_access_log_is_j
     assert "# TYPE t2_request_duration_seconds histogram" in text
     records = [json.loads(line) for line in log.getvalue().splitlines()]
     assert [(r["path"], r["status"]) for r in records] == [
-        ("/v1/chat/completions", 200), ("/v1/completions", 200), ("/v1/completions", 400), ("/metrics", 200)]  # fmt: skip
+        ("/v1/chat/completions", 200),
+        ("/v1/completions", 200),
+        ("/v1/completions", 400),
+        ("/metrics", 200),
+    ]
     first = records[0]
     assert first["model"] == "auto" and first["expert"] == "m@1" and first["completion_tokens"] == 1
     assert first["id"].startswith("chatcmpl-") and first["seconds"] >= 0 and "time" in first
