@@ -22,7 +22,7 @@ _t2_dirs() {
 
 _t2_command() {  # sets commands and options of command path $1
     case $1 in
-        "t2") commands="decompose compose transfer train plot-run eval export dispatch run doctor registry" options="--threads --device --dtype --debug --quiet -q --version --install-completion --show-completion --help" ;;
+        "t2") commands="decompose compose transfer train plot-run eval export dispatch run serve doctor registry" options="--threads --device --dtype --debug --quiet -q --version --install-completion --show-completion --help" ;;
         "t2 decompose") commands="" options="--targets --force --driver --cache-dtype --json --help" ;;
         "t2 compose") commands="" options="--recipe -r --output -o --normalize --no-normalize --model -m --registry --json --help" ;;
         "t2 transfer") commands="" options="--to --strength --output -o --targets --from --model -m --registry --json --help" ;;
@@ -30,8 +30,9 @@ _t2_command() {  # sets commands and options of command path $1
         "t2 plot-run") commands="" options="--output -o --help" ;;
         "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --batch-size --output -o --engine --tp --model -m --registry --json --plot --help" ;;
         "t2 export") commands="" options="--output -o --format -f --rank --energy --eval --data --split --limit -n --mode --plot --model -m --registry --json --help" ;;
-        "t2 dispatch") commands="" options="--adapt -a --output -o --model -m --registry --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --engine --tp --batch-size --json --plot --help" ;;
-        "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --tp --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --lora-rank --compare --json --help" ;;
+        "t2 dispatch") commands="" options="--adapt -a --output -o --model -m --registry --engine --tp --batch-size --json --plot --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --help" ;;
+        "t2 run") commands="" options="--adapt -a --output -o --max-new-tokens --strict --resume --no-resume --engine --tp --batch-size --model -m --registry --lora-rank --compare --json --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --help" ;;
+        "t2 serve") commands="" options="--host --port --adapt -a --api-key --max-tokens --max-request-bytes --max-queue --max-batch --batch-window --lora-rank --engine --tp --batch-size --model -m --registry --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --help" ;;
         "t2 doctor") commands="" options="--json --help" ;;
         "t2 registry") commands="list show verify rm push pull gc" options="--help" ;;
         "t2 registry list") commands="" options="--model -m --registry --json --help" ;;
@@ -123,6 +124,10 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 dispatch --output" | "t2 dispatch -o") nargs=1 ;;
         "t2 dispatch --model" | "t2 dispatch -m") nargs=1 ;;
         "t2 dispatch --registry") nargs=1 ;;
+        "t2 dispatch --engine") nargs=1 ;;
+        "t2 dispatch --tp") nargs=1 ;;
+        "t2 dispatch --batch-size") nargs=1 ;;
+        "t2 dispatch --plot") nargs=1 ;;
         "t2 dispatch --experts") nargs=1 ;;
         "t2 dispatch --classifier") nargs=1 ;;
         "t2 dispatch --route-tokens") nargs=1 ;;
@@ -136,10 +141,6 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 dispatch --cem-seed") nargs=1 ;;
         "t2 dispatch --cem-max-new-tokens") nargs=1 ;;
         "t2 dispatch --save-as") nargs=1 ;;
-        "t2 dispatch --engine") nargs=1 ;;
-        "t2 dispatch --tp") nargs=1 ;;
-        "t2 dispatch --batch-size") nargs=1 ;;
-        "t2 dispatch --plot") nargs=1 ;;
         "t2 run --adapt" | "t2 run -a") nargs=1 ;;
         "t2 run --output" | "t2 run -o") nargs=1 ;;
         "t2 run --max-new-tokens") nargs=1 ;;
@@ -148,6 +149,8 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 run --batch-size") nargs=1 ;;
         "t2 run --model" | "t2 run -m") nargs=1 ;;
         "t2 run --registry") nargs=1 ;;
+        "t2 run --lora-rank") nargs=1 ;;
+        "t2 run --compare") nargs=1 ;;
         "t2 run --experts") nargs=1 ;;
         "t2 run --classifier") nargs=1 ;;
         "t2 run --route-tokens") nargs=1 ;;
@@ -161,8 +164,34 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 run --cem-seed") nargs=1 ;;
         "t2 run --cem-max-new-tokens") nargs=1 ;;
         "t2 run --save-as") nargs=1 ;;
-        "t2 run --lora-rank") nargs=1 ;;
-        "t2 run --compare") nargs=1 ;;
+        "t2 serve --host") nargs=1 ;;
+        "t2 serve --port") nargs=1 ;;
+        "t2 serve --adapt" | "t2 serve -a") nargs=1 ;;
+        "t2 serve --api-key") nargs=1 ;;
+        "t2 serve --max-tokens") nargs=1 ;;
+        "t2 serve --max-request-bytes") nargs=1 ;;
+        "t2 serve --max-queue") nargs=1 ;;
+        "t2 serve --max-batch") nargs=1 ;;
+        "t2 serve --batch-window") nargs=1 ;;
+        "t2 serve --lora-rank") nargs=1 ;;
+        "t2 serve --engine") nargs=1 ;;
+        "t2 serve --tp") nargs=1 ;;
+        "t2 serve --batch-size") nargs=1 ;;
+        "t2 serve --model" | "t2 serve -m") nargs=1 ;;
+        "t2 serve --registry") nargs=1 ;;
+        "t2 serve --experts") nargs=1 ;;
+        "t2 serve --classifier") nargs=1 ;;
+        "t2 serve --route-tokens") nargs=1 ;;
+        "t2 serve --task") nargs=1 ;;
+        "t2 serve --shots") nargs=1 ;;
+        "t2 serve --cem-granularity") nargs=1 ;;
+        "t2 serve --cem-score") nargs=1 ;;
+        "t2 serve --cem-population") nargs=1 ;;
+        "t2 serve --cem-elites") nargs=1 ;;
+        "t2 serve --cem-iterations") nargs=1 ;;
+        "t2 serve --cem-seed") nargs=1 ;;
+        "t2 serve --cem-max-new-tokens") nargs=1 ;;
+        "t2 serve --save-as") nargs=1 ;;
         "t2 registry list --model" | "t2 registry list -m") nargs=1 ;;
         "t2 registry list --registry") nargs=1 ;;
         "t2 registry show --model" | "t2 registry show -m") nargs=1 ;;
@@ -198,11 +227,13 @@ _t2_option_values() {  # COMPREPLY: values of option $2 of command $1
         "t2 export --registry") _t2_files ;;
         "t2 dispatch --output" | "t2 dispatch -o") _t2_files ;;
         "t2 dispatch --registry") _t2_files ;;
-        "t2 dispatch --shots") _t2_files ;;
         "t2 dispatch --plot") _t2_files ;;
+        "t2 dispatch --shots") _t2_files ;;
         "t2 run --output" | "t2 run -o") _t2_files ;;
         "t2 run --registry") _t2_files ;;
         "t2 run --shots") _t2_files ;;
+        "t2 serve --registry") _t2_files ;;
+        "t2 serve --shots") _t2_files ;;
         "t2 registry list --registry") _t2_files ;;
         "t2 registry show --registry") _t2_files ;;
         "t2 registry show --plot") _t2_files ;;

@@ -16,7 +16,7 @@ function __t2_state
             continue
         end
         switch "$path $word"
-            case 't2 decompose' 't2 compose' 't2 transfer' 't2 train' 't2 plot-run' 't2 eval' 't2 export' 't2 dispatch' 't2 run' 't2 doctor' 't2 registry'
+            case 't2 decompose' 't2 compose' 't2 transfer' 't2 train' 't2 plot-run' 't2 eval' 't2 export' 't2 dispatch' 't2 run' 't2 serve' 't2 doctor' 't2 registry'
                 set path "$path $word"
                 set npos 0
             case 't2 --threads'
@@ -173,6 +173,14 @@ function __t2_state
                 set pending 1
             case 't2 dispatch --registry'
                 set pending 1
+            case 't2 dispatch --engine'
+                set pending 1
+            case 't2 dispatch --tp'
+                set pending 1
+            case 't2 dispatch --batch-size'
+                set pending 1
+            case 't2 dispatch --plot'
+                set pending 1
             case 't2 dispatch --experts'
                 set pending 1
             case 't2 dispatch --classifier'
@@ -199,14 +207,6 @@ function __t2_state
                 set pending 1
             case 't2 dispatch --save-as'
                 set pending 1
-            case 't2 dispatch --engine'
-                set pending 1
-            case 't2 dispatch --tp'
-                set pending 1
-            case 't2 dispatch --batch-size'
-                set pending 1
-            case 't2 dispatch --plot'
-                set pending 1
             case 't2 run --adapt' 't2 run -a'
                 set pending 1
             case 't2 run --output' 't2 run -o'
@@ -222,6 +222,10 @@ function __t2_state
             case 't2 run --model' 't2 run -m'
                 set pending 1
             case 't2 run --registry'
+                set pending 1
+            case 't2 run --lora-rank'
+                set pending 1
+            case 't2 run --compare'
                 set pending 1
             case 't2 run --experts'
                 set pending 1
@@ -249,9 +253,61 @@ function __t2_state
                 set pending 1
             case 't2 run --save-as'
                 set pending 1
-            case 't2 run --lora-rank'
+            case 't2 serve --host'
                 set pending 1
-            case 't2 run --compare'
+            case 't2 serve --port'
+                set pending 1
+            case 't2 serve --adapt' 't2 serve -a'
+                set pending 1
+            case 't2 serve --api-key'
+                set pending 1
+            case 't2 serve --max-tokens'
+                set pending 1
+            case 't2 serve --max-request-bytes'
+                set pending 1
+            case 't2 serve --max-queue'
+                set pending 1
+            case 't2 serve --max-batch'
+                set pending 1
+            case 't2 serve --batch-window'
+                set pending 1
+            case 't2 serve --lora-rank'
+                set pending 1
+            case 't2 serve --engine'
+                set pending 1
+            case 't2 serve --tp'
+                set pending 1
+            case 't2 serve --batch-size'
+                set pending 1
+            case 't2 serve --model' 't2 serve -m'
+                set pending 1
+            case 't2 serve --registry'
+                set pending 1
+            case 't2 serve --experts'
+                set pending 1
+            case 't2 serve --classifier'
+                set pending 1
+            case 't2 serve --route-tokens'
+                set pending 1
+            case 't2 serve --task'
+                set pending 1
+            case 't2 serve --shots'
+                set pending 1
+            case 't2 serve --cem-granularity'
+                set pending 1
+            case 't2 serve --cem-score'
+                set pending 1
+            case 't2 serve --cem-population'
+                set pending 1
+            case 't2 serve --cem-elites'
+                set pending 1
+            case 't2 serve --cem-iterations'
+                set pending 1
+            case 't2 serve --cem-seed'
+                set pending 1
+            case 't2 serve --cem-max-new-tokens'
+                set pending 1
+            case 't2 serve --save-as'
                 set pending 1
             case 't2 registry list' 't2 registry show' 't2 registry verify' 't2 registry rm' 't2 registry push' 't2 registry pull' 't2 registry gc'
                 set path "$path $word"
@@ -318,6 +374,7 @@ complete -c t2 -n '__t2_at t2' -a eval -d 'Evaluate the base model and/or expert
 complete -c t2 -n '__t2_at t2' -a export -d 'Export an expert for other runtimes (PEFT, vLLM, plain transformers).'
 complete -c t2 -n '__t2_at t2' -a dispatch -d 'Pass 1 only: route each prompt to an expert and show the routing table (and, when lines have a...'
 complete -c t2 -n '__t2_at t2' -a run -d 'Answer every prompt with the expert pass 1 picks for it; outputs keep the input order.'
+complete -c t2 -n '__t2_at t2' -a serve -d 'Serve the bank over an OpenAI-compatible API: each request is answered by the expert pass 1 picks.'
 complete -c t2 -n '__t2_at t2' -a doctor -d 'Report versions, devices, threads, engines, model packages, and t2\'s folders with their sizes.'
 complete -c t2 -n '__t2_at t2' -a registry -d 'Expert versions on disk (ROOT/<model>/<expert>/<version>/) and on remotes (file://, hf://).'
 complete -c t2 -n '__t2_in t2' -l threads -x -d 'Torch CPU threads (default: $T2_THREADS, else torch\'s).'
@@ -366,7 +423,7 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l run-dir -r -F -d 'Checkpoints and lo
 complete -c t2 -n '__t2_in \'t2 train\'' -l resume -d 'Continue from the run folder\'s last checkpoint.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l shard -d 'Under accelerate launch/torchrun: split each decoder layer\'s weights and SVF factors across the processes (FSDP2) instead of a whole model in each; for models larger than one device.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
-complete -c t2 -n '__t2_in \'t2 train\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l json -d 'Print the summary as JSON.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l task -s t -x -d 'Task name (arc, gsm8k, mbpp, …, cls) or a YAML spec.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l method -x -d 'svf (REINFORCE, default), nll (reference answers), or the LoRA baseline: lora, lora-nll.'
@@ -409,8 +466,8 @@ complete -c t2 -n '__t2_in \'t2 eval\'' -l mode -x -d 'generate, choices (answer
 complete -c t2 -n '__t2_in \'t2 eval\'' -l max-new-tokens -x -d 'Generation length.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l batch-size -x -d 'Prompts per generation batch.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l output -s o -r -F -d 'Per-example results (JSONL).'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l tp -x -d 'vllm: GPUs to shard the model over (tensor parallelism).'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l json -d 'Print the summary as JSON.'
@@ -438,6 +495,11 @@ complete -c t2 -n '__t2_in \'t2 dispatch\'' -l adapt -s a -x -d 'none, prompt, c
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l output -s o -r -F -d 'Write one decision per prompt line here (JSONL).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l batch-size -x -d 'Prompts per forward pass.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l json -d 'Print the result as JSON.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
@@ -453,11 +515,6 @@ complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-seed -x -d 'few-shot: seed of
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l cem-max-new-tokens -x -d 'few-shot: answer length when scoring candidates by reward.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l save-as -x -d 'few-shot: registry name of the found mix (default: TASK-fewshot; NAME-TASK from the batch).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l force -d 'few-shot: search again even if a saved search matches the shots and bank.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l tp -x -d 'vllm: GPUs to shard the model over (tensor parallelism).'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l batch-size -x -d 'Prompts per forward pass.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l json -d 'Print the result as JSON.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l help -d 'Show this message and exit.'
 complete -c t2 -n '__t2_arg \'t2 dispatch\' 0 0' -F
 
@@ -467,11 +524,14 @@ complete -c t2 -n '__t2_in \'t2 run\'' -l output -s o -r -F -d 'Output JSONL, on
 complete -c t2 -n '__t2_in \'t2 run\'' -l max-new-tokens -x -d 'Tokens to generate per prompt.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l strict -d 'Stop (exit 2) on malformed input lines instead of skipping them.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l resume -l no-resume -d 'Reuse finished lines of -o and its .partial journal (same input).'
-complete -c t2 -n '__t2_in \'t2 run\'' -l engine -x -d 'auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l tp -x -d 'vllm: GPUs to shard the model over (tensor parallelism).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): all experts in mixed batches, each SVF expert as its rank-R LoRA export (cached in $T2_HOME/lora). Default: exact weight swaps, one per expert group.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l compare -x -d 'Also answer every labelled line with `none` (the base weights): rows gain base_completion and base_score, and the summary pairs both mean scores with their difference.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l json -d 'Print the result as JSON.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
@@ -487,11 +547,41 @@ complete -c t2 -n '__t2_in \'t2 run\'' -l cem-seed -x -d 'few-shot: seed of the 
 complete -c t2 -n '__t2_in \'t2 run\'' -l cem-max-new-tokens -x -d 'few-shot: answer length when scoring candidates by reward.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l save-as -x -d 'few-shot: registry name of the found mix (default: TASK-fewshot; NAME-TASK from the batch).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l force -d 'few-shot: search again even if a saved search matches the shots and bank.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): all experts in mixed batches, each SVF expert as its rank-R LoRA export (cached in $T2_HOME/lora). Default: exact weight swaps, one per expert group.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l compare -x -d 'Also answer every labelled line with `none` (the base weights): rows gain base_completion and base_score, and the summary pairs both mean scores with their difference.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l json -d 'Print the result as JSON.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l help -d 'Show this message and exit.'
 complete -c t2 -n '__t2_arg \'t2 run\' 0 0' -F
+
+# t2 serve
+complete -c t2 -n '__t2_in \'t2 serve\'' -l host -x -d 'Address to listen on (0.0.0.0: every interface).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l port -x -d 'Port to listen on.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l api-key -x -d 'Require `Authorization: Bearer KEY` on /v1 and /metrics (401 without it). Default: no key.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l max-tokens -x -d 'The most max_tokens a request may ask for (400 above it).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l max-request-bytes -x -d 'The largest request body accepted (400 above it).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l max-queue -x -d 'Requests that may wait; beyond them 429 with Retry-After.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l max-batch -x -d 'Requests routed and answered together.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l batch-window -x -d 'Seconds a batch waits for more requests after its first.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): every expert\'s requests in mixed batches, as in t2 run.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l batch-size -x -d 'Prompts per forward pass.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l route-tokens -x -d 'prompt, classifier: pass 1 reads only the first N tokens of each request (0: all of it). Default: 64 (docs/benchmarks.md).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l task -x -d 'few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch\'s labelled lines.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l shots -r -F -d 'few-shot: JSONL file of 3-20 labelled examples in the task\'s own format.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l cem-granularity -x -d 'few-shot: one α per expert, or per expert and layer (expert|layer).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l cem-score -x -d 'few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation). Default: reward with --shots, likelihood for shots from the batch.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l cem-population -x -d 'few-shot: candidates per CEM iteration (default: 8; 4 from the batch).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l cem-elites -x -d 'few-shot: best candidates the Gaussian is refit to (default: 3; 2 from the batch).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l cem-iterations -x -d 'few-shot: CEM iterations (default: 5; 2 from the batch).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l cem-seed -x -d 'few-shot: seed of the CEM samples.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l cem-max-new-tokens -x -d 'few-shot: answer length when scoring candidates by reward.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l save-as -x -d 'few-shot: registry name of the found mix (default: TASK-fewshot; NAME-TASK from the batch).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l force -d 'few-shot: search again even if a saved search matches the shots and bank.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l help -d 'Show this message and exit.'
 
 # t2 doctor
 complete -c t2 -n '__t2_in \'t2 doctor\'' -l json -d 'Print the result as JSON.'

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from t2cli.adapt.options import ROUTE_TOKENS, check_route_tokens
 from t2cli.engines.base import Prompt, label_token_ids, question_text, render_prompt
 from t2cli.errors import BadInputError
 from t2cli.fsutil import canonical_json
@@ -56,18 +57,6 @@ ROUTING_WORDS = {"gsm8k": "math", "math": "math", "mbpp": "code", "humaneval": "
 
 
 NULL_REQUEST = "N/A"
-
-
-# The request tokens pass 1 reads by default: the fewest that routed held-out bare requests as well as the
-# whole request with both strategies (32 was enough for the classifier, not for `prompt`; docs/benchmarks.md).
-ROUTE_TOKENS: int | None = 64
-
-
-def check_route_tokens(route_tokens: int | None) -> int | None:
-    """The request tokens pass 1 reads: None (or 0) for the whole request, else N >= 1."""
-    if route_tokens is not None and route_tokens < 0:
-        raise BadInputError(f"--route-tokens {route_tokens}: pass N >= 1 tokens, or 0 to read the whole request")
-    return route_tokens or None
 
 
 def shown_request(tokenizer: Any, prompt: Prompt, route_tokens: int | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,35 +15,21 @@ from t2cli.cli.common import make_progress, print_json, settings, stdout_console
 from t2cli.cli.options import (
     AdaptOption,
     BatchSizeOption,
-    CalibrateOption,
-    CemScoreOption,
-    CemTokensOption,
-    ClassifierOption,
-    ElitesOption,
     EngineOption,
-    ExpertsOption,
-    ForceOption,
-    GranularityOption,
-    IterationsOption,
     ModelOption,
     PlotOption,
-    PopulationOption,
     PromptsArgument,
-    RouteTokensOption,
-    SaveAsOption,
-    SeedOption,
-    ShotsOption,
-    TaskOption,
     TensorParallelOption,
     check_plot,
 )
 from t2cli.cli.passes import (
-    check_dispatch_inputs,
+    check_adapt_name,
     check_routed_lengths,
     open_slot,
     read_prompt_lines,
     search_callback,
     strategy_options,
+    with_strategy_options,
 )
 from t2cli.cli.registry import JsonOption, RegistryOption
 
@@ -51,6 +37,7 @@ if TYPE_CHECKING:
     from t2cli.adapt.report import RoutingReport
 
 
+@with_strategy_options
 def dispatch_command(
     ctx: typer.Context,
     prompts: PromptsArgument,
@@ -63,26 +50,12 @@ def dispatch_command(
     ] = None,
     model: ModelOption = None,
     registry: RegistryOption = None,
-    experts: ExpertsOption = None,
-    classifier: ClassifierOption = None,
-    calibrate: CalibrateOption = True,
-    route_tokens: RouteTokensOption = None,
-    task: TaskOption = None,
-    shots: ShotsOption = None,
-    granularity: GranularityOption = "expert",
-    cem_score: CemScoreOption = None,
-    population: PopulationOption = None,
-    elites: ElitesOption = None,
-    iterations: IterationsOption = None,
-    seed: SeedOption = 0,
-    cem_tokens: CemTokensOption = 128,
-    save_as: SaveAsOption = None,
-    force: ForceOption = False,
     engine: EngineOption = "auto",
     tensor_parallel: TensorParallelOption = 1,
     batch_size: BatchSizeOption = 16,
     json_output: JsonOption = False,
     plot: PlotOption = None,
+    **strategy_settings: Any,
 ) -> None:
     """Pass 1 only: route each prompt to an expert and show the routing table (and, when lines have a
     `task`, the confusion matrix and routing accuracy).
@@ -93,6 +66,7 @@ def dispatch_command(
     """
     from t2cli.adapt.prepare import make_router
     from t2cli.adapt.report import routing_report
+    from t2cli.adapt.runio import check_output
     from t2cli.fsutil import write_jsonl
 
     if strategy is not None:
@@ -100,15 +74,14 @@ def dispatch_command(
     options = strategy_options(ctx.params)
     options.check(adapt)
     check_plot(plot)
-    check_dispatch_inputs(adapt, registry, output, prompts)
+    check_output(output, prompts, journal=False)
+    check_adapt_name(adapt, registry)
     lines = read_prompt_lines(ctx, prompts)
     loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
     check_routed_lengths(lines, loaded, options.route_tokens)
     started = time.perf_counter()
     with make_progress(ctx) as progress:
-        router = make_router(
-            adapt, slot, loaded, slot.registry, options, search_callback(progress, options), lines=lines
-        )
+        router = make_router(adapt, slot, loaded, slot.registry, options, search_callback(progress), lines=lines)
     decisions = router.decide([line.prompt for line in lines])
     seconds = time.perf_counter() - started
     report = routing_report(decisions, [line.task for line in lines], router.categories)

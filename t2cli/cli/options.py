@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from t2cli.adapt.strategies import adapt_names
 from t2cli.cli.common import settings
+from t2cli.engines import engine_help
 
 if TYPE_CHECKING:
     from t2cli.device import Placement
@@ -76,122 +78,17 @@ def model_slug(model: str | None) -> str | None:
     return slugify(model) if model else None
 
 
-EngineOption = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        envvar="T2_ENGINE",
-        help="auto (vllm when installed and able to run here, else hf), hf (transformers), or vllm.",
-    ),
-]
+EngineOption = Annotated[str, typer.Option("--engine", envvar="T2_ENGINE", help=engine_help())]
 
 
 TensorParallelOption = Annotated[
-    int, typer.Option("--tp", help="vllm: GPUs to shard the model over (tensor parallelism).", min=1)
+    int,
+    typer.Option("--tp", help="GPUs to shard the model over (tensor parallelism), for an engine that takes it.", min=1),
 ]
 
 
 PromptsArgument = Annotated[
     Path, typer.Argument(help="JSONL prompts: {id, prompt | messages, task?} per line.", show_default=False)
-]
-
-
-ExpertsOption = Annotated[
-    str | None,
-    typer.Option("--experts", help="The bank: comma list of experts (default: every trained expert of the model)."),
-]
-
-
-ClassifierOption = Annotated[
-    str | None, typer.Option("--classifier", help="classifier: the expert to use (default: the model's cls expert).")
-]
-
-
-TaskOption = Annotated[
-    str | None,
-    typer.Option(
-        "--task",
-        help="few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch's labelled lines.",
-    ),
-]
-
-
-ShotsOption = Annotated[
-    Path | None,
-    typer.Option("--shots", help="few-shot: JSONL file of 3-20 labelled examples in the task's own format."),
-]
-
-
-GranularityOption = Annotated[
-    str, typer.Option("--cem-granularity", help="few-shot: one α per expert, or per expert and layer (expert|layer).")
-]
-
-
-CemScoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--cem-score",
-        help="few-shot: reward (greedy answers; likelihood breaks ties) or likelihood (no generation). "
-        "Default: reward with --shots, likelihood for shots from the batch.",
-    ),
-]
-
-
-PopulationOption = Annotated[
-    int | None,
-    typer.Option("--cem-population", help="few-shot: candidates per CEM iteration (default: 8; 4 from the batch)."),
-]
-
-
-ElitesOption = Annotated[
-    int | None,
-    typer.Option(
-        "--cem-elites", help="few-shot: best candidates the Gaussian is refit to (default: 3; 2 from the batch)."
-    ),
-]
-
-
-IterationsOption = Annotated[
-    int | None, typer.Option("--cem-iterations", help="few-shot: CEM iterations (default: 5; 2 from the batch).")
-]
-
-
-SeedOption = Annotated[int, typer.Option("--cem-seed", help="few-shot: seed of the CEM samples.")]
-
-
-CemTokensOption = Annotated[
-    int, typer.Option("--cem-max-new-tokens", help="few-shot: answer length when scoring candidates by reward.")
-]
-
-
-SaveAsOption = Annotated[
-    str | None,
-    typer.Option(
-        "--save-as", help="few-shot: registry name of the found mix (default: TASK-fewshot; NAME-TASK from the batch)."
-    ),
-]
-
-
-ForceOption = Annotated[
-    bool, typer.Option("--force", help="few-shot: search again even if a saved search matches the shots and bank.")
-]
-
-
-CalibrateOption = Annotated[
-    bool,
-    typer.Option("--calibrate/--no-calibrate", help="prompt: remove the labels' prior (a content-free request)."),
-]
-
-
-RouteTokensOption = Annotated[
-    int | None,
-    typer.Option(
-        "--route-tokens",
-        metavar="N",
-        help="prompt, classifier: pass 1 reads only the first N tokens of each request (0: all of it). "
-        "Default: 64 (docs/benchmarks.md).",
-        show_default=False,
-    ),
 ]
 
 
@@ -214,6 +111,5 @@ def check_plot(path: Path | None) -> Path | None:
 
 
 AdaptOption = Annotated[
-    str,
-    typer.Option("--adapt", "-a", help="none, prompt, classifier, few-shot, or an expert name[@version]."),
+    str, typer.Option("--adapt", "-a", help=f"{', '.join(adapt_names())}, or an expert name[@version].")
 ]

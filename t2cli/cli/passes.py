@@ -1,57 +1,72 @@
-"""What `t2 run` and `t2 dispatch` share: their strategy flags as StrategyOptions, reading prompt
-lines, opening the model, engine and registry, and the few-shot progress bar."""
+"""What `t2 run`, `t2 dispatch` and `t2 serve` share: their strategy options (generated from StrategyOptions),
+reading prompt lines, opening the model, engine and registry, and the few-shot progress bar."""
 
 from __future__ import annotations
 
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import Field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from t2cli.adapt.options import StrategyOptions
+from t2cli.adapt.strategies import ROUTERS, adapt_names, readers
 from t2cli.cli.common import settings, stderr_console
 from t2cli.cli.options import model_and_threads, open_registry
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Sequence
 
     from rich.progress import Progress, TaskID
 
     from t2cli.adapt.cem import Score
-    from t2cli.adapt.prepare import StrategyOptions
     from t2cli.adapt.runio import InputLine
     from t2cli.engines.slot import ExpertSlot
     from t2cli.models import LoadedModel
 
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+_PANEL = "Strategy settings (--adapt)"
+
+
+def _strategy_parameter(item: Field[Any], hint: Any) -> inspect.Parameter:
+    """The option of one StrategyOptions field: flag, type, default and help come from the dataclass; the
+    help names the strategies that read it, unless all of them do."""
+    meta = item.metadata
+    users = readers(item.name)
+    help_text = meta["help"] if set(users) == set(ROUTERS.names()) else f"{', '.join(users)}: {meta['help']}"
+    flags = meta["flags"] or (f"--{item.name.replace('_', '-')}",)
+    extra = {key: meta[key] for key in ("metavar", "show_default") if key in meta}
+    option = typer.Option(*flags, help=help_text, rich_help_panel=_PANEL, **extra)
+    kind = meta["cli_type"] or hint
+    default = None if meta["cli_type"] is not None else item.default
+    return inspect.Parameter(
+        item.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+    )
+
+
+def with_strategy_options(command: Command) -> Command:
+    """Give a command (one that takes `**strategy_settings`) an option per StrategyOptions field, generated once."""
+    hints = typing.get_type_hints(StrategyOptions)
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    generated = [_strategy_parameter(item, hints[item.name]) for item in fields(StrategyOptions)]
+    command.__signature__ = inspect.Signature([*own, *generated])  # type: ignore[attr-defined]
+    return command
+
 
 def strategy_options(params: Mapping[str, Any]) -> StrategyOptions:
-    """The strategy flags, from the parameters of `t2 dispatch` or `t2 run` (they share these names)."""
-    from dataclasses import replace
+    """The StrategyOptions a command's parameters (`ctx.params`) hold."""
+    return StrategyOptions(**{item.name: params[item.name] for item in fields(StrategyOptions)})
 
-    from t2cli.adapt.prepare import StrategyOptions, default_search
 
-    # A CEM flag left out (None) keeps the default of where the shots come from (a file, or the batch).
-    defaults = default_search(from_batch=params["task"] is None and params["shots"] is None)
-    given = {key: params[key] for key in ("population", "elites", "iterations") if params[key] is not None}
-    search = replace(
-        defaults,
-        granularity=params["granularity"],
-        score=params["cem_score"] or defaults.score,
-        cem=replace(defaults.cem, seed=params["seed"], **given),
-        max_new_tokens=params["cem_tokens"],
-    )
-    # --route-tokens left out (None) keeps the library's measured default; 0 asks for the whole request.
-    route = {} if params["route_tokens"] is None else {"route_tokens": params["route_tokens"]}
-    return StrategyOptions(
-        experts=tuple(name.strip() for name in (params["experts"] or "").split(",") if name.strip()),
-        classifier=params["classifier"],
-        calibrate=params["calibrate"],
-        **route,
-        task=params["task"],
-        shots=params["shots"],
-        search=search,
-        save_as=params["save_as"],
-        force=params["force"],
-    )
+def check_adapt_name(adapt: str, registry: Path | None) -> None:
+    """Refuse, before any model loads, an --adapt that is neither a strategy nor an expert some model has."""
+    if adapt not in adapt_names():
+        open_registry(registry).check_known(adapt, "--adapt")
 
 
 def read_prompt_lines(ctx: typer.Context, path: Path, *, strict: bool = False) -> list[InputLine]:
@@ -71,20 +86,9 @@ def read_prompt_lines(ctx: typer.Context, path: Path, *, strict: bool = False) -
     return lines
 
 
-def check_dispatch_inputs(adapt: str, registry: Path | None, output: Path | None, prompts: Path) -> None:
-    """What `t2 dispatch` refuses before any model loads: an -o that is a folder, a device or the prompts
-    file, and an --adapt expert name that no model in the registry has (as `t2 run` does)."""
-    from t2cli.adapt.prepare import STRATEGIES
-    from t2cli.adapt.runio import check_output
-
-    check_output(output, prompts, journal=False)
-    if adapt not in ("none", *STRATEGIES):
-        open_registry(registry).check_known(adapt, "--adapt")
-
-
 def check_routed_lengths(lines: Sequence[InputLine], loaded: LoadedModel, route_tokens: int | None) -> None:
     """When pass 1 reads whole requests (--route-tokens 0), each must fit the model's context."""
-    from t2cli.adapt.routers import check_route_tokens
+    from t2cli.adapt.options import check_route_tokens
     from t2cli.engines.context import check_prompt_tokens
 
     if check_route_tokens(route_tokens) is None:
@@ -105,13 +109,13 @@ def open_slot(
     return loaded, ExpertSlot(started, open_registry(registry), loaded)
 
 
-def search_callback(progress: Progress, options: StrategyOptions) -> Callable[[int, Score], None]:
+def search_callback(progress: Progress) -> Callable[[int, int, Score], None]:
     """Feeds a few-shot search's iterations to a progress bar, added on the first one (most runs never search)."""
     bar: list[TaskID] = []
 
-    def advance(iteration: int, score: Score) -> None:
+    def advance(iteration: int, iterations: int, score: Score) -> None:
         if not bar:
-            bar.append(progress.add_task("searching α", total=options.search_config().cem.iterations))
+            bar.append(progress.add_task("searching α", total=iterations))
         progress.update(bar[0], completed=iteration + 1, description=f"searching α (best {score[0]:.3f})")
 
     return advance

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,34 +15,26 @@ from t2cli.cli.common import make_progress, print_json, settings, stderr_console
 from t2cli.cli.options import (
     AdaptOption,
     BatchSizeOption,
-    CalibrateOption,
-    CemScoreOption,
-    CemTokensOption,
-    ClassifierOption,
-    ElitesOption,
     EngineOption,
-    ExpertsOption,
-    ForceOption,
-    GranularityOption,
-    IterationsOption,
     ModelOption,
-    PopulationOption,
     PromptsArgument,
-    RouteTokensOption,
-    SaveAsOption,
-    SeedOption,
-    ShotsOption,
-    TaskOption,
     TensorParallelOption,
-    open_registry,
 )
-from t2cli.cli.passes import open_slot, read_prompt_lines, search_callback, strategy_options
+from t2cli.cli.passes import (
+    check_adapt_name,
+    open_slot,
+    read_prompt_lines,
+    search_callback,
+    strategy_options,
+    with_strategy_options,
+)
 from t2cli.cli.registry import JsonOption, RegistryOption
 
 if TYPE_CHECKING:
     from t2cli.stats import Mean, PairedScores
 
 
+@with_strategy_options
 def run_command(
     ctx: typer.Context,
     prompts: PromptsArgument,
@@ -64,21 +56,6 @@ def run_command(
     batch_size: BatchSizeOption = 16,
     model: ModelOption = None,
     registry: RegistryOption = None,
-    experts: ExpertsOption = None,
-    classifier: ClassifierOption = None,
-    calibrate: CalibrateOption = True,
-    route_tokens: RouteTokensOption = None,
-    task: TaskOption = None,
-    shots: ShotsOption = None,
-    granularity: GranularityOption = "expert",
-    cem_score: CemScoreOption = None,
-    population: PopulationOption = None,
-    elites: ElitesOption = None,
-    iterations: IterationsOption = None,
-    seed: SeedOption = 0,
-    cem_tokens: CemTokensOption = 128,
-    save_as: SaveAsOption = None,
-    force: ForceOption = False,
     lora_rank: Annotated[
         int | None,
         typer.Option(
@@ -97,12 +74,13 @@ def run_command(
         ),
     ] = None,
     json_output: JsonOption = False,
+    **strategy_settings: Any,
 ) -> None:
     """Answer every prompt with the expert pass 1 picks for it; outputs keep the input order.
 
     Example: t2 run examples/prompts.jsonl --adapt prompt -o answers.jsonl
     """
-    from t2cli.adapt.prepare import STRATEGIES, make_router
+    from t2cli.adapt.prepare import make_router
     from t2cli.adapt.report import base_comparison, row_scores
     from t2cli.adapt.routers import Router
     from t2cli.adapt.runio import Journal, check_output
@@ -119,8 +97,7 @@ def run_command(
     if compare not in (None, "none"):
         raise BadInputError(f"--compare {compare!r}: only the base weights can be compared; pass --compare none")
     check_output(output, prompts)
-    if adapt not in ("none", *STRATEGIES):  # an expert name: it must exist before the model loads
-        open_registry(registry).check_known(adapt, "--adapt")
+    check_adapt_name(adapt, registry)  # an expert name: it must exist before the model loads
     lines = read_prompt_lines(ctx, prompts, strict=strict)
     started = time.perf_counter()
     loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
@@ -130,9 +107,7 @@ def run_command(
     with make_progress(ctx) as progress:
 
         def router() -> Router:  # built inside run_batch, so a few-shot search counts as pass 1
-            built = make_router(
-                adapt, slot, loaded, slot.registry, options, search_callback(progress, options), lines=lines
-            )
+            built = make_router(adapt, slot, loaded, slot.registry, options, search_callback(progress), lines=lines)
             if built.note:
                 notes.append(built.note)
             return built

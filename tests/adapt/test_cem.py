@@ -155,9 +155,7 @@ def test_reward_search_generates_and_force_searches_again(setup) -> None:
 def test_few_shot_router_decides_the_saved_mix_for_every_prompt(setup) -> None:
     loaded, registry, refs, shots = setup
     engine = steered_engine(refs, loaded, alpha_up=0.7)
-    options = StrategyOptions(
-        task="gsm8k", shots=shots, search=SearchConfig(score="likelihood", cem=CemConfig(iterations=2))
-    )
+    options = StrategyOptions(task="gsm8k", shots=shots, cem_score="likelihood", cem_iterations=2)
     router = make_router("few-shot", ExpertSlot(engine, registry, loaded), loaded, registry, options)
     assert isinstance(router, FixedRouter) and router.note.startswith("searched α and saved gsm8k-fewshot@1")
     [decision] = router.decide(["what is 3 plus 3?"])

@@ -59,12 +59,13 @@ def test_a_bad_route_tokens_is_refused_before_the_model_loads(world, command) ->
 
 
 def test_help_states_the_library_default(world) -> None:
+    import inspect
+
+    from t2cli.cli.dispatch import dispatch_command
     from t2cli.cli.passes import strategy_options
 
-    params = {"task": None, "shots": None, "granularity": "expert", "cem_score": None, "population": None,
-              "elites": None, "iterations": None, "seed": 0, "cem_tokens": 128, "experts": None,
-              "classifier": None, "calibrate": True, "save_as": None, "force": False}  # fmt: skip
-    assert strategy_options({**params, "route_tokens": None}).route_tokens == ROUTE_TOKENS
+    params = {name: p.default for name, p in inspect.signature(dispatch_command).parameters.items()}
+    assert strategy_options(params).route_tokens == ROUTE_TOKENS
     assert strategy_options({**params, "route_tokens": 0}).route_tokens == 0
     stated = "Default: all of it" if ROUTE_TOKENS is None else f"Default: {ROUTE_TOKENS}"
     assert stated in " ".join(CliRunner().invoke(app, ["dispatch", "--help"], env={"COLUMNS": "400"}).stdout.split())
