@@ -1,6 +1,6 @@
 """The package layout holds: layers import only downward, no import loops, short import chains, small modules.
 
-Layers (docs/architecture.md): cli → adapt / training / plots (and doctor: both read every layer below) →
+Layers (docs/architecture.md): cli → adapt / serve / training / plots (and doctor: both read every layer below) →
 experts / engines → core (the other top-level modules and tasks/). Imports inside `if TYPE_CHECKING:`
 are annotations only and are not counted; imports inside functions are.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "t2cli"
 MAX_LINES = 450
 MAX_IMPORT_LEVELS = 11
-LAYERS = {"cli": 3, "adapt": 2, "training": 2, "plots": 2, "doctor": 2, "experts": 1, "engines": 1}
+LAYERS = {"cli": 3, "adapt": 2, "serve": 2, "training": 2, "plots": 2, "doctor": 2, "experts": 1, "engines": 1}
 
 
 def module_name(path: Path) -> str:

@@ -10,7 +10,20 @@ import typer
 from typer.core import TyperGroup
 
 from t2cli import __version__
-from t2cli.cli import compose, decompose, dispatch, doctor, evaluate, export, plot_run, registry, run, train, transfer
+from t2cli.cli import (
+    compose,
+    decompose,
+    dispatch,
+    doctor,
+    evaluate,
+    export,
+    plot_run,
+    registry,
+    run,
+    serve,
+    train,
+    transfer,
+)
 from t2cli.cli.command_tree import CommandSpec, command_tree
 from t2cli.cli.common import CliSettings, stderr_console
 from t2cli.errors import T2Error
@@ -129,6 +142,7 @@ app.command("eval")(evaluate.eval_command)
 app.command("export")(export.export_command)
 app.command("dispatch")(dispatch.dispatch_command)
 app.command("run")(run.run_command)
+app.command("serve")(serve.serve_command)
 app.command("doctor")(doctor.doctor_command)
 
 

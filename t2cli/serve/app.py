@@ -26,10 +26,9 @@ from t2cli.serve.batcher import Batcher, BatchSettings, Draining, Overloaded
 from t2cli.serve.metrics import Metrics
 from t2cli.serve.responses import completion_body, error_body, headers, stream_events
 from t2cli.serve.schema import Ask, Limits, parse_chat, parse_completion
-from t2cli.serve.service import Answer
 
 if TYPE_CHECKING:
-    from t2cli.serve.service import Service
+    from t2cli.serve.service import Answer, Service
 
 CHAT, COMPLETIONS, MODELS = "/v1/chat/completions", "/v1/completions", "/v1/models"
 ENDPOINTS = (CHAT, COMPLETIONS, MODELS, "/health", "/metrics")

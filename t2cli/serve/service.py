@@ -55,7 +55,7 @@ class Service:
         by_model: dict[str, list[int]] = {}
         for index, ask in enumerate(asks):
             try:
-                check_prompt_tokens([("the request", ask.prompt)], self.slot.loaded)
+                check_prompt_tokens([("this request", ask.prompt)], self.slot.loaded)
             except Exception as error:  # too long for the model: this request's 400
                 results[index] = error
                 continue
