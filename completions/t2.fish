@@ -476,7 +476,7 @@ complete -c t2 -n '__t2_in \'t2 eval\'' -l help -d 'Show this message and exit.'
 
 # t2 export
 complete -c t2 -n '__t2_in \'t2 export\'' -l output -s o -r -F -d 'New (or empty) folder to write.'
-complete -c t2 -n '__t2_in \'t2 export\'' -l format -s f -x -d 'peft-lora (a PEFT adapter) or merged (W\' baked in).'
+complete -c t2 -n '__t2_in \'t2 export\'' -l format -s f -x -d 'One of: peft-lora, merged (peft-lora: a PEFT adapter; merged: W\' baked in).'
 complete -c t2 -n '__t2_in \'t2 export\'' -l rank -x -d 'peft-lora: keep K components per matrix (default: the rank it was trained at).'
 complete -c t2 -n '__t2_in \'t2 export\'' -l energy -x -d 'peft-lora: smallest rank per matrix keeping this share of ‖ΔW‖² (0-1].'
 complete -c t2 -n '__t2_in \'t2 export\'' -l eval -x -d 'Also score base, exact expert and export on this task.'

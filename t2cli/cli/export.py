@@ -21,39 +21,13 @@ from t2cli.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from t2cli.engines.evaluate import EvalResult
     from t2cli.experts.fidelity import FidelityReport
-    from t2cli.experts.registry import ExpertRef
-    from t2cli.models import LoadedModel
 
 
-def evaluate_export(
-    loaded: LoadedModel, ref: ExpertRef, exported: LoadedModel, task: str, data: str | None, split: str,
-    limit: int | None, mode: str,
-) -> list[EvalResult]:  # fmt: skip
-    """Base, exact expert and exported folder on the same held-out items (transformers engine)."""
-    from t2cli.engines.evaluate import evaluate
-    from t2cli.engines.hf import HFEngine
-    from t2cli.tasks.registry import resolve_task
+def format_help() -> str:
+    from t2cli.experts.formats import EXPORTERS
 
-    task_obj = resolve_task(task)
-    examples = task_obj.load(data, split, limit)
-    engine = HFEngine(loaded)
-    expert = ref.load(loaded.fingerprint)
-    results = [evaluate(engine, task_obj, examples, chat=loaded.chat, mode=mode, label="base")]
-    engine.set_expert(expert.z, expert.manifest.svf_rule)
-    try:
-        results.append(evaluate(engine, task_obj, examples, chat=loaded.chat, mode=mode, label="exact"))
-    finally:
-        engine.set_expert(None)
-    results.append(evaluate(HFEngine(exported), task_obj, examples, chat=loaded.chat, mode=mode, label="exported"))
-    return results
-
-
-def gain_retained(results: list[EvalResult]) -> float | None:
-    """(exported − base) / (exact − base): the share of the expert's gain the export keeps."""
-    base, exact, exported = (r.score for r in results)
-    return (exported - base) / (exact - base) if exact != base else None
+    return f"One of: {', '.join(EXPORTERS.names())} (peft-lora: a PEFT adapter; merged: W' baked in)."
 
 
 def _fidelity_table(report: FidelityReport, title: str) -> Table:
@@ -70,7 +44,7 @@ def export_command(
     ctx: typer.Context,
     spec: SpecArgument,
     output: Annotated[Path, typer.Option("--output", "-o", help="New (or empty) folder to write.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="peft-lora (a PEFT adapter) or merged (W' baked in).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help=format_help())],
     rank: Annotated[
         int | None,
         typer.Option("--rank", help="peft-lora: keep K components per matrix (default: the rank it was trained at)."),
@@ -95,20 +69,20 @@ def export_command(
 
     Example: t2 export arc --format peft-lora --rank 64 -o arc-lora
     """
-    from t2cli.engines.evaluate import MODES
+    from t2cli.engines.evaluate import MODES, compare_export, gain_retained
     from t2cli.errors import BadInputError
     from t2cli.experts.export import (
+        budget_formats,
         check_outside_registry,
         check_request,
         expert_factors,
         export_expert,
         load_export,
-        trained_rank,
+        planned_budget,
     )
-    from t2cli.experts.fidelity import check_budget
-    from t2cli.experts.lora import is_lora_expert
     from t2cli.fsutil import disk_errors
     from t2cli.models import slugify
+    from t2cli.tasks.registry import resolve_task
 
     check_request(fmt, output, rank, energy)
     check_plot(plot)
@@ -118,12 +92,11 @@ def export_command(
     check_outside_registry(output, store.root)
     ref = store.resolve(spec, slugify(model) if model and not Path(model).expanduser().is_dir() else None)
     manifest = ref.manifest()
-    if fmt == "peft-lora" and not is_lora_expert(manifest):
-        if rank is None and energy is None:
-            rank = trained_rank(manifest)  # exact for an expert trained with --rank r
-        check_budget(rank, energy)
-    elif plot is not None:
-        raise BadInputError("--plot draws an SVF expert's LoRA fidelity curve; use it with --format peft-lora")
+    rank, truncated = planned_budget(fmt, manifest, rank, energy)
+    if plot is not None and not truncated:
+        raise BadInputError(
+            f"--plot draws an SVF expert's LoRA fidelity curve; use it with --format {' or '.join(budget_formats())}"
+        )
     loaded = model_and_threads(ctx, model or manifest.base_model)
     expert = ref.load(loaded.fingerprint)
     factors = expert_factors(loaded, expert)
@@ -141,7 +114,8 @@ def export_command(
     scores = None
     if eval_task is not None:
         exported = load_export(loaded, output, fmt)
-        scores = evaluate_export(loaded, ref, exported, eval_task, data, split, limit, mode)
+        task_obj = resolve_task(eval_task)
+        scores = compare_export(loaded, expert, exported, task_obj, task_obj.load(data, split, limit), mode)
         payload["eval"] = {
             "task": eval_task,
             "mode": mode,

@@ -23,6 +23,8 @@ from t2cli.tasks.base import Example, Task
 
 if TYPE_CHECKING:
     from t2cli.engines.slot import ExpertSlot
+    from t2cli.experts.files import Expert
+    from t2cli.models import LoadedModel
 
 MODES = ("generate", "choices", "likelihood")
 
@@ -189,3 +191,33 @@ def write_items(path: Path, results: Sequence[EvalResult]) -> None:
             for item in r.items
         ),
     )
+
+
+def compare_export(
+    loaded: LoadedModel,
+    expert: Expert,
+    exported: LoadedModel,
+    task: Task,
+    examples: Sequence[Example],
+    mode: str,
+) -> list[EvalResult]:
+    """Base, exact expert and exported folder on the same items (`t2 export --eval`), each on an engine that
+    runs the model object given (an export loaded through PEFT or from its folder)."""
+    from t2cli.engines import AUTO, make_engine
+
+    engine = make_engine(AUTO, loaded, in_place=True)
+    results = [evaluate(engine, task, examples, chat=loaded.chat, mode=mode, label="base")]
+    engine.set_expert(expert.z, expert.manifest.svf_rule)
+    try:
+        results.append(evaluate(engine, task, examples, chat=loaded.chat, mode=mode, label="exact"))
+    finally:
+        engine.set_expert(None)
+    on_export = make_engine(AUTO, exported, in_place=True)
+    results.append(evaluate(on_export, task, examples, chat=loaded.chat, mode=mode, label="exported"))
+    return results
+
+
+def gain_retained(results: Sequence[EvalResult]) -> float | None:
+    """(exported − base) / (exact − base) of `compare_export`: the share of the expert's gain the export keeps."""
+    base, exact, exported = (r.score for r in results)
+    return (exported - base) / (exact - base) if exact != base else None

@@ -12,7 +12,7 @@ import torch
 
 from t2cli.engines.base import Engine
 from t2cli.errors import EngineError
-from t2cli.experts.export import cached_lora, expert_factors
+from t2cli.experts.formats import EXPORTERS
 from t2cli.experts.lora import is_lora_expert, load_lora_adapter
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ class ExpertSlot:
         expert = ref.load(self.fingerprint)
         if is_lora_expert(expert.manifest):
             return ref.path, "exact"
-        return cached_lora(self.loaded, expert, expert_factors(self.loaded, expert), ref.path, rank), f"lora:{rank}"
+        # The PEFT adapter the hf engine mixes per row: an SVF expert exported once (t2cli.experts.formats).
+        return EXPORTERS.get("peft-lora").cached(self.loaded, expert, ref.path, rank), f"lora:{rank}"
 
     @contextmanager
     def holding(self, spec: str | None) -> Iterator[Engine]:

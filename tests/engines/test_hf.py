@@ -99,7 +99,8 @@ def test_bad_sampling_is_refused() -> None:
 def exports(t2_home, tmp_path):
     """A tiny model with large weights (so experts change its greedy text), two noisy experts of its MLP
     matrices, and each exported at full rank and at rank 4."""
-    from t2cli.experts.export import expert_factors, export_peft
+    from t2cli.experts.export import expert_factors
+    from t2cli.experts.formats.peft_lora import export_peft
     from t2cli.experts.files import Expert
     from t2cli.experts.manifest import new_manifest
     from tests.helpers import TRAINED_ARC

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from t2cli.cli.app import app
 from t2cli.errors import T2Error
-from t2cli.experts.export import staged
+from t2cli.experts.formats.base import staged
 from t2cli.experts.registry import Registry
 from tests.helpers import make_expert
 
