@@ -1,22 +1,21 @@
-"""Task names -> task objects: the built-ins, `cls` over other tasks, and `jsonl` for YAML specs."""
+"""Task names -> task objects: the built-ins, `cls` over other tasks, and `jsonl` for YAML specs.
+
+Tasks are plug-ins (t2cli.plugins): each is one class (or factory) in a file of its own, registered in
+one line below; other packages add theirs through the `t2cli.tasks` entry-point group.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.tasks.arc import ArcTask
-from t2cli.tasks.base import Task
-from t2cli.tasks.classification import ClassificationTask
-from t2cli.tasks.competition_math import MathTask
-from t2cli.tasks.gsm8k import Gsm8kTask
-from t2cli.tasks.humaneval import HumanEvalTask
-from t2cli.tasks.mbpp import MbppTask
-from t2cli.tasks.spec import JsonlTask, load_spec
+from t2cli.plugins import PluginRegistry
+
+if TYPE_CHECKING:
+    from t2cli.tasks.base import Task
 
 DEFAULT_CLS_TASKS = ("gsm8k", "mbpp", "arc")  # math, code, reasoning: the paper's three experts
 
@@ -26,32 +25,38 @@ def _classification(
     sources: Mapping[str, str | Path | None] | None = None,
     seed: int = 0,
 ) -> Task:
+    from t2cli.tasks.classification import ClassificationTask
+
     members = [get_task(task) if isinstance(task, str) else task for task in tasks]
     return ClassificationTask(members, sources, seed)
 
 
 def _jsonl(spec: str | Path, workers: int | None = None) -> Task:
+    from t2cli.tasks.spec import JsonlTask, load_spec
+
     task_spec = load_spec(spec)
-    if task_spec.name in _FACTORIES:
+    if task_spec.name in TASKS:
         raise BadInputError(f"{spec}: name {task_spec.name!r} is a built-in task; give the spec another name")
     return JsonlTask(task_spec, workers)
 
 
-_FACTORIES: Mapping[str, Callable[..., Task]] = MappingProxyType(
+TASKS: PluginRegistry[Callable[..., Task]] = PluginRegistry(
+    "task",
+    "t2cli.tasks",
     {
-        "gsm8k": Gsm8kTask,
-        "math": MathTask,
-        "arc": ArcTask,
-        "mbpp": MbppTask,
-        "humaneval": HumanEvalTask,
-        "cls": _classification,
-        "jsonl": _jsonl,
-    }
+        "gsm8k": "t2cli.tasks.gsm8k:Gsm8kTask",
+        "math": "t2cli.tasks.competition_math:MathTask",
+        "arc": "t2cli.tasks.arc:ArcTask",
+        "mbpp": "t2cli.tasks.mbpp:MbppTask",
+        "humaneval": "t2cli.tasks.humaneval:HumanEvalTask",
+        "cls": "t2cli.tasks.registry:_classification",
+        "jsonl": "t2cli.tasks.registry:_jsonl",
+    },
 )
 
 
 def task_names() -> list[str]:
-    return list(_FACTORIES)
+    return TASKS.names()
 
 
 def resolve_task(name_or_spec: str | Path, **options: Any) -> Task:
@@ -65,9 +70,9 @@ def resolve_task(name_or_spec: str | Path, **options: Any) -> Task:
 
 def get_task(name: str, **options: Any) -> Task:
     """A task by name; options go to its constructor (e.g. arc: shuffle_seed; jsonl: spec=PATH)."""
-    factory = _FACTORIES.get(name)
-    if factory is None:
+    if name not in TASKS:
         raise NotFoundError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
+    factory = TASKS.get(name)
     signature = inspect.signature(factory)
     try:
         signature.bind(**options)
