@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2cli import __version__
+from t2cli.plugins import PluginInfo
 
 # Where the other modules put their data under the t2 home (models.resolve_source, cli/train.py).
 MODELS_DIR = "models"
@@ -83,6 +84,7 @@ class DoctorReport:
     placement: str  # what model commands use with the given --device/--dtype or $T2_DEVICE/$T2_DTYPE
     hf_token: bool
     sandbox: str  # how code rewards are contained here, the memory cap above all (docs/sandbox.md)
+    plugins: list[PluginInfo]  # every task, router, engine and export format, with where it comes from
     problems: list[str]
 
 
@@ -151,6 +153,20 @@ def engines() -> list[EngineStatus]:
     distributions = importlib.metadata.packages_distributions().get("vllm", [])
     version = next((v for v in map(package_version, distributions) if v), None)
     return [hf, EngineStatus("vllm", available=True, version=version)]
+
+
+def plugins(problems: list[str]) -> list[PluginInfo]:
+    """Every registered plug-in of each kind (each loaded once to see that it works); a broken one is a problem."""
+    from t2cli.adapt.strategies import ROUTERS
+    from t2cli.engines import ENGINES
+    from t2cli.experts.formats import EXPORTERS
+    from t2cli.tasks.registry import TASKS
+
+    found = [info for registry in (TASKS, ROUTERS, ENGINES, EXPORTERS) for info in registry.infos()]
+    for info in found:
+        if info.error is not None:
+            problems.append(f"{info.kind} plug-in {info.name!r} from {info.origin} does not load: {info.error}")
+    return found
 
 
 def model_packages(home: Path) -> list[ModelPackage]:
@@ -282,5 +298,6 @@ def collect(device: str | None = None, dtype: str | None = None) -> DoctorReport
         ],
         hf_token=hf_token_present(),
         sandbox=sandbox_line(),
+        plugins=plugins(problems),
         problems=problems,
     )

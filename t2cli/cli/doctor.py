@@ -45,6 +45,17 @@ def bank_line(report: DoctorReport) -> str:
     return f"{versions} in {report.bank_root}, imported into {report.t2_home}/registry when t2 uses it"
 
 
+def plugin_rows(report: DoctorReport) -> list[tuple[str, str]]:
+    """One row per plug-in kind: its entries by origin (t2cli's own, then each distribution's)."""
+    by_kind: dict[str, dict[str, list[str]]] = {}
+    for info in report.plugins:
+        by_kind.setdefault(f"{info.kind}s", {}).setdefault(info.origin, []).append(info.name)
+    return [
+        (kind, "; ".join(f"{', '.join(names)} ({origin})" for origin, names in origins.items()))
+        for kind, origins in by_kind.items()
+    ]
+
+
 def report_table(report: DoctorReport) -> Table:
     torch = report.torch
     threads_env = report.t2_threads_env or "unset"
@@ -71,6 +82,7 @@ def report_table(report: DoctorReport) -> Table:
             *((folder.name, folder_line(folder)) for folder in report.caches),
         ],
         [("HF token", yes_no(report.hf_token)), ("code sandbox", report.sandbox)],
+        plugin_rows(report),
         [("problem", problem) for problem in report.problems],
     ]
     table = Table(title="t2 doctor", show_header=False)
