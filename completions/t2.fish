@@ -422,6 +422,7 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l config -r -F -d 'YAML of training se
 complete -c t2 -n '__t2_in \'t2 train\'' -l run-dir -r -F -d 'Checkpoints and log (default: $T2_HOME/runs/MODEL/NAME).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l resume -d 'Continue from the run folder\'s last checkpoint.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l shard -d 'Under accelerate launch/torchrun: split each decoder layer\'s weights and SVF factors across the processes (FSDP2) instead of a whole model in each; for models larger than one device.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l recompute -d 'Keep only each decoder layer\'s input for the backward and run the layer again there (activation checkpointing): about a third more compute, a fraction of the memory.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l json -d 'Print the summary as JSON.'

@@ -20,11 +20,12 @@ block runs (`attached`), so the same model still serves the base, or a materiali
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from t2cli.svf import Factors, adapted_spectrum
 
@@ -132,20 +133,70 @@ def adapted_forward(layer: torch.nn.Module, x: torch.Tensor, *, change: torch.Te
     return base + side(x, change).to(base.dtype)
 
 
+Installed = list[tuple[torch.nn.Module, torch.Tensor]]  # (targeted layer, its change c)
+
+
+def _install(pairs: Installed, route: str) -> list[object]:
+    """Give each layer its adapted forward; return what each had before (None: the class's own)."""
+    before = [layer.__dict__.get("forward") for layer, _ in pairs]
+    for layer, change in pairs:
+        # An instance attribute shadows the class's forward; removing it restores the layer exactly.
+        layer.forward = functools.partial(adapted_forward, layer, change=change, route=route)
+    return before
+
+
+def _restore(pairs: Installed, before: list[object]) -> None:
+    for (layer, _), previous in zip(pairs, before, strict=True):
+        if previous is None:
+            layer.__dict__.pop("forward", None)
+        else:
+            layer.forward = previous
+
+
+def _recomputed_forward(block: torch.nn.Module, pairs: Installed, route: str, *args: Any, **kwargs: Any) -> Any:
+    """The block's forward under activation checkpointing: only its inputs are kept, and the backward runs
+    it again, with its targets' adapted forwards installed again for that run (the block has long left
+    `attached` by then)."""
+
+    def run(*inner_args: Any, **inner_kwargs: Any) -> Any:
+        before = _install(pairs, route)
+        try:
+            return type(block).forward(block, *inner_args, **inner_kwargs)
+        finally:
+            _restore(pairs, before)
+
+    if not torch.is_grad_enabled():
+        return run(*args, **kwargs)
+    return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+
 @contextmanager
-def attached(model: torch.nn.Module, changes: Mapping[str, torch.Tensor], route: str = "auto") -> Iterator[None]:
+def attached(
+    model: torch.nn.Module,
+    changes: Mapping[str, torch.Tensor],
+    route: str = "auto",
+    recompute: Sequence[torch.nn.Module] = (),
+) -> Iterator[None]:
     """Within the block, each layer named in `changes` computes with W′ = W + U_k diag(c) V_kᵀ (`route`:
-    the side path, a rebuilt W′, or per call whichever is cheaper); outside it, as loaded."""
+    the side path, a rebuilt W′, or per call whichever is cheaper); outside it, as loaded.
+
+    `recompute`: blocks (decoder layers) that keep only their inputs for the backward and run again there,
+    trading a second forward for the activations of every layer at once."""
     if route not in ROUTES:
         raise ValueError(f"route {route!r} is not one of {ROUTES}")
-    layers = []
+    pairs = [(model.get_submodule(name.removesuffix(".weight")), change) for name, change in changes.items()]
+    blocks = [(block, _inside(block, pairs)) for block in recompute]
+    before = _install(pairs, route)
+    for block, inside in blocks:
+        block.forward = functools.partial(_recomputed_forward, block, inside, route)
     try:
-        for name, change in changes.items():
-            layer = model.get_submodule(name.removesuffix(".weight"))
-            # An instance attribute shadows the class's forward; deleting it restores the layer exactly.
-            layer.forward = functools.partial(adapted_forward, layer, change=change, route=route)
-            layers.append(layer)
         yield
     finally:
-        for layer in layers:
-            del layer.forward
+        for block, _ in blocks:
+            block.__dict__.pop("forward", None)
+        _restore(pairs, before)
+
+
+def _inside(block: torch.nn.Module, pairs: Installed) -> Installed:
+    members = {id(module) for module in block.modules()}
+    return [(layer, change) for layer, change in pairs if id(layer) in members]

@@ -96,3 +96,23 @@ def test_thin_ranks_take_the_side_path_and_the_full_spectrum_over_many_tokens_a_
     assert side_path.cheaper_route((576, 576), 576, tokens=16) == "side"
     with pytest.raises(ValueError, match="route"), side_path.attached(torch.nn.Linear(2, 2), {}, "bogus"):
         pass
+
+
+@pytest.mark.parametrize("route", ["side", "rebuilt"])
+def test_recomputed_layers_give_the_same_gradient_and_restore_the_model(route) -> None:
+    model, factors = _fp64_model_and_factors()
+    ranks = {name: f.S.numel() for name, f in factors.items()}
+    generator = torch.Generator().manual_seed(2)
+    deltas = {name: (0.3 * torch.randn(r, generator=generator, dtype=torch.float64)).requires_grad_() for name, r in
+              ranks.items()}  # fmt: skip
+    expected = _materialised_gradient(model, factors, deltas, "none", ranks)
+    base = model(TOKENS).logits
+    sides = side_path.attach(model, factors, ranks)
+    changes = {name: side_path.side_change(sides[name], deltas[name], "none") for name in factors}
+    with side_path.attached(model, changes, route, recompute=list(model.model.layers)):
+        loss = _loss(model(TOKENS).logits)
+    loss.backward()  # the layers run again here, outside the block, with their adapted forwards
+    for name, delta in deltas.items():
+        assert torch.allclose(delta.grad, expected[name], rtol=0, atol=1e-10), name
+    assert torch.equal(model(TOKENS).logits, base)
+    assert all("forward" not in module.__dict__ for module in model.modules())

@@ -28,7 +28,9 @@ class LoRAPolicy:
     live adapter; the base policy is the same model with the adapter disabled.
     """
 
-    def __init__(self, loaded: LoadedModel, targets: Sequence[TargetMatrix], rank: int, *, seed: int = 0) -> None:
+    def __init__(
+        self, loaded: LoadedModel, targets: Sequence[TargetMatrix], rank: int, *, seed: int = 0, recompute: bool = False
+    ) -> None:
         require_peft()
         from peft import LoraConfig, get_peft_model
 
@@ -48,6 +50,8 @@ class LoRAPolicy:
         with torch.random.fork_rng(devices=gpus):
             torch.manual_seed(seed)
             self.model = get_peft_model(shared_copy(loaded.model), config)
+        if recompute:  # activation checkpointing, as SVFPolicy's `recompute`
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.loaded = replace(loaded, model=self.model)
         self.trainable = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         self.head = output_head(self.model)

@@ -18,6 +18,7 @@ from t2cli.svd_top import top_factors
 from t2cli.svf import Factors
 from t2cli.targets import TargetMatrix
 from t2cli.training.logprobs import OutputHead, final_hidden, output_head
+from t2cli.training.sharding import decoder_layers
 
 
 class Policy(Protocol):
@@ -73,6 +74,8 @@ class SVFPolicy:
 
     `sharded`: the model's layers are split across processes (FSDP), so rollouts and validation run
     through the side path too instead of swapping a materialised W′ into a weight no process holds whole.
+    `recompute`: decoder layers keep only their inputs and run again in the backward (activation
+    checkpointing): a third more compute for activations of one layer at a time instead of all.
     """
 
     def __init__(
@@ -83,12 +86,14 @@ class SVFPolicy:
         rank: int | None = None,
         *,
         sharded: bool = False,
+        recompute: bool = False,
     ) -> None:
         # The side factors hang off a copy of the module tree (sharing every weight), so the caller's model
         # keeps its own parameter names and outputs.
         self.loaded = replace(loaded, model=shared_copy(loaded.model))
         self.rule = rule
         self.sharded = sharded
+        self.recompute = recompute
         # The factors may hold only the top k triplets (t2cli.svd_top); the full rank is min(m, n) of W.
         self.full_ranks = {name: min(f.U.shape[0], f.Vh.shape[1]) for name, f in factors.items()}
         ranks = {name: min(rank or full, full) for name, full in self.full_ranks.items()}
@@ -102,7 +107,7 @@ class SVFPolicy:
     @classmethod
     def for_targets(
         cls, loaded: LoadedModel, targets: Sequence[TargetMatrix], rule: str, rank: int | None = None, **options: bool
-    ) -> SVFPolicy:
+    ) -> SVFPolicy:  # options: sharded, recompute
         """The policy over these targets, its factors read from the SVD cache (computed first where missing).
 
         At `rank` k only the top k triplets are read (t2cli.svd_top): the whole spectrum stays on disk."""
@@ -157,7 +162,8 @@ class SVFPolicy:
         return nullcontext()
 
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
-        with side_path.attached(self.loaded.model, self._changes()):
+        recompute = decoder_layers(self.loaded.model) if self.recompute else ()
+        with side_path.attached(self.loaded.model, self._changes(), recompute=recompute):
             return final_hidden(self.loaded.model, ids, mask, positions, keep, self.loaded.device)
 
     @torch.no_grad()

@@ -79,6 +79,7 @@ class Trainer:
         world: World | None = None,
         engine: str = "hf",
         shard: bool = False,
+        recompute: bool = False,
     ) -> None:
         if not train:
             raise BadInputError(f"task {task.name!r} gave no training examples; check --data and --split")
@@ -97,9 +98,11 @@ class Trainer:
         if config.adapter == "lora":
             from t2cli.training.lora_policy import LoRAPolicy
 
-            self.policy = LoRAPolicy(loaded, selected, config.rank, seed=config.seed)
+            self.policy = LoRAPolicy(loaded, selected, config.rank, seed=config.seed, recompute=recompute)
         else:
-            self.policy = SVFPolicy.for_targets(loaded, selected, config.rule, config.rank, sharded=self.sharded)
+            self.policy = SVFPolicy.for_targets(
+                loaded, selected, config.rule, config.rank, sharded=self.sharded, recompute=recompute
+            )
             if self.sharded:
                 shard_layers(self.policy.loaded.model, self.world)
         self.optimizer = torch.optim.Adam(self.policy.parameters, lr=config.lr)

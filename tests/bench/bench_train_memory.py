@@ -61,11 +61,11 @@ def worker(args: argparse.Namespace) -> dict:
     if adapter == "svf":
         from t2cli.training.policy import SVFPolicy
 
-        policy = SVFPolicy.for_targets(loaded, targets, "none", rank)
+        policy = SVFPolicy.for_targets(loaded, targets, "none", rank, recompute=args.recompute)
     else:
         from t2cli.training.lora_policy import LoRAPolicy
 
-        policy = LoRAPolicy(loaded, targets, rank)
+        policy = LoRAPolicy(loaded, targets, rank, recompute=args.recompute)
     optimizer = torch.optim.Adam(policy.parameters, lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     vocab = loaded.model.config.vocab_size
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--recompute", action="store_true", help="activation checkpointing (t2 train --recompute)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -136,6 +137,7 @@ def main() -> None:
             command = [sys.executable, __file__, "--worker", name, "--model-path", model_path]
             for option in ("device", "dtype", "batch", "seq", "keep", "steps", "threads", "layers"):
                 command += [f"--{option}", str(getattr(args, option))]
+            command += ["--recompute"] if args.recompute else []
             out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 print(out.stderr[-3000:], file=sys.stderr)
@@ -144,6 +146,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), file=sys.stderr)
     unit = "CUDA max allocated" if args.device.startswith("cuda") else "peak RSS"
     print(f"\n{args.model} ({args.layers} layers)" if args.model != "smollm2" else "\nsmollm2", end="")
+    print(", layers recomputed" if args.recompute else "", end="")
     print(f", {args.dtype}, {args.device}, batch {args.batch} x {args.seq} tokens, {args.keep - 1} scored, "
           f"{args.threads} threads\n")  # fmt: skip
     print(f"| config | trainable | {unit} MB | before step MB | step adds MB | plan MB | tokens/s |")

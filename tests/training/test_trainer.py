@@ -10,7 +10,7 @@ from t2cli.models import fingerprint, wrap_model
 from t2cli.training import objectives
 from t2cli.training.config import TrainConfig
 from t2cli.training.objectives import advantages
-from t2cli.training.trainer import batch_at
+from t2cli.training.trainer import Trainer, batch_at
 from tests.helpers import AlwaysC, StartsWithVowel, build_tiny_model, make_trainer, tiny_tokenizer
 
 
@@ -218,3 +218,21 @@ def test_no_vocabulary_sized_tensor_is_moved_during_a_step(loaded, tmp_path, mon
     options = dict(steps=1, batch_size=5, samples=2, kl=0.5, max_new_tokens=3, val_every=100)
     make_trainer(loaded, StartsWithVowel() if method == "svf" else AlwaysC(), tmp_path, method=method, **options).run()
     assert moved == []
+
+
+@pytest.mark.parametrize("method", ["nll", "lora-nll"])
+def test_recomputed_layers_train_the_same_parameters(loaded, tmp_path, method) -> None:
+    """--recompute trades compute for memory only: the trained parameters are those of the plain run."""
+    options = dict(method=method, steps=2, batch_size=5, micro_batch=2, lr=0.1, kl=0.1, val_every=100, rank=3)
+    results = []
+    for recompute in (False, True):
+        config = TrainConfig(task=AlwaysC().name, **options)
+        trainer = Trainer(
+            loaded, AlwaysC(), AlwaysC().load(), AlwaysC().load(split="validation"), config,
+            run_dir=tmp_path / str(recompute), recompute=recompute,
+        )  # fmt: skip
+        trainer.run()
+        results.append(trainer.policy.snapshot())
+    for name, tensor in results[0].items():
+        assert not torch.equal(tensor, torch.ones_like(tensor)) or method == "lora-nll"
+        assert torch.allclose(results[1][name], tensor, atol=1e-6), name
