@@ -100,6 +100,7 @@ def plan(
     roles: tuple[str, ...] = ROLES,
     rank: int | None = None,
     shards: int = 1,
+    recompute: bool = False,
     batch: int = 4,
     seq: int = 512,
     keep: int = 256,
@@ -116,40 +117,48 @@ def plan(
     tokens = batch * seq
     return Plan(
         weights=(shapes.outer_parameters() + shapes.layers * shapes.layer_parameters() / shards) * b,
-        cache=shapes.layers * sum(m * min(m, n) + min(m, n) + min(m, n) * n for m, n in targets)
+        cache=shapes.layers
+        * sum(m * min(m, n) + min(m, n) + min(m, n) * n for m, n in targets)
         * DTYPE_BYTES[cache_dtype],
         expert=shapes.layers * sum(min(m, n) for m, n in targets) * 4,
         factors=shapes.layers * (layer_factor_values * b / shards + sum(held(m, n) for m, n in targets) * 4),
         gathered=2 * (shapes.layer_parameters() + layer_factor_values) * b if shards > 1 else 0.0,
         side_activations=(
-            tokens * shapes.layers * sum(held(m, n) for m, n in targets) * b
+            tokens * (1 if recompute else shapes.layers) * sum(held(m, n) for m, n in targets) * b
             if rank
             # The full spectrum over a long micro-batch is rebuilt per call (side_path.cheaper_route): autograd
             # keeps each distinct layer input (attention's, o's, the MLP's, down's), and one W′ and one fp32
             # m × n gradient exist at a time.
-            else tokens * shapes.layers * (3 * h + i) * b + max(m * n for m, n in targets) * (b + 4)
+            else tokens * (1 if recompute else shapes.layers) * (3 * h + i) * b
+            + max(m * n for m, n in targets) * (b + 4)
         ),
-        activations=tokens * shapes.layers * (9 * h + 3 * kv + 4 * i) * b,
+        # --recompute keeps each layer's input and one layer's activations at a time (run again in backward).
+        activations=(tokens * shapes.layers * h + tokens * (9 * h + 3 * kv + 4 * i)) * b
+        if recompute
+        else tokens * shapes.layers * (9 * h + 3 * kv + 4 * i) * b,
         scoring=2 * batch * keep * h * b + min(CHUNK_TOKENS, batch * keep) * shapes.vocab * 4 * VOCAB_TENSORS,
     )
 
 
 def table(batch: int, seq: int, keep: int, gpu_gb: float) -> list[str]:
-    header = ("| model | targets | rank | devices | micro-batch | weights | factors | gathered | side act."
+    header = ("| model | targets | rank | devices | micro-batch, layers | weights | factors | gathered | side act."
               " | activations | scoring | step | fits in {gpu} GB |")  # fmt: skip
     rows = [header.format(gpu=f"{gpu_gb:g}"), "|" + "---|" * 13]
     cases = [
-        (LLAMA_3_8B, 1, batch, seq),
-        (LLAMA_3_70B, 8, 1, seq),
-        (LLAMA_3_70B, 8, batch, seq),
+        (LLAMA_3_8B, 1, batch, False),
+        (LLAMA_3_70B, 8, 1, False),
+        (LLAMA_3_70B, 8, batch, False),
+        (LLAMA_3_70B, 8, batch, True),
     ]
-    for shapes, shards, rows_per_batch, length in cases:
+    for shapes, shards, rows_per_batch, recompute in cases:
         for label, roles in (("all", ROLES), ("mlp", ROLES[4:])):
             for rank in (64, None):
-                p = plan(shapes, roles=roles, rank=rank, shards=shards, batch=rows_per_batch, seq=length, keep=keep)
+                p = plan(shapes, roles=roles, rank=rank, shards=shards, recompute=recompute, batch=rows_per_batch,
+                         seq=seq, keep=keep)  # fmt: skip
                 fits = "yes" if p.step <= gpu_gb * GB else "no"
+                kept = "recomputed" if recompute else "kept"
                 rows.append(
-                    f"| {shapes.name} | {label} | {rank or 'full'} | {shards} | {rows_per_batch} × {length}"
+                    f"| {shapes.name} | {label} | {rank or 'full'} | {shards} | {rows_per_batch} × {seq}, {kept}"
                     f" | {p.weights / GB:.1f} | {p.factors / GB:.1f} | {p.gathered / GB:.1f}"
                     f" | {p.side_activations / GB:.1f} | {p.activations / GB:.1f} | {p.scoring / GB:.2f}"
                     f" | {p.step / GB:.1f} | {fits} |"
