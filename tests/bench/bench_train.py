@@ -5,7 +5,7 @@
 Runs a few REINFORCE steps with free generation on GSM8K questions (the developers' data folder,
 $T2_TEST_DATA, or synthetic questions when absent: tests/shared_data.py) and reports, per step (median):
 seconds sampling, scoring and in the gradient pass, tokens, and the process's peak memory. Then, on the
-same sampled sequences, it times one SVF gradient pass (loss through W'(z) to z) against a plain full
+same sampled sequences, it times one SVF gradient pass (loss through the adapted layers to z) against a plain full
 fine-tuning backward of the same loss (all weights trainable), side by side.
 """
 
@@ -30,7 +30,8 @@ from t2cli.models import load_model
 from t2cli.tasks.base import Example
 from t2cli.tasks.registry import get_task
 from t2cli.training.config import TrainConfig
-from t2cli.training.objectives import sequence_logprobs, sequence_pass
+from t2cli.training.logprobs import final_hidden, output_head, score_tokens
+from t2cli.training.objectives import sequence_pass
 from t2cli.training.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.shared_data
@@ -54,8 +55,8 @@ def full_finetune_backward(model: torch.nn.Module, rows: list[tuple[list[int], l
         completion_mask[row, -len(tail) :] = 1.0
     model.requires_grad_(True)
     started = time.perf_counter()
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
-    (-sequence_logprobs(logits.float(), ids, completion_mask).sum()).backward()
+    hidden = final_hidden(model, ids, mask, positions, keep, "cpu")[:, :-1]
+    (-score_tokens(output_head(model), hidden, ids[:, -keep + 1 :], completion_mask).logp.sum()).backward()
     seconds = time.perf_counter() - started
     model.zero_grad(set_to_none=True)
     model.requires_grad_(False)
