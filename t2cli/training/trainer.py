@@ -234,10 +234,13 @@ class Trainer:
 
 def rollout_engine(name: str, config: TrainConfig, rollout: str, *, in_place: bool = False) -> str:
     """The engine that samples rollouts and validates: `auto` takes an engine that loads the weights itself
-    only where it pays, for generated rollouts of an SVF policy (the other rollouts score on the training
-    model itself, as every rollout of a sharded model does: `in_place`)."""
+    only where it pays, for generated REINFORCE rollouts of an SVF policy (the other rollouts score on the
+    training model itself, as every rollout of a sharded model does: `in_place`). An nll run only
+    validates: a second copy of the weights and its KV cache (~4 GB with vLLM on the CPU) would be most
+    of its memory for a few validations."""
     check_engine(name)
-    if name == AUTO and (in_place or config.adapter != "svf" or rollout != "generate"):
+    no_rollouts = config.objective != "reinforce" or rollout != "generate"
+    if name == AUTO and (in_place or config.adapter != "svf" or no_rollouts):
         return resolve_engine(AUTO, in_place=True)
     if config.adapter == "lora" and loads_weights_itself(name):
         raise BadInputError(

@@ -201,6 +201,7 @@ def test_training_picks_vllm_only_for_generated_svf_rollouts() -> None:
     assert rollout_engine("auto", TrainConfig(task="t"), "likelihood") == "hf"
     assert rollout_engine("auto", TrainConfig(task="t", method="lora"), "generate") == "hf"
     assert rollout_engine("auto", TrainConfig(task="t"), "generate") == "auto"
+    assert rollout_engine("auto", TrainConfig(task="t", method="nll"), "generate") == "hf"  # it only validates
     with pytest.raises(BadInputError, match="LoRA training samples with --engine hf"):
         rollout_engine("vllm", TrainConfig(task="t", method="lora"), "generate")
 
