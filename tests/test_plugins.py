@@ -24,6 +24,7 @@ from t2cli.tasks.registry import TASKS, get_task
 
 # The same code docs/architecture.md shows ("Adding a plug-in").
 PLUGIN = '''
+import json
 from pathlib import Path
 
 from t2cli.adapt.routers import BASE, FixedRouter
@@ -83,7 +84,7 @@ class ZJsonFormat:
     def export(cls, loaded, expert, factors, expert_folder, output, *, rank, energy):
         with staged(output) as folder:
             z = {name: vector.tolist() for name, vector in expert.z.items()}
-            (folder / "z.json").write_text(__import__("json").dumps(z))
+            (folder / "z.json").write_text(json.dumps(z))
             write_record(folder, expert, cls.name, {})
         return ExportResult(cls.name, Path(output), expert.manifest.ref)
 
