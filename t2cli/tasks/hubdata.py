@@ -73,6 +73,13 @@ class HubDataset:
             if any(fnmatch.fnmatchcase(path.relative_to(folder).as_posix(), pattern) for pattern in patterns)
         )
         if not files:
+            from huggingface_hub import constants
+
+            if constants.HF_HUB_OFFLINE:  # huggingface_hub < 2 hands back a cached snapshot without the files
+                raise NotFoundError(
+                    f"{self.url} is neither in the Hugging Face cache nor reachable (offline; its {split} split "
+                    "was never downloaded)"
+                )
             raise NotFoundError(
                 f"{self.url} has no {split} split (no {' or '.join(patterns[:2])} file); "
                 "name a config with hf://datasets/OWNER/NAME[@REVISION]/CONFIG or pick another --split"
