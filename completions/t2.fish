@@ -448,7 +448,7 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l checkpoint-every -x -d 'Checkpoint e
 complete -c t2 -n '__t2_in \'t2 train\'' -l seed -x -d 'Seed for batches, sampling and choice order.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l rank -x -d 'Rank of ΔW: the LoRA rank for lora/lora-nll (default 16); for svf/nll, adapt only each matrix\'s r largest singular values, so `t2 export --rank r` is exact (default: all).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l select -x -d 'Publish the best validated step (ties: the earlier, base first) or the last.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l data -x -d 'Data file or folder, or a Hub dataset hf://datasets/OWNER/NAME[@REV][/CONFIG] (default: the task\'s own, from the Hub); for --task cls: TASK=PATH,…'
+complete -c t2 -n '__t2_in \'t2 train\'' -l data -x -d 'Data file or folder, or a Hub dataset hf://datasets/OWNER/NAME, optionally @REV and /CONFIG (default: the task\'s own, from the Hub); for --task cls: TASK=PATH,…'
 complete -c t2 -n '__t2_in \'t2 train\'' -l help -d 'Show this message and exit.'
 
 # t2 plot-run
@@ -458,7 +458,7 @@ complete -c t2 -n '__t2_arg \'t2 plot-run\' 0 0' -F
 
 # t2 eval
 complete -c t2 -n '__t2_in \'t2 eval\'' -l task -s t -x -d 'Task name (arc, gsm8k, mbpp, …) or a YAML spec.'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l data -x -d 'Data file or folder, hf://datasets/OWNER/NAME[@REV][/CONFIG] or t2:math-mix/FILE (default: the task\'s own, from the Hub).'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l data -x -d 'Data file or folder, hf://datasets/OWNER/NAME (optionally @REV and /CONFIG) or t2:math-mix/FILE (default: the task\'s own, from the Hub).'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l split -x -d 'train, validation or test.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l expert -s e -x -d 'Expert NAME[@V]; repeat for a side-by-side table.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l base -d 'Include the base model (the default with no --expert).'

@@ -86,11 +86,6 @@ def t2_words(segment: list[str]) -> list[str]:
     return segment[1:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`t2 train --help` and `t2 eval --help` crash: rich reads [/CONFIG] in --data's help as a closing tag "
-    "(t2cli/training/config.py, t2cli/cli/evaluate.py); drop this mark with the fix",
-)
 def test_every_readme_command_names_real_commands_options_and_files() -> None:
     """Fast, always: each command's sub-commands and options exist (click stops at --help only after
     every option parsed), and every file it names in the repository is there."""

@@ -28,8 +28,8 @@ def eval_command(
         str | None,
         typer.Option(
             "--data",
-            help="Data file or folder, hf://datasets/OWNER/NAME[@REV][/CONFIG] or t2:math-mix/FILE "
-            "(default: the task's own, from the Hub).",
+            help="Data file or folder, hf://datasets/OWNER/NAME (optionally @REV and /CONFIG) or "
+            "t2:math-mix/FILE (default: the task's own, from the Hub).",
         ),
     ] = None,
     split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",

@@ -82,8 +82,9 @@ class TrainConfig:
     data: str | None = field(
         default=None,
         metadata=_help(
-            "Data file or folder, or a Hub dataset hf://datasets/OWNER/NAME[@REV][/CONFIG] (default: the task's "
-            "own, from the Hub); for --task cls: TASK=PATH,…"
+            # No square brackets: the CLI's help renders rich markup, where [/CONFIG] is a closing tag.
+            "Data file or folder, or a Hub dataset hf://datasets/OWNER/NAME, optionally @REV and /CONFIG "
+            "(default: the task's own, from the Hub); for --task cls: TASK=PATH,…"
         ),
     )
 
