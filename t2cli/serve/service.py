@@ -61,10 +61,11 @@ class Service:
                 continue
             by_model.setdefault(ask.model, []).append(index)
         decisions: dict[int, Decision] = {}
+        mixtures: dict[str, dict[str, float] | None] = {}  # α per expert spec, read once a batch
         for model, indices in by_model.items():
             try:
                 decided = self._router(model).decide([asks[i].prompt for i in indices])
-                decisions.update(zip(indices, [self._with_alpha(d) for d in decided], strict=True))
+                decisions.update(zip(indices, [self._with_alpha(d, mixtures) for d in decided], strict=True))
             except Exception as error:  # an unknown expert, or pass 1 failed: these requests only
                 results.update(dict.fromkeys(indices, error))
         by_sampling: dict[Sampling, dict[int, Decision]] = {}
@@ -96,14 +97,16 @@ class Service:
                 ) from None
         return make_router("none" if model == BASE else model, self.slot, self.slot.loaded, self.slot.registry)
 
-    def _with_alpha(self, decision: Decision) -> Decision:
+    def _with_alpha(self, decision: Decision, mixtures: dict[str, dict[str, float] | None]) -> Decision:
         """A named mixture (a composed or searched expert) with its α, as few-shot decisions carry it."""
-        if decision.expert is None or decision.alpha is not None:
+        spec = decision.expert
+        if spec is None or decision.alpha is not None:
             return decision
-        ref = self.slot.registry.resolve(decision.expert, self.slot.model_slug)
-        if "recipe" not in ref.manifest().provenance:
-            return decision
-        return replace(decision, alpha=searched_decision(ref, decision.label).alpha)
+        if spec not in mixtures:
+            ref = self.slot.registry.resolve(spec, self.slot.model_slug)
+            recipe = "recipe" in ref.manifest().provenance
+            mixtures[spec] = searched_decision(ref, decision.label).alpha if recipe else None
+        return replace(decision, alpha=mixtures[spec])
 
     @staticmethod
     def _confidence(ask: Ask, decision: Decision) -> float | None:

@@ -152,3 +152,17 @@ def test_metrics_count_requests_latency_routes_and_queue_and_the_access_log_is_j
     first = records[0]
     assert first["model"] == "auto" and first["expert"] == "m@1" and first["completion_tokens"] == 1
     assert first["id"].startswith("chatcmpl-") and first["seconds"] >= 0 and "time" in first
+
+
+def test_a_named_mixture_answers_with_its_alpha(make_app, registry) -> None:
+    from t2cli.experts.compose import compose_recipe
+    from t2cli.experts.recipes import recipe_from_cli
+
+    registry.publish(compose_recipe(recipe_from_cli(["m=0.4", "c=0.6"], output="mix"), registry, "tiny-llama"))
+    app, _, _ = make_app()
+    with TestClient(app) as client:
+        answer = client.post("/v1/completions", json={"model": "mix", "prompt": "hi"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["t2"]["expert"] == "mix@1"
+    assert answer.json()["t2"]["alpha"] == {"m@1": 0.4, "c@1": 0.6}
+    assert json.loads(answer.headers["x-t2-alpha"]) == {"m@1": 0.4, "c@1": 0.6}
