@@ -170,7 +170,7 @@ def plugins(problems: list[str]) -> list[PluginInfo]:
 
 
 def model_packages(home: Path) -> list[ModelPackage]:
-    from t2cli.models import BUILTIN_MODELS
+    from t2cli.models.builtin import BUILTIN_MODELS
 
     packages = []
     for builtin in BUILTIN_MODELS.values():
@@ -258,7 +258,7 @@ def collect(device: str | None = None, dtype: str | None = None) -> DoctorReport
     from t2cli.config import t2_home
     from t2cli.experts.bundled import bundled_bank
     from t2cli.experts.registry import resolve_root
-    from t2cli.models import DEFAULT_MODEL
+    from t2cli.models.builtin import DEFAULT_MODEL
     from t2cli.svd import cache_path
 
     problems: list[str] = []

@@ -21,7 +21,7 @@ import torch
 
 from t2cli.config import t2_home
 from t2cli.errors import BadInputError, IntegrityError
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.svf import Factors
 from t2cli.targets import TargetMatrix
 

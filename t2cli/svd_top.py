@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from t2cli.errors import IntegrityError
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.svd import cache_path, decompose, map_cache, probe_tolerance, probe_weight
 from t2cli.svf import Factors
 from t2cli.targets import TargetMatrix

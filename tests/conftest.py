@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def smollm2_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2(smollm2_home: Path) -> LoadedModel:
-    from t2cli.models import load_model
+    from t2cli.models.loading import load_model
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("T2_HOME", str(smollm2_home))

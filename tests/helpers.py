@@ -17,7 +17,7 @@ from t2cli.experts.files import Expert, read_manifest, write_manifest
 from t2cli.experts.manifest import Z_FILE, new_manifest
 from t2cli.experts.registry import ExpertRef, Registry
 from t2cli.fsutil import file_sha256
-from t2cli.models import LoadedModel, wrap_model
+from t2cli.models.loading import LoadedModel, wrap_model
 from t2cli.tasks.base import Example, Task
 from t2cli.training.config import TrainConfig
 from t2cli.training.trainer import Trainer
@@ -330,7 +330,7 @@ def cached_tiny_llama(seed: int = 0) -> LoadedModel:
 def tiny_cli_world(tmp_path: Path, rows: Sequence[Mapping]) -> dict:
     """What CLI tests of `t2 run`/`dispatch` start from: a tiny model folder, a registry with a gsm8k and an
     arc expert of it, and a prompts file of `rows`."""
-    from t2cli.models import load_model
+    from t2cli.models.loading import load_model
 
     folder = make_model_folder(tmp_path / "tiny")
     loaded = load_model(str(folder))

@@ -1,7 +1,7 @@
 """The package layout holds: layers import only downward, no import loops, short import chains, small modules.
 
 Layers (docs/architecture.md): cli → adapt / serve / training / plots (and doctor: both read every layer below) →
-experts / engines → core (the other top-level modules and tasks/). Imports inside `if TYPE_CHECKING:`
+experts / engines → core (the other top-level modules, models/ and tasks/). Imports inside `if TYPE_CHECKING:`
 are annotations only and are not counted; imports inside functions are.
 """
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from t2cli.cli.app import app
 from t2cli.device import check_device, check_dtype, resolve_placement
 from t2cli.errors import BadInputError
-from t2cli.models import fingerprint, load_model
+from t2cli.models.fingerprint import fingerprint
+from t2cli.models.loading import load_model
 from t2cli.svd import decompose, reconstruction_error
 from tests.helpers import build_tiny_model, make_model_folder, make_task, tiny_tokenizer
 

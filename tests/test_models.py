@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.models import find_targets, fingerprint, parse_roles, resolve_source, select_targets, slugify
+from t2cli.models.fingerprint import fingerprint
+from t2cli.models.loading import resolve_source, slugify
+from t2cli.models.matching import find_targets, parse_roles, select_targets
 from t2cli.targets import ALL_ROLES
 from tests.helpers import build_tiny_model, tiny_loaded, tiny_tokenizer
 
@@ -82,7 +84,7 @@ def test_specs_resolve_or_fail_clearly(tmp_path) -> None:
 
 
 def test_local_folder_round_trip(tmp_path) -> None:
-    from t2cli.models import load_model
+    from t2cli.models.loading import load_model
 
     model = build_tiny_model("mistral")
     model.save_pretrained(tmp_path / "tiny")
@@ -104,7 +106,7 @@ def test_a_bad_thread_count_is_a_one_line_error(monkeypatch) -> None:
 
 
 def test_checkpoint_names_are_matched_across_prefixes(tmp_path) -> None:
-    from t2cli.models import Checkpoint
+    from t2cli.models.checkpoint import Checkpoint
 
     file = tmp_path / "model.safetensors"
     stored = Checkpoint({"layers.0.mlp.up_proj.weight": (file, "layers.0.mlp.up_proj.weight")})
@@ -124,7 +126,7 @@ def test_a_missing_gguf_chunk_package_is_a_one_line_error(monkeypatch, tmp_path)
     import importlib.metadata
     from types import SimpleNamespace
 
-    from t2cli.models import BUILTIN_MODELS, gguf_path
+    from t2cli.models.builtin import BUILTIN_MODELS, gguf_path
 
     def assemble(target: str) -> str:
         raise ModuleNotFoundError(

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from t2cli.adapt.bank import load_bank
 from t2cli.cli.app import app
 from t2cli.experts.registry import Registry
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 
 pytestmark = pytest.mark.real_model
 

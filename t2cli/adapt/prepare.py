@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from t2cli.adapt.runio import InputLine
     from t2cli.engines.slot import ExpertSlot
     from t2cli.experts.registry import ExpertRef, Registry
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 
 def make_router(

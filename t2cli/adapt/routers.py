@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from t2cli.engines.slot import ExpertSlot
     from t2cli.experts.manifest import Manifest
     from t2cli.experts.registry import ExpertRef
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 CUE = "Category:"
 

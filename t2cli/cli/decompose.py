@@ -35,7 +35,7 @@ def decompose_command(
 
     Example: t2 --device cuda decompose meta-llama/Meta-Llama-3-8B --cache-dtype bfloat16
     """
-    from t2cli.models import parse_roles
+    from t2cli.models.matching import parse_roles
     from t2cli.svd import cache_dtype_of, check_driver, decompose, summarize
 
     parse_roles(targets)  # refuse a bad --targets, --cache-dtype or --driver before spending seconds on the model

@@ -81,7 +81,7 @@ def export_command(
         planned_budget,
     )
     from t2cli.fsutil import disk_errors
-    from t2cli.models import slugify
+    from t2cli.models.loading import slugify
     from t2cli.tasks.registry import resolve_task
 
     check_request(fmt, output, rank, energy)

@@ -14,7 +14,7 @@ from t2cli.engines import engine_help
 if TYPE_CHECKING:
     from t2cli.device import Placement
     from t2cli.experts.registry import Registry
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 ModelArgument = Annotated[
     str | None,
@@ -43,7 +43,7 @@ def model_and_threads(
     """Apply --threads, then load the model spec on the --device / --dtype placement (`device` overrides
     the device: a launched process's own GPU); `weights=False` skips building it where files suffice (vLLM)."""
     from t2cli.config import configure_threads
-    from t2cli.models import load_model
+    from t2cli.models.loading import load_model
 
     configure_threads(settings(ctx).threads)
     place = placement(ctx)
@@ -73,7 +73,7 @@ def open_registry(root: Path | None) -> Registry:
 
 
 def model_slug(model: str | None) -> str | None:
-    from t2cli.models import slugify
+    from t2cli.models.loading import slugify
 
     return slugify(model) if model else None
 

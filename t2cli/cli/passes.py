@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from t2cli.adapt.cem import Score
     from t2cli.adapt.runio import InputLine
     from t2cli.engines.slot import ExpertSlot
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

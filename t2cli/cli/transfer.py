@@ -43,7 +43,7 @@ def transfer_command(
     Example: t2 transfer arc --to gemma3-270m --strength 0.8
     """
     from t2cli.experts.transfer import check_strength, transfer_expert
-    from t2cli.models import parse_roles
+    from t2cli.models.matching import parse_roles
 
     check_strength(strength)  # refuse a bad --strength or --targets before loading any model
     if targets is not None:

@@ -16,7 +16,7 @@ from t2cli.plugins import PluginRegistry
 
 if TYPE_CHECKING:
     from t2cli.engines.base import Engine, EnginePlugin
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 AUTO = "auto"
 

@@ -16,7 +16,7 @@ import torch
 from t2cli.errors import BadInputError
 
 if TYPE_CHECKING:
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 Prompt = str | Sequence[Mapping[str, str]]
 

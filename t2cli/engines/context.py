@@ -12,7 +12,7 @@ from t2cli.engines.base import Prompt, encode_prompt
 from t2cli.errors import BadInputError
 
 if TYPE_CHECKING:
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 # No model t2 runs reads more: even 128k tokens are ~500k characters of text.
 MAX_PROMPT_CHARS = 1_000_000

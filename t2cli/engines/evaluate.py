@@ -24,7 +24,7 @@ from t2cli.tasks.base import Example, Task
 if TYPE_CHECKING:
     from t2cli.engines.slot import ExpertSlot
     from t2cli.experts.files import Expert
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 MODES = ("generate", "choices", "likelihood")
 

@@ -20,7 +20,7 @@ from t2cli.engines.base import (
     pad_token_id,
 )
 from t2cli.errors import EngineError
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.svd import decompose
 from t2cli.svf import Factors, LiveAdapter
 
@@ -121,7 +121,7 @@ class HFEngine:
         """The PEFT adapter name of an exported folder, loading it on first use."""
         from peft import PeftModel
 
-        from t2cli.models import shared_copy
+        from t2cli.models.loading import shared_copy
 
         key = str(folder.resolve())
         if key not in self._adapter_names:

@@ -17,7 +17,7 @@ from t2cli.experts.lora import is_lora_expert, load_lora_adapter
 
 if TYPE_CHECKING:
     from t2cli.experts.registry import Registry
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 
 # What the slot holds after `apply`: never equal to an expert spec, so the next `hold` swaps.

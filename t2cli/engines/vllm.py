@@ -24,7 +24,7 @@ import torch
 from t2cli.device import dtype_name
 from t2cli.engines.base import Generation, Prompt, Sampling, encode_prompt, label_token_ids
 from t2cli.errors import BadInputError, EngineError
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.svd import decompose
 from t2cli.svf import Factors, check_rule, check_vectors
 

@@ -19,7 +19,7 @@ from t2cli.errors import BadInputError
 from t2cli.experts.files import Expert
 from t2cli.experts.manifest import check_compatible, new_manifest
 from t2cli.experts.recipes import AlphaSpec, AlphaValue, Recipe
-from t2cli.models import slugify
+from t2cli.models.loading import slugify
 from t2cli.targets import TargetMatrix
 
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ from t2cli.svf import Factors
 
 if TYPE_CHECKING:
     from t2cli.experts.formats.base import ExportResult
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
 
 PEFT_PREFIX = "base_model.model."
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from t2cli.errors import BadInputError, NotFoundError
-from t2cli.models import shared_copy
+from t2cli.models.loading import shared_copy
 
 if TYPE_CHECKING:
     from t2cli.experts.manifest import Manifest

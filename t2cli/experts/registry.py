@@ -30,7 +30,7 @@ from t2cli.experts.files import (
 )
 from t2cli.experts.manifest import MANIFEST_FILE, VERSION_PATTERN, Manifest, check_name, parse_spec
 from t2cli.fsutil import atomic_write, copy_verified, default_permissions, disk_errors, read_text_bounded
-from t2cli.models import slugify
+from t2cli.models.loading import slugify
 
 REGISTRY_ENV = "T2_REGISTRY"
 LOCK_FILE = ".lock"

@@ -32,7 +32,7 @@ from t2cli.errors import BadInputError
 from t2cli.experts.compose import Placed, Targets, depth, keyed
 from t2cli.experts.files import Expert
 from t2cli.experts.manifest import new_manifest
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.targets import ALL_ROLES
 
 

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.targets import TargetMatrix
 
 if TYPE_CHECKING:
     from t2cli.engines.hf import HFEngine
 from t2cli.experts.lora import ADAPTER_FILES, require_peft
 from t2cli.fsutil import staged_folder
-from t2cli.models import shared_copy
+from t2cli.models.loading import shared_copy
 from t2cli.training.logprobs import final_hidden, output_head
 
 

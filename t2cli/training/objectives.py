@@ -38,7 +38,7 @@ from t2cli.training.logprobs import TokenScores, score_tokens
 from t2cli.training.records import StepStats
 
 if TYPE_CHECKING:
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
     from t2cli.training.policy import Policy
 
 

@@ -12,7 +12,7 @@ import torch
 
 from t2cli import side_path
 from t2cli.engines.base import Engine
-from t2cli.models import LoadedModel, shared_copy
+from t2cli.models.loading import LoadedModel, shared_copy
 from t2cli.svd import decompose
 from t2cli.svd_top import top_factors
 from t2cli.svf import Factors

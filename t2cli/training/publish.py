@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.tasks.base import Example, Task
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from t2cli.engines import AUTO, check_engine, loads_weights_itself, make_engine,
 from t2cli.engines.base import pad_token_id
 from t2cli.engines.evaluate import evaluate
 from t2cli.errors import BadInputError
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.targets import TargetMatrix
 from t2cli.tasks.base import Example, Task
 from t2cli.training import checkpoint

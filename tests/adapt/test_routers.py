@@ -30,7 +30,7 @@ from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.experts.files import Expert
 from t2cli.experts.registry import Registry
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 from t2cli.tasks.classification import classification_plain_prompt
 from t2cli.tasks.registry import get_task
 from tests.helpers import FakeEngine, plant_label, publish_expert, tiny_model

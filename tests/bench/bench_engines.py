@@ -33,7 +33,7 @@ from t2cli.engines import make_engine
 from t2cli.engines.base import Engine, Sampling
 from t2cli.engines.vllm import vllm_distribution
 from t2cli.experts.bundled import open_registry
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 
 
 def timed(action: Callable[[], object], repeats: int = 1) -> float:

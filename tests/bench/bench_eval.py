@@ -23,7 +23,7 @@ from rich.table import Table
 
 from t2cli.engines.base import Sampling, encode_prompt
 from t2cli.engines.hf import HFEngine
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.shared_data
 from tests.shared_data import bench_data

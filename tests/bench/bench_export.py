@@ -23,7 +23,7 @@ from t2cli.engines import make_engine
 from t2cli.engines.evaluate import EvalResult, evaluate
 from t2cli.experts.export import expert_factors, lora_equivalent_z, lora_factors
 from t2cli.experts.registry import Registry
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 from t2cli.stats import mean_se, paired_scores
 from t2cli.tasks.registry import resolve_task
 

@@ -30,10 +30,10 @@ from t2cli.adapt.runio import read_inputs
 from t2cli.config import configure_threads
 from t2cli.engines.base import Generation, Prompt, Sampling, encode_prompt
 from t2cli.engines.hf import HFEngine
-from t2cli.experts.formats.peft_lora import cached_lora
 from t2cli.experts.files import Expert
+from t2cli.experts.formats.peft_lora import cached_lora
 from t2cli.experts.registry import Registry
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 from t2cli.svd import decompose
 from t2cli.svf import Factors
 

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, wh
 import torch
 
 from t2cli.device import peak_memory_mb, reset_peak_memory, resolve_placement
-from t2cli.models import load_model, parse_roles
+from t2cli.models.loading import load_model
+from t2cli.models.matching import parse_roles
 from t2cli.svd import DRIVERS, decompose, factorize, reconstruction_error
 from tests.bench.memory_plan import LLAMA_3_8B, plan
 

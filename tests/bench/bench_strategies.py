@@ -37,7 +37,7 @@ from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import NotFoundError
 from t2cli.experts.bundled import open_registry
 from t2cli.experts.compose import compose_vectors
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 from t2cli.tasks.registry import resolve_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.shared_data

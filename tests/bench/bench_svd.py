@@ -25,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from t2cli.models import LoadedModel, load_model
+from t2cli.models.loading import LoadedModel, load_model
 from t2cli.svd import decompose, load_cached, relative_error
 from t2cli.svf import LiveAdapter
 

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from t2cli.engines.base import Sampling, encode_prompt, left_pad
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 from t2cli.tasks.base import Example
 from t2cli.tasks.registry import get_task
 from t2cli.training.config import TrainConfig

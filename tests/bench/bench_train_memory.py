@@ -50,7 +50,7 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     from t2cli.device import resolve_placement
-    from t2cli.models import load_model
+    from t2cli.models.loading import load_model
     from t2cli.training.objectives import continuation_scores
 
     torch.set_num_threads(args.threads)

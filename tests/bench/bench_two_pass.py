@@ -45,7 +45,7 @@ from rich.table import Table
 from t2cli.experts.files import Expert
 from t2cli.experts.manifest import new_manifest
 from t2cli.experts.registry import Registry
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "prompts.jsonl"
 TARGET_RATIOS = {64: 1.25, 256: 1.10}  # two passes against one, by new tokens (issue #18)

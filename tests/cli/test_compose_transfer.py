@@ -18,7 +18,7 @@ from t2cli.experts.manifest import new_manifest
 from t2cli.experts.recipes import parse_recipe
 from t2cli.experts.registry import Registry
 from t2cli.experts.transfer import transfer_vectors
-from t2cli.models import LoadedModel, load_model, slugify
+from t2cli.models.loading import LoadedModel, load_model, slugify
 from tests.helpers import build_tiny_model, tiny_loaded, tiny_tokenizer
 
 TRAINED = {"kind": "trained", "task": "arc", "data_sha256": "ab" * 32, "method": "reinforce"}

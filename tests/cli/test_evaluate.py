@@ -18,7 +18,7 @@ from t2cli.experts.files import Expert
 from t2cli.experts.lora import load_lora_adapter
 from t2cli.experts.manifest import new_manifest
 from t2cli.experts.registry import Registry
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 from t2cli.tasks.registry import resolve_task
 from tests.helpers import make_model_folder
 

@@ -49,7 +49,7 @@ def test_model_conversion_in_a_read_only_home_is_one_line(
         with staged_folder(folder) as staging:
             (staging / "model.safetensors").write_bytes(b"")
 
-    monkeypatch.setattr("t2cli.models._convert_gguf", convert)
+    monkeypatch.setattr("t2cli.models.builtin._convert_gguf", convert)
     code, _, err = t2("decompose", "smollm2-135m")
     assert code == 1 and err.count("\n") == 1 and "cannot write the converted smollm2-135m" in err, err
     assert "read-only file system" in err

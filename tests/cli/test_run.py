@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from t2cli.cli.app import app
 from t2cli.experts.registry import Registry
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 from tests.helpers import publish_expert, tiny_cli_world, write_shots
 
 PROMPTS = [

@@ -6,7 +6,7 @@ import torch
 from t2cli.engines.base import Sampling, cut_at_stop, encode_prompt, label_token_ids
 from t2cli.engines.hf import HFEngine
 from t2cli.errors import BadInputError, EngineError
-from t2cli.models import wrap_model
+from t2cli.models.loading import wrap_model
 from tests.helpers import build_tiny_model, tiny_tokenizer
 
 PROMPTS = ["the cat sat", "a", "what is two plus two?", "hello there friend"]
@@ -100,8 +100,8 @@ def exports(t2_home, tmp_path):
     """A tiny model with large weights (so experts change its greedy text), two noisy experts of its MLP
     matrices, and each exported at full rank and at rank 4."""
     from t2cli.experts.export import expert_factors
-    from t2cli.experts.formats.peft_lora import export_peft
     from t2cli.experts.files import Expert
+    from t2cli.experts.formats.peft_lora import export_peft
     from t2cli.experts.manifest import new_manifest
     from tests.helpers import TRAINED_ARC
 

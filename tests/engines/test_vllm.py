@@ -20,7 +20,7 @@ from t2cli.engines.hf import HFEngine
 from t2cli.engines.vllm import architecture_overrides, context_length, vllm_distribution
 from t2cli.engines.vllm_worker import fused_siblings
 from t2cli.errors import BadInputError, EngineError
-from t2cli.models import LoadedModel
+from t2cli.models.loading import LoadedModel
 
 LLAMA_PACKED = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
 PROMPTS = [

@@ -14,7 +14,7 @@ from t2cli.errors import BadInputError
 from t2cli.experts.export import expert_factors, export_expert, load_export, lora_equivalent_z
 from t2cli.experts.fidelity import kept_components, plan_ranks, rank_for_energy
 from t2cli.experts.registry import Registry
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 from t2cli.svf import LiveAdapter, weight_delta
 from tests.helpers import make_model_folder, publish_expert
 
@@ -147,7 +147,7 @@ def t2(*args: str) -> tuple[int, str, str]:
 )
 def test_bad_flags_exit_2_before_any_model_loads(setup, tmp_path: Path, monkeypatch, flags, text) -> None:
     _, registry, _ = setup
-    monkeypatch.setattr("t2cli.models.load_model", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr("t2cli.models.loading.load_model", lambda *a, **k: pytest.fail("loaded a model"))
     fmt = [] if "--format" in flags else ["--format", "peft-lora"]
     code, out, err = t2("export", "arc", *fmt, *flags, "-o", str(tmp_path / "x"), "--registry", str(registry.root))
     assert (code, out) == (2, "") and err.startswith("error: ") and err.count("\n") == 1 and text in err
@@ -180,7 +180,7 @@ def test_lora_expert_is_copied_as_trained_and_merges(setup, tmp_path: Path) -> N
     from t2cli.experts.files import Expert
     from t2cli.experts.lora import ADAPTER_FILES, adapter_provenance, load_lora_adapter
     from t2cli.experts.manifest import new_manifest
-    from t2cli.models import shared_copy
+    from t2cli.models.loading import shared_copy
     from tests.helpers import TRAINED
 
     loaded, registry, _ = setup

@@ -37,7 +37,7 @@ def no_model(*args: object, **kwargs: object) -> None:
 def test_a_symlink_as_output_is_refused_before_the_model_loads(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
-    monkeypatch.setattr("t2cli.models.load_model", no_model)
+    monkeypatch.setattr("t2cli.models.loading.load_model", no_model)
     if target == "empty-folder":
         (tmp_path / target).mkdir()
     link = tmp_path / "link"
@@ -50,7 +50,7 @@ def test_a_symlink_as_output_is_refused_before_the_model_loads(
 def test_an_output_inside_the_registry_is_refused(
     registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("t2cli.models.load_model", no_model)
+    monkeypatch.setattr("t2cli.models.loading.load_model", no_model)
     fake = registry.root / "tiny-llama" / "arc" / "7"
     code, out, err = export(registry, fake)
     assert (code, out) == (2, "") and "inside the registry" in err

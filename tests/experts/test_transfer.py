@@ -8,7 +8,7 @@ import yaml
 
 from t2cli.errors import BadInputError
 from t2cli.experts.transfer import layer_sources, resample, transfer_vectors
-from t2cli.models import select_targets
+from t2cli.models.matching import select_targets
 from tests.helpers import tiny_loaded
 
 # 2 layers, hidden 32 (ranks q/o/gate/up/down 32, k/v 16) -> 3 layers, hidden 48 (ranks 48 and 24).

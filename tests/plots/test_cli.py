@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from t2cli.cli.app import app
 from t2cli.experts.registry import Registry
-from t2cli.models import load_model
+from t2cli.models.loading import load_model
 from t2cli.plots import style
 from tests.helpers import make_model_folder, publish_expert
 from tests.plots.helpers import check_png

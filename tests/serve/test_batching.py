@@ -162,7 +162,7 @@ def test_greedy_answers_equal_t2_run_on_the_transformers_engine(tmp_path, t2_hom
     from t2cli.engines.hf import HFEngine
     from t2cli.engines.slot import ExpertSlot
     from t2cli.experts.registry import Registry
-    from t2cli.models import load_model
+    from t2cli.models.loading import load_model
     from t2cli.serve.app import ServeConfig, create_app
     from t2cli.serve.service import Service
 

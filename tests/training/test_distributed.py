@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from t2cli.errors import BadInputError
 from t2cli.experts.registry import Registry
-from t2cli.models import wrap_model
+from t2cli.models.loading import wrap_model
 from t2cli.training.config import TrainConfig
 from t2cli.training.distributed import World, launched_world
 from t2cli.training.trainer import Trainer

@@ -14,7 +14,7 @@ from t2cli.cli.app import app
 from t2cli.errors import BadInputError
 from t2cli.experts.lora import ADAPTER_FILES, is_lora_expert, load_lora_adapter
 from t2cli.experts.registry import Registry
-from t2cli.models import fingerprint
+from t2cli.models.fingerprint import fingerprint
 from t2cli.training.config import TrainConfig
 from t2cli.training.publish import publish
 from tests.helpers import AlwaysC, StartsWithVowel, make_model_folder, make_task, make_trainer

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from t2cli.errors import BadInputError
-from t2cli.models import wrap_model
+from t2cli.models.loading import wrap_model
 from t2cli.training.config import TrainConfig
 from t2cli.training.distributed import World, launched_world
 from t2cli.training.sharding import held_parameter_bytes

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from t2cli.errors import BadInputError
-from t2cli.models import fingerprint, wrap_model
+from t2cli.models.fingerprint import fingerprint
+from t2cli.models.loading import wrap_model
 from t2cli.training import objectives
 from t2cli.training.config import TrainConfig
 from t2cli.training.objectives import advantages

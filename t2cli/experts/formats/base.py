@@ -20,7 +20,7 @@ from t2cli.fsutil import default_permissions
 if TYPE_CHECKING:
     from t2cli.experts.fidelity import FidelityReport
     from t2cli.experts.files import Expert
-    from t2cli.models import LoadedModel
+    from t2cli.models.loading import LoadedModel
     from t2cli.svf import Factors
 
 EXPORT_RECORD = "t2_export.json"

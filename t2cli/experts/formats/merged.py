@@ -12,7 +12,8 @@ import torch
 from t2cli.experts.files import Expert
 from t2cli.experts.formats.base import ExportResult, staged, write_record
 from t2cli.experts.lora import is_lora_expert, require_peft
-from t2cli.models import LoadedModel, drop_gguf_quantizer, load_model
+from t2cli.models.builtin import drop_gguf_quantizer
+from t2cli.models.loading import LoadedModel, load_model
 from t2cli.svf import Factors, LiveAdapter
 
 

@@ -16,7 +16,7 @@ from t2cli.experts.export import expert_factors, lora_config, lora_factors
 from t2cli.experts.files import Expert
 from t2cli.experts.formats.base import ExportResult, model_card, staged, write_record
 from t2cli.experts.lora import ADAPTER_FILES, is_lora_expert, require_peft
-from t2cli.models import LoadedModel, shared_copy
+from t2cli.models.loading import LoadedModel, shared_copy
 from t2cli.svf import Factors
 
 

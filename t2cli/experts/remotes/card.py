@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import yaml
 
 from t2cli.experts.manifest import Manifest
-from t2cli.models import BUILTIN_MODELS
+from t2cli.models.builtin import BUILTIN_MODELS
 
 CARD_FILE = "README.md"
 
