@@ -19,7 +19,7 @@ from pathlib import Path
 from t2cli import __version__
 from t2cli.plugins import PluginInfo
 
-# Where the other modules put their data under the t2 home (models.resolve_source, cli/train.py).
+# Where the other modules put their data under the t2 home (models.loading.resolve_model_source, cli/train.py).
 MODELS_DIR = "models"
 RUNS_DIR = "runs"
 THREADS_ENV = "T2_THREADS"

@@ -5,7 +5,7 @@ import torch
 
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.models.fingerprint import fingerprint
-from t2cli.models.loading import resolve_source, slugify
+from t2cli.models.loading import resolve_model_source, slugify
 from t2cli.models.matching import find_targets, parse_roles, select_targets
 from t2cli.targets import ALL_ROLES
 from tests.helpers import build_tiny_model, tiny_loaded, tiny_tokenizer
@@ -75,12 +75,12 @@ def test_slugs_are_folder_safe() -> None:
 
 def test_specs_resolve_or_fail_clearly(tmp_path) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
-        resolve_source(str(tmp_path / "missing"))
+        resolve_model_source(str(tmp_path / "missing"))
     with pytest.raises(BadInputError, match="no config.json"):
-        resolve_source(str(tmp_path))
-    assert resolve_source("org/some-model") == ("org/some-model", "org/some-model")
+        resolve_model_source(str(tmp_path))
+    assert resolve_model_source("org/some-model") == ("org/some-model", "org/some-model")
     with pytest.raises(BadInputError, match="neither a built-in"):
-        resolve_source("not a model!")
+        resolve_model_source("not a model!")
 
 
 def test_local_folder_round_trip(tmp_path) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from t2cli.experts.registry import Problem
-    from t2cli.experts.remotes.base import Transfer
+    from t2cli.experts.remotes.base import SyncRecord
 
 app = typer.Typer(
     name="registry",
@@ -203,7 +203,7 @@ def remove_command(
         stdout_console().print(f"removed {ref.spec} ({ref.model_slug})", markup=False)
 
 
-def report(ctx: typer.Context, transfer: Transfer, json_output: bool, direction: str) -> None:
+def report(ctx: typer.Context, transfer: SyncRecord, json_output: bool, direction: str) -> None:
     if json_output:
         print_json(asdict(transfer))
         return

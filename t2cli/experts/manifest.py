@@ -89,7 +89,7 @@ class TargetInfo:
     rank: int
 
 
-def targets_from(targets: Iterable[TargetMatrix]) -> dict[str, TargetInfo]:
+def target_infos(targets: Iterable[TargetMatrix]) -> dict[str, TargetInfo]:
     """Manifest targets for these matrices, keyed by parameter name."""
     return {t.name: TargetInfo(role=t.role, layer=t.layer, rank=t.rank) for t in targets}
 
@@ -376,7 +376,7 @@ def new_manifest(
 
     if _SHA256.fullmatch(base_fingerprint) is None:
         raise BadInputError(f"base fingerprint {base_fingerprint!r} is not a sha256 hex digest")
-    infos = dict(targets) if isinstance(targets, Mapping) else targets_from(targets)
+    infos = dict(targets) if isinstance(targets, Mapping) else target_infos(targets)
     if not infos:
         raise BadInputError(f"expert {name!r} adapts no matrices; select at least one target")
     return Manifest(
@@ -420,7 +420,7 @@ def check_compatible(first: Manifest, second: Manifest) -> None:
         )
 
 
-def parse_spec(spec: str) -> tuple[str, int | None]:
+def parse_expert_spec(spec: str) -> tuple[str, int | None]:
     """`name` -> (name, None) meaning the latest version; `name@3` -> (name, 3)."""
     name, sep, version = spec.partition("@")
     check_name(name)

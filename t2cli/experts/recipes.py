@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from t2cli.errors import BadInputError
-from t2cli.experts.manifest import parse_spec
+from t2cli.experts.manifest import parse_expert_spec
 from t2cli.fsutil import read_text_bounded
 from t2cli.safeyaml import MAX_YAML_BYTES, dump_yaml, load_yaml
 from t2cli.targets import ALL_ROLES, ATTENTION_ROLES, MLP_ROLES
@@ -112,7 +112,7 @@ def parse_ref(ref: Any, field: str = "name") -> tuple[str, int | None]:
     if not isinstance(ref, str) or not ref:
         raise BadInputError(f"{field} must be an expert name like `gsm8k` or `gsm8k@2`, got {ref!r}")
     try:
-        return parse_spec(ref)
+        return parse_expert_spec(ref)
     except BadInputError as error:
         raise BadInputError(f"{field}: {error}") from None
 

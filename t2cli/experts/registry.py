@@ -28,7 +28,7 @@ from t2cli.experts.files import (
     read_manifest_text,
     save_expert_files,
 )
-from t2cli.experts.manifest import MANIFEST_FILE, VERSION_PATTERN, Manifest, check_name, parse_spec
+from t2cli.experts.manifest import MANIFEST_FILE, VERSION_PATTERN, Manifest, check_name, parse_expert_spec
 from t2cli.fsutil import atomic_write, copy_verified, default_permissions, disk_errors, read_text_bounded
 from t2cli.models.loading import slugify
 
@@ -95,7 +95,7 @@ def pick(catalog: Catalog, spec: str, model_slug: str | None, where: str) -> tup
 
     Shared by the local registry and the remotes, so both resolve names the same way.
     """
-    name, version = parse_spec(spec)
+    name, version = parse_expert_spec(spec)
     if model_slug is None:
         slugs = sorted(slug for slug, experts in catalog.items() if name in experts)
         if len(slugs) > 1:
@@ -200,7 +200,7 @@ class Registry:
 
     def check_known(self, spec: str, what: str) -> None:
         """Refuse a `name[@V]` that no model here has, before a model is loaded to choose among models."""
-        name, version = parse_spec(spec)
+        name, version = parse_expert_spec(spec)
         if not any(
             name in experts and (version is None or version in experts[name]) for experts in self.catalog().values()
         ):
@@ -254,7 +254,7 @@ class Registry:
         else:
             slug, name, version = pick(catalog, spec, model_slug, str(self.root))
             expert_folder = self.root / slug / name
-            explicit = parse_spec(spec)[1] is not None
+            explicit = parse_expert_spec(spec)[1] is not None
             selected = [(slug, name, v) for v in catalog[slug][name] if not explicit or v == version]
         problems = []
         for slug, name, version in selected:
@@ -413,7 +413,7 @@ class Registry:
 
     def remove(self, spec: str, model_slug: str | None = None) -> ExpertRef:
         """Delete one version (`name@V` only); its number is never issued again."""
-        if parse_spec(spec)[1] is None:
+        if parse_expert_spec(spec)[1] is None:
             raise BadInputError(f"removing needs an explicit version: {spec}@N (see `t2 registry show {spec}`)")
         ref = self.resolve(spec, model_slug)
         with self._locked(ref.model_slug, ref.name) as folder:

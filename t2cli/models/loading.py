@@ -22,7 +22,7 @@ from t2cli.errors import BadInputError, NotFoundError
 from t2cli.models.builtin import BUILTIN_MODELS, DEFAULT_MODEL, converted_folder
 from t2cli.models.checkpoint import Checkpoint, checkpoint_folder
 from t2cli.models.fingerprint import weights_fingerprint
-from t2cli.models.matching import find_targets, select_targets, targets_from
+from t2cli.models.matching import find_targets, match_targets, select_targets
 from t2cli.targets import TargetMatrix
 
 
@@ -72,7 +72,7 @@ def slugify(model_id: str) -> str:
     return slug
 
 
-def resolve_source(spec: str) -> tuple[str, str]:
+def resolve_model_source(spec: str) -> tuple[str, str]:
     """(model_id, path-or-id for from_pretrained), converting a built-in model on first use."""
     if spec in BUILTIN_MODELS:
         return spec, str(converted_folder(BUILTIN_MODELS[spec]))
@@ -105,14 +105,14 @@ def load_model(
     # Per-tensor loading bars would interleave with t2's own progress output.
     transformers_logging.disable_progress_bar()
     spec = spec or DEFAULT_MODEL
-    model_id, source = resolve_source(spec)
+    model_id, source = resolve_model_source(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         folder = checkpoint_folder(source)
         checkpoint = Checkpoint.open(folder) if folder is not None else None
         if not weights and checkpoint is not None:
             model_type = AutoConfig.from_pretrained(source).model_type
-            targets = targets_from(model_type, ((name, checkpoint.shape(name)) for name in checkpoint.entries))
+            targets = match_targets(model_type, ((name, checkpoint.shape(name)) for name in checkpoint.entries))
             model = None
         else:
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)

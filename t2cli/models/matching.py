@@ -55,10 +55,10 @@ def select_targets(targets: Iterable[TargetMatrix], selection: str | None) -> li
 def find_targets(model: torch.nn.Module) -> list[TargetMatrix]:
     """All role matrices of the decoder layers, ordered by layer then role."""
     shapes = ((name, tuple(param.shape)) for name, param in model.named_parameters())
-    return targets_from(getattr(model.config, "model_type", None), shapes)
+    return match_targets(getattr(model.config, "model_type", None), shapes)
 
 
-def targets_from(model_type: str | None, shapes: Iterable[tuple[str, tuple[int, ...]]]) -> list[TargetMatrix]:
+def match_targets(model_type: str | None, shapes: Iterable[tuple[str, tuple[int, ...]]]) -> list[TargetMatrix]:
     """The role matrices among (name, shape) pairs: a model's parameters or a checkpoint's tensors."""
     modules = ROLE_MODULES.get(model_type or "")
     if modules is None:

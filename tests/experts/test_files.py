@@ -21,7 +21,7 @@ from t2cli.experts.manifest import (
     check_name,
     manifest_digest,
     new_manifest,
-    targets_from,
+    target_infos,
 )
 from t2cli.fsutil import file_sha256
 from tests.helpers import TRAINED_ARC, cached_tiny_llama, make_expert, rewrite_z
@@ -65,7 +65,7 @@ def test_new_manifest_fills_time_version_and_targets() -> None:
     assert manifest.t2_version == __version__
     assert manifest.created.endswith("Z") and manifest.version == 0 and manifest.format_version == FORMAT_VERSION
     assert {info.role for info in manifest.targets.values()} == {"q", "down"}
-    assert manifest.targets == targets_from(cached_tiny_llama().select("q,down"))
+    assert manifest.targets == target_infos(cached_tiny_llama().select("q,down"))
     assert manifest.main_metric == ("acc", 0.5)
 
 

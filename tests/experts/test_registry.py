@@ -14,7 +14,7 @@ import torch
 
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError
 from t2cli.experts.files import load_expert, save_expert_files
-from t2cli.experts.manifest import MANIFEST_FILE, Z_FILE, parse_spec
+from t2cli.experts.manifest import MANIFEST_FILE, Z_FILE, parse_expert_spec
 from t2cli.experts.registry import STAGING_PREFIX, Registry, resolve_root
 from tests.helpers import make_expert, rewrite_z
 
@@ -80,7 +80,7 @@ def test_resolve_asks_for_model_when_name_is_ambiguous(registry: Registry) -> No
 @pytest.mark.parametrize("spec", ["arc@", "arc@0", "arc@x", "arc@-1", "Arc", "a/b@1"])
 def test_bad_specs(spec: str) -> None:
     with pytest.raises(BadInputError):
-        parse_spec(spec)
+        parse_expert_spec(spec)
 
 
 def test_list_describes_each_expert(registry: Registry) -> None:

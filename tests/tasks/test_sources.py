@@ -11,7 +11,7 @@ import pytest
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks import sources
 from t2cli.tasks.base import Record
-from t2cli.tasks.sources import holdout_split, packaged_file, read_jsonl, resolve_source
+from t2cli.tasks.sources import holdout_split, packaged_file, read_jsonl, resolve_data_file
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -53,9 +53,9 @@ def test_unreadable_file_is_bad_input(tmp_path: Path) -> None:
 
 def test_missing_sources_say_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="pass --data"):
-        resolve_source(None, task="demo", hint="pass --data PATH")
+        resolve_data_file(None, task="demo", hint="pass --data PATH")
     with pytest.raises(NotFoundError, match="missing.jsonl"):
-        resolve_source(tmp_path / "missing.jsonl", task="demo", hint="")
+        resolve_data_file(tmp_path / "missing.jsonl", task="demo", hint="")
 
 
 def test_hf_url_downloads_with_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_hf_url_downloads_with_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         return str(local)
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
-    assert resolve_source("hf://datasets/owner/name@v1/sub/file.jsonl", task="demo", hint="") == local
+    assert resolve_data_file("hf://datasets/owner/name@v1/sub/file.jsonl", task="demo", hint="") == local
     assert calls == [{"repo_id": "owner/name", "filename": "sub/file.jsonl", "revision": "v1", "repo_type": "dataset"}]
 
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 from t2cli.errors import NotFoundError
 from t2cli.experts.registry import ExpertRef, Registry, pick
-from t2cli.experts.remotes.base import Remote, Transfer, parse_remote
+from t2cli.experts.remotes.base import Remote, SyncRecord, parse_remote
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
 
-def _transfer(ref: ExpertRef, remote: Remote, action: str, moved: bool) -> Transfer:
-    return Transfer(
+def _transfer(ref: ExpertRef, remote: Remote, action: str, moved: bool) -> SyncRecord:
+    return SyncRecord(
         action=action if moved else "unchanged",
         name=ref.name,
         version=ref.version,
@@ -31,7 +31,7 @@ def _transfer(ref: ExpertRef, remote: Remote, action: str, moved: bool) -> Trans
 
 def push(
     registry: Registry, spec: str, remote_url: str, *, model_slug: str | None = None, api: HfApi | None = None
-) -> Transfer:
+) -> SyncRecord:
     """Copy one local version (`name` = latest, or `name@V`) to a remote.
 
     `api` is the `huggingface_hub.HfApi` to use for hf:// remotes (default: one with the
@@ -50,7 +50,7 @@ def push(
 
 def pull(
     registry: Registry, remote_url: str, spec: str, *, model_slug: str | None = None, api: HfApi | None = None
-) -> Transfer:
+) -> SyncRecord:
     """Install one remote version (`name` = the remote's latest, or `name@V`) into the registry, verified."""
     remote = parse_remote(remote_url)
     if remote.kind == "file":

@@ -52,7 +52,7 @@ def parse_remote(url: str) -> Remote:
 
 
 @dataclass(frozen=True)
-class Transfer:
+class SyncRecord:
     """What a push or pull did: `pushed`/`pulled`, or `unchanged` when the other side had it already."""
 
     action: str
