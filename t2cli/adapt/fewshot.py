@@ -7,26 +7,19 @@ CEM (`t2cli.adapt.cem`) searches α. The winner is published as a registry exper
 `searched`: its recipe (α, versions pinned), the shots' sha256, the bank and the score curve. A later
 search with the same shots, bank, task, granularity and score finds that expert and reuses it.
 
-Shots come from a file of one task (`--task T --shots FILE`; keyed by the file's sha256) or from the
-batch itself (`batch_shot_sets`): the lines that carry their task's reference are that task's shots,
-keyed by the sha256 of the canonical shot lines, and all labelled lines together are the shots of
-the `mixed` search that serves lines of no (or too thinly labelled) task.
+The shots come from a file of one task or from the batch itself (`t2cli.adapt.shots`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from t2cli.adapt.cem import CemConfig, CemResult, Score, cem_search
-from t2cli.adapt.runio import InputLine, example_for
 from t2cli.engines.base import Sampling
 from t2cli.engines.evaluate import prompt_for
 from t2cli.errors import BadInputError
@@ -34,20 +27,14 @@ from t2cli.experts.compose import compose_recipe, compose_vectors, depth
 from t2cli.experts.files import Expert
 from t2cli.experts.manifest import check_compatible, check_provenance
 from t2cli.experts.recipes import Recipe, recipe_from_dict
-from t2cli.fsutil import canonical_json, file_sha256
-from t2cli.tasks.base import Example, FileTask, Task
-from t2cli.tasks.sources import read_jsonl
 
 if TYPE_CHECKING:
+    from t2cli.adapt.shots import Shot, ShotSet
     from t2cli.engines.slot import ExpertSlot
     from t2cli.experts.registry import ExpertRef, Registry
 
 GRANULARITIES = ("expert", "layer")
 SCORE_MODES = ("reward", "likelihood")
-MIN_SHOTS, MAX_SHOTS = 3, 20
-MIXED = "mixed"  # the label of the search over every labelled line of a batch, whatever its task
-
-Shot = tuple[Task, Example]  # a labelled example, and the task that prompts and scores it
 
 
 @dataclass(frozen=True)
@@ -88,53 +75,6 @@ class SearchKey:
             provenance.get(key) == (list(value) if isinstance(value, tuple) else value)
             for key, value in asdict(self).items()
         )
-
-
-def load_shots(task: Task, path: Path) -> list[Example]:
-    """The labelled examples of a shots file, in the task's own JSONL format (3 to 20 of them)."""
-    if not isinstance(task, FileTask):
-        raise BadInputError(f"task {task.name!r} cannot read examples from a file; pick a task like gsm8k, arc, mbpp")
-    records = read_jsonl(Path(path))
-    if not MIN_SHOTS <= len(records) <= MAX_SHOTS:
-        raise BadInputError(f"{path} has {len(records)} examples; few-shot adaptation takes {MIN_SHOTS} to {MAX_SHOTS}")
-    # Every record is a shot whatever its id, so the task's split rules (FileTask.load) do not apply.
-    return [task._convert(record) for record in records]
-
-
-@dataclass(frozen=True)
-class ShotSet:
-    """The shots of one search from the batch: the task they belong to (or MIXED), the shots, the input
-    line numbers they came from, and their sha256 (what a later search must match to reuse this one)."""
-
-    label: str
-    shots: tuple[Shot, ...]
-    lines: tuple[int, ...]
-    sha256: str
-
-
-def _shot_set(label: str, labelled: Sequence[tuple[InputLine, Shot]], seed: int) -> ShotSet:
-    """At most MAX_SHOTS of the labelled lines (a seeded pick when there are more), in input order."""
-    if len(labelled) > MAX_SHOTS:
-        labelled = sorted(random.Random(f"{seed}:{label}").sample(list(labelled), MAX_SHOTS), key=lambda x: x[0].number)
-    digest = hashlib.sha256(canonical_json([line.data for line, _ in labelled]).encode()).hexdigest()
-    return ShotSet(label, tuple(shot for _, shot in labelled), tuple(line.number for line, _ in labelled), digest)
-
-
-def batch_shot_sets(lines: Sequence[InputLine], seed: int) -> tuple[dict[str, ShotSet], ShotSet | None]:
-    """The shots a batch holds: per task with at least MIN_SHOTS labelled lines, its own set; and, when
-    some line is left without one (no task, or a task with fewer labelled lines), the MIXED set of all
-    labelled lines (None when the batch has fewer than MIN_SHOTS in all)."""
-    tasks: dict[str, Task | None] = {}
-    labelled: dict[str, list[tuple[InputLine, Shot]]] = {}
-    for line in lines:
-        found = example_for(line, tasks)
-        if found is not None:
-            labelled.setdefault(found[0].name, []).append((line, found))
-    per_task = {name: _shot_set(name, pairs, seed) for name, pairs in labelled.items() if len(pairs) >= MIN_SHOTS}
-    if all(line.task in per_task for line in lines):
-        return per_task, None
-    pool = sorted((pair for pairs in labelled.values() for pair in pairs), key=lambda pair: pair[0].number)
-    return per_task, _shot_set(MIXED, pool, seed) if len(pool) >= MIN_SHOTS else None
 
 
 def alpha_values(alpha: torch.Tensor) -> list[float | list[float]]:
@@ -308,30 +248,6 @@ def few_shot_expert(
     slot: ExpertSlot,
     chat: bool,
     bank: Sequence[ExpertRef],
-    task: Task,
-    shots_path: Path,
-    config: SearchConfig,
-    *,
-    name: str | None = None,
-    force: bool = False,
-    on_iteration: Callable[[int, Score], None] | None = None,
-) -> tuple[ExpertRef, bool]:
-    """The searched expert for a shots file and bank: found in the registry, or searched and published.
-
-    Returns (ref, searched): searched is False when an earlier search was reused.
-    """
-    shots = [(task, example) for example in load_shots(task, shots_path)]
-    found = ShotSet(task.name, tuple(shots), (), file_sha256(Path(shots_path)))
-    return searched_or_found(
-        registry, slot, chat, bank, found, config, name=name, force=force, on_iteration=on_iteration
-    )
-
-
-def searched_or_found(
-    registry: Registry,
-    slot: ExpertSlot,
-    chat: bool,
-    bank: Sequence[ExpertRef],
     shot_set: ShotSet,
     config: SearchConfig,
     *,
@@ -339,8 +255,11 @@ def searched_or_found(
     force: bool = False,
     on_iteration: Callable[[int, Score], None] | None = None,
 ) -> tuple[ExpertRef, bool]:
-    """The expert an earlier search with the same key published, else a new search, published as
-    `name` (default LABEL-fewshot). Returns (ref, searched)."""
+    """The searched expert for a set of shots and a bank: the one an earlier search with the same key
+    published, else a new search, published as `name` (default LABEL-fewshot).
+
+    Returns (ref, searched): searched is False when an earlier search was reused.
+    """
     experts = [ref.load(slot.fingerprint) for ref in bank]  # refuses a bank of another model, even on reuse
     key = SearchKey(shot_set.label, shot_set.sha256, tuple(r.spec for r in bank), config.granularity, config.score)
     if not force:

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from t2cli.adapt.cem import CemConfig, cem_search
-from t2cli.adapt.fewshot import SearchConfig, alpha_values, few_shot_expert, load_shots, make_recipe
+from t2cli.adapt.fewshot import SearchConfig, alpha_values, few_shot_expert, make_recipe
 from t2cli.adapt.prepare import StrategyOptions, make_router
 from t2cli.adapt.routers import FixedRouter
+from t2cli.adapt.shots import file_shot_set, load_shots
 from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import BadInputError
 from t2cli.experts.recipes import recipe_from_dict
@@ -113,7 +114,7 @@ def test_few_shot_search_finds_the_mix_saves_it_and_reuses_it(setup, granularity
     slot = ExpertSlot(engine, registry, loaded)
     cem = CemConfig(population=20, elites=5, iterations=15, seed=0, init_std=0.4)
     config = SearchConfig(granularity=granularity, score="likelihood", cem=cem)
-    ref, searched = few_shot_expert(registry, slot, loaded.chat, refs, get_task("gsm8k"), shots, config)
+    ref, searched = few_shot_expert(registry, slot, loaded.chat, refs, file_shot_set(get_task("gsm8k"), shots), config)
     assert searched and ref.spec == "gsm8k-fewshot@1"
     assert engine.generated == []  # likelihood scoring generates nothing
     manifest = ref.manifest()
@@ -132,7 +133,12 @@ def test_few_shot_search_finds_the_mix_saves_it_and_reuses_it(setup, granularity
 
     again = FakeEngine()
     found, searched = few_shot_expert(
-        registry, ExpertSlot(again, registry, loaded), loaded.chat, refs, get_task("gsm8k"), shots, config
+        registry,
+        ExpertSlot(again, registry, loaded),
+        loaded.chat,
+        refs,
+        file_shot_set(get_task("gsm8k"), shots),
+        config,
     )
     assert (found, searched) == (ref, False) and again.set_calls == []
 
@@ -142,11 +148,11 @@ def test_reward_search_generates_and_force_searches_again(setup) -> None:
     engine = steered_engine(refs, loaded, alpha_up=0.7)
     config = SearchConfig(cem=CemConfig(population=3, elites=1, iterations=2, seed=0), max_new_tokens=8)
     slot = ExpertSlot(engine, registry, loaded)
-    first, _ = few_shot_expert(registry, slot, loaded.chat, refs, get_task("gsm8k"), shots, config)
+    first, _ = few_shot_expert(registry, slot, loaded.chat, refs, file_shot_set(get_task("gsm8k"), shots), config)
     assert engine.generate_calls == 6 and len(engine.generated) == 6 * 3  # every candidate answers every shot
     assert set(first.manifest().metrics) == {"shots_score", "shots_loglik"}
     second, searched = few_shot_expert(
-        registry, slot, loaded.chat, refs, get_task("gsm8k"), shots, config, force=True, name="mine"
+        registry, slot, loaded.chat, refs, file_shot_set(get_task("gsm8k"), shots), config, force=True, name="mine"
     )
     assert searched and second.spec == "mine@1"
     assert slot.swaps == 12 and slot.current not in (None, first.spec)
@@ -170,4 +176,4 @@ def test_mixing_needs_two_compatible_experts(setup) -> None:
     loaded, registry, refs, shots = setup
     slot = ExpertSlot(FakeEngine(), registry, loaded)
     with pytest.raises(BadInputError, match="mixes at least two experts, the bank has 1"):
-        few_shot_expert(registry, slot, loaded.chat, refs[:1], get_task("gsm8k"), shots, SearchConfig())
+        few_shot_expert(registry, slot, loaded.chat, refs[:1], file_shot_set(get_task("gsm8k"), shots), SearchConfig())

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from t2cli.adapt.fewshot import MIXED, batch_shot_sets
 from t2cli.adapt.prepare import StrategyOptions, make_router
 from t2cli.adapt.routers import BASE, TaskRouter
 from t2cli.adapt.runio import InputLine, parse_line
+from t2cli.adapt.shots import MIXED, batch_shot_sets
 from t2cli.cli.app import app
 from t2cli.engines.slot import ExpertSlot
 from t2cli.experts.registry import Registry

@@ -8,9 +8,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from t2cli.adapt.fewshot import SearchConfig, ShotSet
+    from t2cli.adapt.fewshot import SearchConfig
     from t2cli.adapt.options import StrategyOptions
     from t2cli.adapt.routers import Decision, Router, TaskRouter
+    from t2cli.adapt.shots import ShotSet
     from t2cli.adapt.strategies.base import RouterContext
     from t2cli.experts.registry import ExpertRef
 
@@ -72,6 +73,7 @@ class FewShotStrategy:
         from t2cli.adapt.fewshot import few_shot_expert
         from t2cli.adapt.prepare import searched_decision
         from t2cli.adapt.routers import FixedRouter
+        from t2cli.adapt.shots import file_shot_set
         from t2cli.tasks.registry import resolve_task
 
         options = context.options
@@ -86,8 +88,7 @@ class FewShotStrategy:
             context.slot,
             context.loaded.chat,
             [e.ref for e in bank.experts],
-            task,
-            inputs[1],
+            file_shot_set(task, inputs[1]),
             config,
             name=options.save_as,
             force=options.force,
@@ -100,9 +101,10 @@ def batch_router(context: RouterContext, experts: list[ExpertRef]) -> TaskRouter
     """Few-shot with the shots from the batch: one search per task with enough labelled lines, and one
     over all labelled lines (MIXED) for the rest — or the base weights when the batch has fewer than
     MIN_SHOTS labelled lines. The lines used as shots are marked (`shot`) in their decisions."""
-    from t2cli.adapt.fewshot import MIN_SHOTS, batch_shot_sets, searched_or_found
+    from t2cli.adapt.fewshot import few_shot_expert
     from t2cli.adapt.prepare import searched_decision
     from t2cli.adapt.routers import BASE, TaskRouter
+    from t2cli.adapt.shots import MIN_SHOTS, batch_shot_sets
     from t2cli.errors import BadInputError
     from t2cli.fsutil import canonical_json
 
@@ -115,7 +117,7 @@ def batch_router(context: RouterContext, experts: list[ExpertRef]) -> TaskRouter
 
     def search(shot_set: ShotSet) -> Decision:
         name = f"{options.save_as}-{shot_set.label}" if options.save_as else None
-        ref, searched = searched_or_found(
+        ref, searched = few_shot_expert(
             context.registry,
             context.slot,
             context.loaded.chat,
