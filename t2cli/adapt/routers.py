@@ -168,7 +168,46 @@ def label_decisions(probabilities: torch.Tensor, categories: Sequence[str], bank
     return decisions
 
 
-class LabelRouter:
+class CategoryRouter:
+    """What the `prompt` and `classifier` strategies share: each request, cut to its first `route_tokens`
+    tokens, is scored against the categories with `held` applied (None: the base weights), and routed
+    to the likeliest category's expert. A strategy says how the scores are read (`probabilities`) and
+    what else shapes them (`settings`)."""
+
+    strategy: str
+    held: str | None = None
+    categories: list[str]
+
+    def __init__(self, slot: ExpertSlot, loaded: LoadedModel, bank: Bank, route_tokens: int | None) -> None:
+        self.slot, self.loaded, self.bank = slot, loaded, bank
+        self.route_tokens = check_route_tokens(route_tokens)
+        self.note: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def probabilities(self, requests: Sequence[str]) -> torch.Tensor:
+        """One row of category probabilities per request (as `shown_request` cut it)."""
+        raise NotImplementedError
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "bank": [e.ref.spec for e in self.bank.experts],
+            **self.settings(),
+            "route_tokens": self.route_tokens,
+        }
+
+    def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
+        if not prompts:
+            return []
+        self.slot.hold(self.held)
+        requests = [shown_request(self.loaded.tokenizer, p, self.route_tokens) for p in prompts]
+        return label_decisions(self.probabilities(requests), self.categories, self.bank)
+
+
+class LabelRouter(CategoryRouter):
     """The `prompt` strategy: the base model is asked which category a request is.
 
     With `calibrate`, a content-free request ("N/A") rides along in the same prefill and its label
@@ -176,6 +215,8 @@ class LabelRouter:
     models favour some labels whatever the request (SmolLM2-135M picks the first listed), and the
     content-free row measures exactly that bias.
     """
+
+    strategy = "prompt"
 
     def __init__(
         self,
@@ -186,39 +227,25 @@ class LabelRouter:
         calibrate: bool = True,
         route_tokens: int | None = ROUTE_TOKENS,
     ) -> None:
-        self.slot, self.loaded, self.bank, self.calibrate = slot, loaded, bank, calibrate
-        self.route_tokens = check_route_tokens(route_tokens)
+        super().__init__(slot, loaded, bank, route_tokens)
+        self.calibrate = calibrate
         self.categories = [name for name, _ in bank.categories]
         # The base model answers with plain words it knows ("math", "code") rather than task names.
         words = [ROUTING_WORDS.get(name, name) for name in self.categories]
         self.shown = [(word, description) for word, (_, description) in zip(words, bank.categories, strict=True)]
         self.labels = routing_labels(loaded.tokenizer, words, loaded.chat)
-        self.note = None
 
-    @property
-    def identity(self) -> dict[str, Any]:
-        return {
-            "strategy": "prompt",
-            "bank": [e.ref.spec for e in self.bank.experts],
-            "labels": self.labels,
-            "calibrate": self.calibrate,
-            "route_tokens": self.route_tokens,
-        }
+    def settings(self) -> dict[str, Any]:
+        return {"labels": self.labels, "calibrate": self.calibrate}
 
-    def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
-        if not prompts:
-            return []
-        self.slot.hold(None)
-        questions = [shown_request(self.loaded.tokenizer, p, self.route_tokens) for p in prompts]
-        questions += [NULL_REQUEST] if self.calibrate else []
-        routing = [
-            routing_prompt(self.loaded.tokenizer, question, self.shown, self.labels, self.loaded.chat)
-            for question in questions
-        ]
-        logprobs = self.slot.engine.label_logprobs(routing, answer_labels(self.labels, self.loaded.chat))
+    def probabilities(self, requests: Sequence[str]) -> torch.Tensor:
+        questions = [*requests, NULL_REQUEST] if self.calibrate else list(requests)
+        tokenizer, chat = self.loaded.tokenizer, self.loaded.chat
+        routing = [routing_prompt(tokenizer, question, self.shown, self.labels, chat) for question in questions]
+        logprobs = self.slot.engine.label_logprobs(routing, answer_labels(self.labels, chat))
         if self.calibrate:
             logprobs = torch.log_softmax(logprobs[:-1] - logprobs[-1], dim=-1)
-        return label_decisions(logprobs.exp(), self.categories, self.bank)
+        return logprobs.exp()
 
 
 def classifier_categories(manifest: Manifest, bank: Bank) -> list[tuple[str, str]]:
@@ -233,11 +260,13 @@ def classifier_categories(manifest: Manifest, bank: Bank) -> list[tuple[str, str
     return [(e.task, e.description) for e in bank.experts]
 
 
-class ClassifierRouter:
+class ClassifierRouter(CategoryRouter):
     """The `classifier` strategy: the `cls` expert asked exactly as it was trained — the cls task's
     question over the categories it learnt, its answer read as the categories' first-token
     probabilities after the assistant header — so pass 1 sees the format its training optimised.
     A category with no expert in the bank (or `other`) routes to the base weights."""
+
+    strategy = "classifier"
 
     def __init__(
         self,
@@ -248,35 +277,17 @@ class ClassifierRouter:
         *,
         route_tokens: int | None = ROUTE_TOKENS,
     ) -> None:
-        self.slot, self.loaded, self.bank, self.classifier = slot, loaded, bank, classifier.spec
-        self.route_tokens = check_route_tokens(route_tokens)
+        super().__init__(slot, loaded, bank, route_tokens)
+        self.classifier = self.held = classifier.spec
         self.shown = classifier_categories(classifier.manifest(), bank)
         self.categories = [name for name, _ in self.shown]
-        self.note = None
 
-    @property
-    def identity(self) -> dict[str, Any]:
-        return {
-            "strategy": "classifier",
-            "bank": [e.ref.spec for e in self.bank.experts],
-            "classifier": self.classifier,
-            "categories": self.categories,
-            "route_tokens": self.route_tokens,
-        }
+    def settings(self) -> dict[str, Any]:
+        return {"classifier": self.classifier, "categories": self.categories}
 
-    def decide(self, prompts: Sequence[Prompt]) -> list[Decision]:
-        if not prompts:
-            return []
-        self.slot.hold(self.classifier)
-        asked = [
-            classification_prompt(
-                shown_request(self.loaded.tokenizer, p, self.route_tokens), self.shown, chat=self.loaded.chat
-            )
-            for p in prompts
-        ]
-        return label_decisions(
-            self.slot.engine.label_logprobs(asked, self.categories).exp(), self.categories, self.bank
-        )
+    def probabilities(self, requests: Sequence[str]) -> torch.Tensor:
+        asked = [classification_prompt(request, self.shown, chat=self.loaded.chat) for request in requests]
+        return self.slot.engine.label_logprobs(asked, self.categories).exp()
 
 
 @dataclass(frozen=True)
