@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from t2cli.cgroups import make_memory_cgroup, memory_cgroup_parent, remove_cgroup
 from t2cli.errors import BadInputError
 from t2cli.rmtree import remove_tree
 from t2cli.sandbox_runner import RUNNER
@@ -94,7 +95,7 @@ class SandboxPolicy:
 def sandbox_policy() -> SandboxPolicy:
     if os.geteuid() != 0:
         return SandboxPolicy(drops_privileges=False, stdlib_by_mount=False)
-    return SandboxPolicy(True, not _stdlib_readable_by_others(), _memory_cgroup_parent())
+    return SandboxPolicy(True, not _stdlib_readable_by_others(), memory_cgroup_parent())
 
 
 def run_python(
@@ -116,7 +117,7 @@ def run_python(
             uid = _UID_BASE + workdir.stat().st_ino % _UID_SPAN
             os.chown(workdir, uid, uid)
         status_read, status_write = os.pipe()  # the runner's own failures; the program never holds it
-        cgroup = _make_cgroup(policy.cgroup_parent, workdir.name, memory_mb)
+        cgroup = make_memory_cgroup(policy.cgroup_parent, workdir.name, memory_mb)
         # Positional values, parsed without json: importing json (and re) would add ~7 ms to every run.
         config = [
             -1 if uid is None else uid,
@@ -155,7 +156,7 @@ def run_python(
                 return SandboxResult(False, "error", None, "", message, time.perf_counter() - started)
             finally:
                 failure = _read_status(status_read)
-                _remove_cgroup(cgroup)
+                remove_cgroup(cgroup)
             duration = time.perf_counter() - started
             stdout, stderr = _head(out), _tail(err)
     if failure:
@@ -281,62 +282,6 @@ def _status(returncode: int) -> str:
     if returncode in (TIMED_OUT, 128 + signal.SIGXCPU):
         return "timeout"
     return "failed"
-
-
-def _memory_cgroup_parent() -> Path | None:
-    """A writable cgroup folder with the memory controller for per-run cgroups: cgroup v2 (the memory
-    controller enabled for this process's cgroup's children), else the cgroup v1 memory hierarchy."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        candidates = []
-        if controllers == "":
-            candidates = [Path("/sys/fs/cgroup") / path.lstrip("/"), Path("/sys/fs/cgroup/unified") / path.lstrip("/")]
-        elif "memory" in controllers.split(","):
-            candidates = [Path("/sys/fs/cgroup/memory") / path.lstrip("/")]
-        for folder in candidates:
-            v2 = (folder / "cgroup.subtree_control").is_file()
-            if v2 and "memory" not in (folder / "cgroup.subtree_control").read_text().split():
-                continue
-            if (folder / "cgroup.procs").is_file() and os.access(folder, os.W_OK):
-                return folder
-    return None
-
-
-def _make_cgroup(parent: Path | None, name: str, memory_mb: int) -> str | None:
-    """A cgroup capping the run's total memory (no swap), or None where none can be made."""
-    if parent is None:
-        return None
-    folder = parent / name
-    limits = (
-        {"memory.max": memory_mb << 20, "memory.swap.max": 0}
-        if (parent / "cgroup.subtree_control").is_file()
-        else {"memory.limit_in_bytes": memory_mb << 20, "memory.memsw.limit_in_bytes": memory_mb << 20}
-    )
-    try:
-        folder.mkdir()
-        for file, value in limits.items():
-            if (folder / file).exists():
-                (folder / file).write_text(str(value))
-    except OSError:
-        _remove_cgroup(str(folder))
-        return None
-    return str(folder)
-
-
-def _remove_cgroup(folder: str | None) -> None:
-    if folder is not None:
-        for _ in range(50):  # the kernel may take a moment to release the last reaped process
-            try:
-                os.rmdir(folder)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.01)
 
 
 def _head(stream: IO[bytes]) -> str:
