@@ -259,7 +259,7 @@ def collect(device: str | None = None, dtype: str | None = None) -> DoctorReport
     from t2cli.experts.bundled import bundled_bank
     from t2cli.experts.registry import resolve_root
     from t2cli.models.builtin import DEFAULT_MODEL
-    from t2cli.svd import cache_path
+    from t2cli.svd_cache import cache_path
 
     problems: list[str] = []
     threads_env = os.environ.get(THREADS_ENV)

@@ -9,9 +9,6 @@ checkpoint as stored, factorised on the chosen device, and written to the file b
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,13 +16,12 @@ from pathlib import Path
 
 import torch
 
-from t2cli.config import t2_home
 from t2cli.errors import BadInputError, IntegrityError
 from t2cli.models.loading import LoadedModel
+from t2cli.svd_cache import CACHE_FORMAT, cache_dtype_of, cache_path, map_cache, write_cache
 from t2cli.svf import Factors
 from t2cli.targets import TargetMatrix
 
-CACHE_FORMAT = 1
 # A factorisation is accepted when it reconstructs W to this relative Frobenius error; the Gram
 # route must also keep its singular vectors orthonormal to ORTHOGONALITY_TOLERANCE.
 RECONSTRUCTION_TOLERANCE = 1e-5
@@ -35,10 +31,6 @@ ORTHOGONALITY_TOLERANCE = 1e-4
 PROBE_TOLERANCE = 1e-3
 _ROUNDED_TOLERANCE = {torch.float16: 5e-3, torch.bfloat16: 2e-2}
 DRIVERS = ("gram", "gesdd")
-CACHE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-_CODES = {dtype: code for code, dtype in _DTYPES.items()}
 
 
 def probe_tolerance(*dtypes: torch.dtype) -> float:
@@ -57,10 +49,6 @@ class Decomposition:
     seconds: float = 0.0
     # Largest relative reconstruction error of the factors computed now, as stored (probe estimate).
     max_error: float = 0.0
-
-
-def cache_path(fingerprint: str, root: Path | None = None) -> Path:
-    return (root or t2_home() / "svd") / f"{fingerprint[:24]}.safetensors"
 
 
 def relative_error(weight: torch.Tensor, factors: Factors) -> float:
@@ -137,35 +125,6 @@ def factorize(weight: torch.Tensor, driver: str = "gram") -> Factors:
     return svd_gesdd(weight)
 
 
-def _read_header(path: Path) -> tuple[dict, int]:
-    with path.open("rb") as handle:
-        size_bytes = handle.read(8)
-        if len(size_bytes) != 8:
-            raise IntegrityError(f"SVD cache {path} is truncated; delete it or run `t2 decompose --force`")
-        size = int.from_bytes(size_bytes, "little")
-        try:
-            header = json.loads(handle.read(size))
-        except (ValueError, UnicodeDecodeError):
-            raise IntegrityError(f"SVD cache {path} has a corrupt header; run `t2 decompose --force`") from None
-    return header, 8 + size
-
-
-def map_cache(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """Memory-map a safetensors file: tensors are views on the file, read only when touched."""
-    header, data_start = _read_header(path)
-    metadata = header.pop("__metadata__", {}) or {}
-    total = path.stat().st_size
-    buffer = torch.from_file(str(path), shared=False, size=total, dtype=torch.uint8)
-    tensors = {}
-    for name, entry in header.items():
-        start, end = (data_start + offset for offset in entry["data_offsets"])
-        dtype = _DTYPES.get(entry["dtype"])
-        if dtype is None or end > total:
-            raise IntegrityError(f"SVD cache {path} has a bad entry {name!r}; run `t2 decompose --force`")
-        tensors[name] = buffer[start:end].view(dtype).view(entry["shape"])
-    return metadata, tensors
-
-
 def probe_error(weight: torch.Tensor, factors: Factors, generator: torch.Generator) -> float:
     """Relative error of U diag(S) Vh x against W x for one random x: a cheap check that factors fit W."""
     x = torch.randn(weight.shape[1], generator=generator, dtype=torch.float32).to(weight.device)
@@ -217,52 +176,6 @@ def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path
     return found
 
 
-def _write_cache(
-    path: Path,
-    metadata: dict[str, str],
-    plan: list[tuple[TargetMatrix, torch.dtype]],
-    factors_of: Callable[[TargetMatrix], Factors],
-) -> None:
-    """Write a safetensors cache tensor by tensor, atomically.
-
-    The header is laid out from the shapes alone, so each matrix's factors are written as soon as
-    they exist and dropped: the file never needs all factors in memory at once.
-    """
-    header: dict[str, object] = {"__metadata__": metadata}
-    offset = 0
-    for target, dtype in plan:
-        (m, n), r = target.shape, target.rank
-        for part, shape in (("U", [m, r]), ("S", [r]), ("Vh", [r, n])):
-            size = dtype.itemsize * shape[0] * (shape[1] if len(shape) == 2 else 1)
-            header[f"{target.name}.{part}"] = {
-                "dtype": _CODES[dtype],
-                "shape": shape,
-                "data_offsets": [offset, offset + size],
-            }
-            offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # tensor data starts 8-byte aligned
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(len(raw).to_bytes(8, "little") + raw)
-            for target, dtype in plan:
-                factors = factors_of(target)
-                for tensor in (factors.U, factors.S, factors.Vh):
-                    out.write(tensor.detach().to("cpu", dtype).contiguous().view(torch.uint8).numpy().tobytes())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def cache_dtype_of(name: str) -> torch.dtype:
-    if name not in CACHE_DTYPES:
-        raise BadInputError(f"unknown SVD cache dtype {name!r}; use one of {', '.join(CACHE_DTYPES)}")
-    return CACHE_DTYPES[name]
-
-
 def decompose(
     loaded: LoadedModel,
     targets: list[TargetMatrix] | None = None,
@@ -311,7 +224,7 @@ def decompose(
         by_name = {t.name: t for t in loaded.targets} | {t.name: t for t in targets}
         plan = [(by_name[name], f.S.dtype) for name, f in cached.items()] + [(t, stored) for t in missing]
         metadata = {"fingerprint": loaded.fingerprint, "model_id": loaded.model_id, "format": str(CACHE_FORMAT)}
-        _write_cache(path, metadata, plan, factors_of)
+        write_cache(path, metadata, plan, factors_of)
         cached = load_cached(loaded, targets, path)
     seconds = time.perf_counter() - started
     factors = {name: f for name, f in cached.items() if name in wanted}

@@ -17,7 +17,8 @@ import torch
 
 from t2cli.errors import IntegrityError
 from t2cli.models.loading import LoadedModel
-from t2cli.svd import cache_path, decompose, map_cache, probe_tolerance, probe_weight
+from t2cli.svd import decompose, probe_tolerance, probe_weight
+from t2cli.svd_cache import cache_path, map_cache
 from t2cli.svf import Factors
 from t2cli.targets import TargetMatrix
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from t2cli.errors import BadInputError, IntegrityError
-from t2cli.svd import cache_path, decompose, factorize, load_cached, relative_error, svd_gram
+from t2cli.svd import decompose, factorize, load_cached, relative_error, svd_gram
+from t2cli.svd_cache import cache_path
 from t2cli.svf import Factors
 from tests.helpers import tiny_loaded
 

@@ -36,7 +36,8 @@ def decompose_command(
     Example: t2 --device cuda decompose meta-llama/Meta-Llama-3-8B --cache-dtype bfloat16
     """
     from t2cli.models.matching import parse_roles
-    from t2cli.svd import cache_dtype_of, check_driver, decompose, summarize
+    from t2cli.svd import check_driver, decompose, summarize
+    from t2cli.svd_cache import cache_dtype_of
 
     parse_roles(targets)  # refuse a bad --targets, --cache-dtype or --driver before spending seconds on the model
     cache_dtype_of(cache_dtype)
