@@ -13,7 +13,8 @@ import typer
 
 from t2cli.cli.app import live_tree
 from t2cli.cli.command_tree import CommandSpec, ValueSpec, command_tree
-from t2cli.cli.completions import REGENERATE, SCRIPT_FILES, main, render
+from t2cli.cli.completion_scripts import REGENERATE
+from t2cli.cli.completions import SCRIPT_FILES, main, render
 
 COMMITTED = Path(__file__).resolve().parents[2] / "completions"
 
