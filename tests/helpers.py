@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 
 from t2cli.engines.base import Generation, Prompt, Sampling
 from t2cli.experts.files import Expert, read_manifest, write_manifest
-from t2cli.experts.manifest import Z_FILE, new_manifest
+from t2cli.experts.manifest import new_manifest
+from t2cli.experts.manifest_fields import Z_FILE
 from t2cli.experts.registry import ExpertRef, Registry
 from t2cli.fsutil import file_sha256
 from t2cli.models.loading import LoadedModel, wrap_model

@@ -24,7 +24,7 @@ import yaml
 from t2cli.adapt.runio import Journal, read_inputs
 from t2cli.errors import T2Error
 from t2cli.experts.files import read_manifest
-from t2cli.experts.manifest import MANIFEST_FILE
+from t2cli.experts.manifest_fields import MANIFEST_FILE
 from t2cli.experts.recipes import parse_recipe
 from t2cli.tasks.sources import read_jsonl
 from t2cli.tasks.spec import load_spec

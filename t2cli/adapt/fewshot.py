@@ -25,7 +25,8 @@ from t2cli.engines.evaluate import prompt_for
 from t2cli.errors import BadInputError
 from t2cli.experts.compose import compose_recipe, compose_vectors, depth
 from t2cli.experts.files import Expert
-from t2cli.experts.manifest import check_compatible, check_provenance
+from t2cli.experts.manifest import check_compatible
+from t2cli.experts.manifest_fields import check_provenance
 from t2cli.experts.recipes import Recipe, recipe_from_dict
 
 if TYPE_CHECKING:

@@ -117,7 +117,7 @@ def train_command(
     """
     from t2cli.config import t2_home
     from t2cli.engines import check_engine
-    from t2cli.experts.manifest import check_name
+    from t2cli.experts.manifest_fields import check_name
     from t2cli.tasks.math_mix import resolve_built
     from t2cli.training.data import classification_task, training_task
     from t2cli.training.distributed import launched_world

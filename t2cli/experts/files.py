@@ -13,17 +13,8 @@ from pathlib import Path
 import torch
 
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError
-from t2cli.experts.manifest import (
-    FORMAT_VERSION,
-    MANIFEST_FILE,
-    MAX_MANIFEST_BYTES,
-    RESERVED_FILES,
-    Z_FILE,
-    Manifest,
-    _is_extra_file_name,
-    check_compatible,
-    check_fingerprint,
-)
+from t2cli.experts.manifest import FORMAT_VERSION, MAX_MANIFEST_BYTES, Manifest, check_compatible, check_fingerprint
+from t2cli.experts.manifest_fields import MANIFEST_FILE, RESERVED_FILES, Z_FILE, is_extra_file_name
 from t2cli.fsutil import atomic_write, copy_verified, decode_utf8, file_sha256, read_bounded
 from t2cli.targets import ALL_ROLES
 
@@ -84,7 +75,7 @@ def save_expert_files(expert: Expert, folder: Path, *, extra_files: Mapping[str,
     check_z(expert.manifest, z, f"expert {expert.name!r}")
     extras = dict(extra_files or {})
     for name, path in extras.items():
-        if not _is_extra_file_name(name):
+        if not is_extra_file_name(name):
             raise BadInputError(
                 f"extra file name {name!r} must be a plain file name other than {', '.join(RESERVED_FILES)}"
             )

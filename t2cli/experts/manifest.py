@@ -2,26 +2,36 @@
 
 An expert is a folder: `z.safetensors` (one 1-D z per targeted matrix, keyed by the model's own
 parameter name) and `manifest.yaml` (what the z is, for which base model, and how it was made).
-The format is described in docs/format.md.
+The format is described in docs/format.md; each field's own checks are in t2cli.experts.manifest_fields.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from t2cli.errors import BadInputError, IntegrityError
+from t2cli.experts.manifest_fields import (
+    SHA256_PATTERN,
+    TargetInfo,
+    check_name,
+    check_provenance,
+    parse_files,
+    parse_metrics,
+    parse_provenance,
+    parse_sizes,
+    parse_targets,
+    target_infos,
+)
 from t2cli.safeyaml import dump_yaml, load_yaml
 from t2cli.svf import check_rule
-from t2cli.targets import ALL_ROLES, TargetMatrix
+from t2cli.targets import TargetMatrix
 
 # 2: the manifest carries `sizes` and `manifest_sha256`, a checksum of all its other fields.
 FORMAT_VERSION = 2
@@ -31,67 +41,7 @@ DIGEST_FIELD = "manifest_sha256"
 # Manifests are a few tens of kB even for large models (one short entry per adapted matrix).
 MAX_MANIFEST_BYTES = 1 << 20
 
-# Largest extra file (e.g. a PEFT adapter) a registry accepts.
-MAX_EXTRA_BYTES = 4 << 30
-
 RESIGN_COMMAND = "python -m t2cli.experts.resign"
-
-
-Z_FILE = "z.safetensors"
-
-
-MANIFEST_FILE = "manifest.yaml"
-
-
-RESERVED_FILES = (Z_FILE, MANIFEST_FILE)
-
-
-PROVENANCE_KINDS = ("trained", "composed", "transferred", "searched", "imported")
-
-
-# Fields each provenance kind must carry, so an expert can always be explained and reproduced;
-# any other fields are kept as written.
-PROVENANCE_REQUIRED: dict[str, tuple[str, ...]] = {
-    "trained": ("task", "data_sha256", "method", "hyperparameters", "steps", "seed"),
-    "composed": ("recipe",),
-    "transferred": ("source", "mapping", "strength"),
-    "searched": ("recipe",),
-    "imported": (),
-}
-
-
-VERSION_PATTERN = re.compile(r"[1-9][0-9]*")
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
-
-
-MAX_NAME_LENGTH = 100
-
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def check_name(name: str) -> str:
-    """An expert name: lowercase letters, digits, `.`, `_`, `-`; it is also a folder name."""
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or NAME_PATTERN.fullmatch(name) is None:
-        raise BadInputError(
-            f"invalid expert name {name!r}; use lowercase letters, digits, '.', '_' or '-' "
-            f"(starting with a letter or digit, at most {MAX_NAME_LENGTH} characters)"
-        )
-    return name
-
-
-@dataclass(frozen=True)
-class TargetInfo:
-    """What the manifest records about one adapted matrix."""
-
-    role: str
-    layer: int
-    rank: int
-
-
-def target_infos(targets: Iterable[TargetMatrix]) -> dict[str, TargetInfo]:
-    """Manifest targets for these matrices, keyed by parameter name."""
-    return {t.name: TargetInfo(role=t.role, layer=t.layer, rank=t.rank) for t in targets}
 
 
 def utc_now() -> str:
@@ -186,11 +136,6 @@ def manifest_digest(data: Mapping[str, Any], source: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def z_size_limit(targets: Mapping[str, TargetInfo]) -> int:
-    """The most bytes z.safetensors of these targets can take: 4 per value plus a generous header."""
-    return 8 + (64 << 10) + 512 * len(targets) + 4 * sum(info.rank for info in targets.values())
-
-
 _REQUIRED_FIELDS = (
     "format_version", "name", "version", "base_model", "base_fingerprint", "svf_rule",
     "created", "t2_version", "sha256", "provenance", "targets",
@@ -198,9 +143,6 @@ _REQUIRED_FIELDS = (
 
 
 _OPTIONAL_FIELDS = ("task", "description", "metrics", "files", "sizes", DIGEST_FIELD)
-
-
-_Refusal = Callable[[str], IntegrityError]
 
 
 def _parse_manifest(data: Any, source: str) -> Manifest:
@@ -243,7 +185,7 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
     except BadInputError as error:
         raise bad(str(error).split(";")[0]) from None
     for key in ("base_fingerprint", "sha256"):
-        if not isinstance(data[key], str) or _SHA256.fullmatch(data[key]) is None:
+        if not isinstance(data[key], str) or SHA256_PATTERN.fullmatch(data[key]) is None:
             raise bad(f"{key} must be 64 lowercase hex digits")
     for key in ("task", "description"):
         if data.get(key) is not None and not isinstance(data[key], str):
@@ -255,8 +197,8 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         datetime.fromisoformat(str(created).replace("Z", "+00:00"))
     except ValueError:
         raise bad(f"created must be an ISO-8601 time, got {created!r}") from None
-    targets = _parse_targets(data["targets"], bad)
-    files = _parse_files(data.get("files") or {}, bad)
+    targets = parse_targets(data["targets"], bad)
+    files = parse_files(data.get("files") or {}, bad)
     return Manifest(
         name=data["name"],
         version=data["version"],
@@ -267,92 +209,13 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         svf_rule=data["svf_rule"],
         task=data.get("task"),
         description=data.get("description"),
-        provenance=_parse_provenance(data["provenance"], bad),
-        metrics=_parse_metrics(data.get("metrics") or {}, bad),
+        provenance=parse_provenance(data["provenance"], bad),
+        metrics=parse_metrics(data.get("metrics") or {}, bad),
         created=str(created),
         t2_version=data["t2_version"],
         sha256=data["sha256"],
         files=files,
-        sizes=_parse_sizes(data.get("sizes"), targets, files, bad),
-    )
-
-
-def _parse_targets(entries: Any, bad: _Refusal) -> dict[str, TargetInfo]:
-    if not isinstance(entries, list) or not entries:
-        raise bad("targets must be a non-empty list of {name, role, layer, rank}")
-    targets: dict[str, TargetInfo] = {}
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) != {"name", "role", "layer", "rank"}:
-            raise bad(f"targets[{i}] must have exactly the keys name, role, layer, rank")
-        name, role, layer, rank = entry["name"], entry["role"], entry["layer"], entry["rank"]
-        if not isinstance(name, str) or not name:
-            raise bad(f"targets[{i}].name must be a parameter name")
-        if name in targets:
-            raise bad(f"target {name!r} is listed twice")
-        if role not in ALL_ROLES:
-            raise bad(f"target {name!r} has unknown role {role!r}")
-        if type(layer) is not int or layer < 0 or type(rank) is not int or rank < 1:
-            raise bad(f"target {name!r} needs an integer layer >= 0 and rank >= 1")
-        targets[name] = TargetInfo(role=role, layer=layer, rank=rank)
-    return targets
-
-
-def check_provenance(provenance: Any) -> dict[str, Any]:
-    """A provenance dict with a known kind and that kind's required fields."""
-    if not isinstance(provenance, dict) or provenance.get("kind") not in PROVENANCE_KINDS:
-        raise BadInputError(f"provenance needs a kind, one of {', '.join(PROVENANCE_KINDS)}")
-    absent = [key for key in PROVENANCE_REQUIRED[provenance["kind"]] if key not in provenance]
-    if absent:
-        raise BadInputError(f"{provenance['kind']} provenance lacks {', '.join(absent)}")
-    return provenance
-
-
-def _parse_provenance(provenance: Any, bad: _Refusal) -> dict[str, Any]:
-    try:
-        return check_provenance(provenance)
-    except BadInputError as error:
-        raise bad(str(error)) from None
-
-
-def _parse_metrics(metrics: Any, bad: _Refusal) -> dict[str, float]:
-    if not isinstance(metrics, dict):
-        raise bad("metrics must map names to numbers")
-    parsed = {}
-    for key, value in metrics.items():
-        if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad(f"metric {key!r} must be a number")
-        parsed[key] = float(value)
-    return parsed
-
-
-def _parse_files(files: Any, bad: _Refusal) -> dict[str, str]:
-    if not isinstance(files, dict):
-        raise bad("files must map file names to sha256 digests")
-    for name, digest in files.items():
-        if not _is_extra_file_name(name):
-            raise bad(f"files lists {name!r}, which is not a plain file name")
-        if not isinstance(digest, str) or _SHA256.fullmatch(digest) is None:
-            raise bad(f"files[{name!r}] must be 64 lowercase hex digits")
-    return dict(files)
-
-
-def _parse_sizes(sizes: Any, targets: dict[str, TargetInfo], files: dict[str, str], bad: _Refusal) -> dict[str, int]:
-    if not isinstance(sizes, dict) or set(sizes) != {Z_FILE, *files}:
-        raise bad(f"sizes must give the byte size of {Z_FILE} and of each file in files")
-    limits = {name: MAX_EXTRA_BYTES for name in files} | {Z_FILE: z_size_limit(targets)}
-    for name, size in sizes.items():
-        if type(size) is not int or not 0 < size <= limits[name]:
-            raise bad(f"sizes[{name!r}] must be a whole number of bytes from 1 to {limits[name]:,}")
-    return dict(sizes)
-
-
-def _is_extra_file_name(name: Any) -> bool:
-    return (
-        isinstance(name, str)
-        and name not in RESERVED_FILES
-        and not name.startswith(".")
-        and Path(name).name == name
-        and name not in ("", "..")
+        sizes=parse_sizes(data.get("sizes"), targets, files, bad),
     )
 
 
@@ -374,7 +237,7 @@ def new_manifest(
     """
     from t2cli import __version__
 
-    if _SHA256.fullmatch(base_fingerprint) is None:
+    if SHA256_PATTERN.fullmatch(base_fingerprint) is None:
         raise BadInputError(f"base fingerprint {base_fingerprint!r} is not a sha256 hex digest")
     infos = dict(targets) if isinstance(targets, Mapping) else target_infos(targets)
     if not infos:
@@ -418,14 +281,3 @@ def check_compatible(first: Manifest, second: Manifest) -> None:
             f"experts {first.ref} and {second.ref} adapt different matrices ({detail}); "
             "combine experts trained with the same --targets"
         )
-
-
-def parse_expert_spec(spec: str) -> tuple[str, int | None]:
-    """`name` -> (name, None) meaning the latest version; `name@3` -> (name, 3)."""
-    name, sep, version = spec.partition("@")
-    check_name(name)
-    if not sep:
-        return name, None
-    if VERSION_PATTERN.fullmatch(version) is None:
-        raise BadInputError(f"invalid version in {spec!r}; write name@N with N = 1, 2, 3...")
-    return name, int(version)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from t2cli.errors import BadInputError
-from t2cli.experts.manifest import parse_expert_spec
+from t2cli.experts.manifest_fields import parse_expert_spec
 from t2cli.fsutil import read_text_bounded
 from t2cli.safeyaml import MAX_YAML_BYTES, dump_yaml, load_yaml
 from t2cli.targets import ALL_ROLES, ATTENTION_ROLES, MLP_ROLES

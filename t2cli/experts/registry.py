@@ -28,7 +28,8 @@ from t2cli.experts.files import (
     read_manifest_text,
     save_expert_files,
 )
-from t2cli.experts.manifest import MANIFEST_FILE, VERSION_PATTERN, Manifest, check_name, parse_expert_spec
+from t2cli.experts.manifest import Manifest
+from t2cli.experts.manifest_fields import MANIFEST_FILE, VERSION_PATTERN, check_name, parse_expert_spec
 from t2cli.fsutil import atomic_write, copy_verified, default_permissions, disk_errors, read_text_bounded
 from t2cli.models.loading import slugify
 

@@ -14,15 +14,8 @@ from pathlib import Path
 
 from t2cli.errors import IntegrityError, T2Error
 from t2cli.experts.files import expected_sha256, load_expert, read_manifest_text, verify_files, write_manifest
-from t2cli.experts.manifest import (
-    DIGEST_FIELD,
-    FORMAT_VERSION,
-    MANIFEST_FILE,
-    MAX_MANIFEST_BYTES,
-    Z_FILE,
-    Manifest,
-    manifest_digest,
-)
+from t2cli.experts.manifest import DIGEST_FIELD, FORMAT_VERSION, MAX_MANIFEST_BYTES, Manifest, manifest_digest
+from t2cli.experts.manifest_fields import MANIFEST_FILE, Z_FILE
 from t2cli.fsutil import file_sha256, read_text_bounded
 from t2cli.safeyaml import dump_yaml, load_yaml
 

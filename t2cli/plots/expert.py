@@ -20,7 +20,7 @@ from t2cli.targets import ALL_ROLES
 
 if TYPE_CHECKING:
     from t2cli.experts.files import Expert
-    from t2cli.experts.manifest import TargetInfo
+    from t2cli.experts.manifest_fields import TargetInfo
 
 MEASURE = "mean |z − 1|"
 SPECTRUM_CURVES = 4

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from t2cli.cli.app import app
 from t2cli.experts import registry as store
-from t2cli.experts.manifest import Z_FILE
+from t2cli.experts.manifest_fields import Z_FILE
 from t2cli.experts.registry import LOCK_FILE, Registry
 from tests.helpers import make_expert, make_model_folder
 

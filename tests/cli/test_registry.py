@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from t2cli.cli.app import app
-from t2cli.experts.manifest import Z_FILE
+from t2cli.experts.manifest_fields import Z_FILE
 from t2cli.experts.registry import Registry
 from tests.helpers import make_expert
 

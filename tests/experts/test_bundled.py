@@ -21,7 +21,7 @@ import t2cli
 from t2cli.cli.app import app
 from t2cli.experts import bundled as bank_module
 from t2cli.experts.bundled import bundled_bank, open_registry, seed
-from t2cli.experts.manifest import Z_FILE
+from t2cli.experts.manifest_fields import Z_FILE
 from t2cli.experts.registry import Registry, user_root
 from tests.helpers import make_expert
 

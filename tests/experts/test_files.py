@@ -12,17 +12,8 @@ import yaml
 
 from t2cli.errors import BadInputError, IntegrityError
 from t2cli.experts.files import Expert, load_expert, save_expert_files, z_stats
-from t2cli.experts.manifest import (
-    DIGEST_FIELD,
-    FORMAT_VERSION,
-    MANIFEST_FILE,
-    Z_FILE,
-    Manifest,
-    check_name,
-    manifest_digest,
-    new_manifest,
-    target_infos,
-)
+from t2cli.experts.manifest import DIGEST_FIELD, FORMAT_VERSION, Manifest, manifest_digest, new_manifest
+from t2cli.experts.manifest_fields import MANIFEST_FILE, Z_FILE, check_name, target_infos
 from t2cli.fsutil import file_sha256
 from tests.helpers import TRAINED_ARC, cached_tiny_llama, make_expert, rewrite_z
 

@@ -23,7 +23,8 @@ import pytest
 import torch
 
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError
-from t2cli.experts.manifest import MANIFEST_FILE, Z_FILE, Manifest
+from t2cli.experts.manifest import Manifest
+from t2cli.experts.manifest_fields import MANIFEST_FILE, Z_FILE
 from t2cli.experts.registry import STAGING_PREFIX, Registry
 from t2cli.experts.remotes import pull, push
 from t2cli.experts.remotes.base import parse_remote

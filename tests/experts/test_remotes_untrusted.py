@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from t2cli.errors import IntegrityError
-from t2cli.experts.manifest import MANIFEST_FILE, Z_FILE
+from t2cli.experts.manifest_fields import MANIFEST_FILE, Z_FILE
 from t2cli.experts.registry import STAGING_PREFIX, Registry
 from t2cli.experts.remotes import pull
 from tests.helpers import make_expert

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError, T2Error
 from t2cli.experts.files import load_expert
-from t2cli.experts.manifest import MANIFEST_FILE, MAX_MANIFEST_BYTES, Z_FILE, Manifest, check_name
+from t2cli.experts.manifest import MAX_MANIFEST_BYTES, Manifest
+from t2cli.experts.manifest_fields import MANIFEST_FILE, Z_FILE, check_name
 from t2cli.experts.registry import Catalog, ExpertRef, Registry, pick
 from t2cli.experts.remotes.card import CARD_FILE, CardEntry, render_card
 from t2cli.fsutil import read_text_bounded
