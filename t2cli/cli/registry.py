@@ -25,8 +25,8 @@ from t2cli.cli.options import (
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from t2cli.experts.registry import Problem
     from t2cli.experts.remotes.base import SyncRecord
+    from t2cli.experts.versions import Problem
 
 app = typer.Typer(
     name="registry",

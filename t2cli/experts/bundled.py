@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from t2cli.errors import T2Error
-from t2cli.experts.registry import ExpertRef, Problem, Registry, resolve_root, user_root
+from t2cli.experts.registry import ExpertRef, Registry, resolve_root, user_root
+from t2cli.experts.versions import Problem
 
 BANK_DIR = "bank"
 

@@ -5,16 +5,14 @@ written and verified, and is never rewritten. Every write to an expert (publish,
 holds that expert's lock (`ROOT/<slug>/<expert>/.lock`, an OS lock the kernel drops when its holder
 dies) and stages its files in a `.staging-*` folder beside the versions. A writer killed mid-way
 leaves only that staging folder: listings skip dot-folders, and the next writer of the expert,
-holding the lock, knows any staging folder it finds is stale and deletes it.
+holding the lock, knows any staging folder it finds is stale and deletes it (t2cli.experts.versions).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,15 +28,20 @@ from t2cli.experts.files import (
 )
 from t2cli.experts.manifest import Manifest
 from t2cli.experts.manifest_fields import MANIFEST_FILE, VERSION_PATTERN, check_name, parse_expert_spec
-from t2cli.fsutil import atomic_write, copy_verified, default_permissions, disk_errors, read_text_bounded
+from t2cli.experts.versions import (
+    Problem,
+    commit_version,
+    expert_lock,
+    folder_problems,
+    issued_version,
+    layout_problems,
+    retire_version,
+    sweep_staging,
+)
+from t2cli.fsutil import atomic_write, copy_verified
 from t2cli.models.loading import slugify
 
 REGISTRY_ENV = "T2_REGISTRY"
-LOCK_FILE = ".lock"
-# Highest version ever issued for an expert, so a removed name@3 is never issued again.
-LAST_VERSION_FILE = ".last-version"
-STAGING_PREFIX = ".staging-"
-LOCK_TIMEOUT_S = 300.0
 
 # slug -> expert name -> sorted versions
 Catalog = dict[str, dict[str, list[int]]]
@@ -134,14 +137,6 @@ class ExpertSummary:
     created: str | None = None
     # Set when the latest manifest cannot be read; `t2 registry verify` says more.
     problem: str | None = None
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A version that fails verification."""
-
-    where: str
-    message: str
 
 
 def check_placement(manifest: Manifest, model_slug: str, name: str, version: int, where: str) -> None:
@@ -265,100 +260,20 @@ class Registry:
             except T2Error as error:
                 problems.append(Problem(where, str(error)))
         if spec is None:
-            problems += self._layout_problems(model_slug)
+            problems += layout_problems(self.root, model_slug)
         else:
-            problems += self._expert_folder_problems(expert_folder)
-        return problems
-
-    def _layout_problems(self, model_slug: str | None) -> list[Problem]:
-        """What listings skip but a reader or writer would trip on: files where folders go, folders named
-        like no version, a `.last-version` that publishing cannot read."""
-        problems = []
-        for slug_dir in sorted(p for p in self.root.iterdir() if not p.name.startswith(".")):
-            if model_slug is not None and slug_dir.name != model_slug:
-                continue
-            if not slug_dir.is_dir():
-                problems.append(Problem(slug_dir.name, "a file where model folders go; remove it"))
-                continue
-            for expert_dir in sorted(p for p in slug_dir.iterdir() if not p.name.startswith(".")):
-                if not expert_dir.is_dir():
-                    problems.append(Problem(f"{slug_dir.name}/{expert_dir.name}", "a file where expert folders go"))
-                    continue
-                problems += self._expert_folder_problems(expert_dir)
-        return problems
-
-    def _expert_folder_problems(self, folder: Path) -> list[Problem]:
-        where = f"{folder.parent.name}/{folder.name}"
-        problems = []
-        try:
-            self._last_version(folder)
-        except T2Error as error:
-            problems.append(Problem(where, f"{error}; publishing and composing to it fail until then"))
-        for entry in sorted(folder.iterdir()):
-            if not entry.name.startswith(".") and not (entry.is_dir() and VERSION_PATTERN.fullmatch(entry.name)):
-                problems.append(
-                    Problem(
-                        f"{where}/{entry.name}",
-                        "not a version folder (versions are folders named 1, 2, 3...), so t2 never loads it; "
-                        "remove or rename it",
-                    )
-                )
+            problems += folder_problems(expert_folder)
         return problems
 
     # ---- writing -------------------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self, model_slug: str, name: str) -> Iterator[Path]:
-        """Hold one expert's lock; yield its folder with stale staging folders removed."""
-        from filelock import FileLock, Timeout
-
-        timeout = LOCK_TIMEOUT_S  # read at call time, so a test can shorten it
-        folder = self.root / model_slug / check_name(name)
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            with FileLock(folder / LOCK_FILE, timeout=timeout):
-                # Whoever staged these held this lock and is gone, or it would still hold it.
-                for stale in folder.glob(f"{STAGING_PREFIX}*"):
-                    shutil.rmtree(stale, ignore_errors=True)
-                yield folder
-        except Timeout:
-            raise T2Error(
-                f"expert {model_slug}/{name} has been locked by another t2 process for {timeout:.0f} s; retry later"
-            ) from None
+    def _locked(self, model_slug: str, name: str) -> AbstractContextManager[Path]:
+        """Hold one expert's lock; its folder, with stale staging folders removed."""
+        return expert_lock(self.root / model_slug / check_name(name), f"{model_slug}/{name}")
 
     def issued(self, model_slug: str, name: str) -> int:
         """The highest version number ever issued for an expert here (0 for none): present or removed."""
-        folder = self.root / model_slug / name
-        if not folder.is_dir():
-            return 0
-        present = [int(p.name) for p in folder.iterdir() if p.is_dir() and VERSION_PATTERN.fullmatch(p.name)]
-        return max([*present, self._last_version(folder)])
-
-    def _last_version(self, folder: Path) -> int:
-        path = folder / LAST_VERSION_FILE
-        if not path.exists():
-            return 0
-        try:
-            return int(read_text_bounded(path, 64, what="a version number", error=IntegrityError).strip())
-        except ValueError:
-            raise IntegrityError(f"{path} is not a version number; write the highest version ever published") from None
-
-    def _commit(self, folder: Path, version: int, write: Callable[[Path], None]) -> Path:
-        """Stage a version with `write`, verify it, and rename it into place (caller holds the lock)."""
-        target = folder / str(version)
-        if target.exists():
-            raise IntegrityError(f"{target} already exists; versions are immutable")
-        with disk_errors(folder, f"{folder.name}@{version}"):  # a full disk: one line, and nothing half-written
-            stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
-            try:
-                write(stage)
-                load_expert(stage)  # a version must verify before anyone can see it
-                default_permissions(stage)  # mkdtemp's 0700 and safetensors' 0600 would hide it from other users
-                os.rename(stage, target)
-            except BaseException:
-                shutil.rmtree(stage, ignore_errors=True)
-                raise
-        return target
+        return issued_version(self.root / model_slug / name)
 
     def publish(self, expert: Expert, *, extra_files: Mapping[str, Path] | None = None) -> ExpertRef:
         """Store an expert as the next version of its name, under its base model's slug.
@@ -371,7 +286,7 @@ class Registry:
         with self._locked(slug, name) as folder:
             version = self.issued(slug, name) + 1
             versioned = Expert(replace(expert.manifest, version=version), expert.z)
-            self._commit(folder, version, lambda stage: save_expert_files(versioned, stage, extra_files=extra_files))
+            commit_version(folder, version, lambda stage: save_expert_files(versioned, stage, extra_files=extra_files))
         return self.ref(slug, name, version)
 
     def import_version(self, source: Path, model_slug: str, name: str, version: int) -> tuple[ExpertRef, bool]:
@@ -393,7 +308,7 @@ class Registry:
                     f"{name}@{version} ({model_slug}) already exists in {self.root} with other content; "
                     "versions are immutable: publish the new one under a new version"
                 )
-            self._commit(folder, version, lambda stage: _copy_expert(source, manifest, text, stage))
+            commit_version(folder, version, lambda stage: _copy_expert(source, manifest, text, stage))
         return ref, True
 
     def adopt_version(self, source: Path, model_slug: str, name: str, version: int) -> ExpertRef | None:
@@ -409,7 +324,7 @@ class Registry:
         with self._locked(model_slug, name) as folder:
             if version <= self.issued(model_slug, name):
                 return None
-            self._commit(folder, version, lambda stage: _copy_expert(source, manifest, text, stage))
+            commit_version(folder, version, lambda stage: _copy_expert(source, manifest, text, stage))
         return self.ref(model_slug, name, version)
 
     def remove(self, spec: str, model_slug: str | None = None) -> ExpertRef:
@@ -420,12 +335,7 @@ class Registry:
         with self._locked(ref.model_slug, ref.name) as folder:
             if not ref.path.is_dir():
                 raise NotFoundError(f"{ref.spec} was removed by another process meanwhile")
-            atomic_write(folder / LAST_VERSION_FILE, f"{max(ref.version, self._last_version(folder))}\n".encode())
-            # Move it out of sight in one rename first: a crash during the delete leaves a stale
-            # staging folder, never a half-deleted version.
-            trash = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
-            os.rename(ref.path, trash / "removed")
-            shutil.rmtree(trash)
+            retire_version(folder, ref.version)
         return ref
 
     def gc(self) -> int:
@@ -433,18 +343,4 @@ class Registry:
 
         Experts whose lock is held right now are skipped: their staging folder may be live.
         """
-        from filelock import FileLock, Timeout
-
-        removed = 0
-        if not self.root.is_dir():
-            return removed
-        for folder in self.root.glob(f"*/*/{STAGING_PREFIX}*"):
-            expert = folder.parent
-            try:
-                with FileLock(expert / LOCK_FILE, timeout=0):
-                    if folder.exists():
-                        shutil.rmtree(folder, ignore_errors=True)
-                        removed += 1
-            except Timeout:
-                continue
-        return removed
+        return sweep_staging(self.root)

@@ -13,9 +13,10 @@ from filelock import FileLock
 from typer.testing import CliRunner
 
 from t2cli.cli.app import app
-from t2cli.experts import registry as store
+from t2cli.experts import versions as store
 from t2cli.experts.manifest_fields import Z_FILE
-from t2cli.experts.registry import LOCK_FILE, Registry
+from t2cli.experts.registry import Registry
+from t2cli.experts.versions import LOCK_FILE
 from tests.helpers import make_expert, make_model_folder
 
 

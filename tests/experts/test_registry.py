@@ -15,7 +15,8 @@ import torch
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError
 from t2cli.experts.files import load_expert, save_expert_files
 from t2cli.experts.manifest_fields import MANIFEST_FILE, Z_FILE, parse_expert_spec
-from t2cli.experts.registry import STAGING_PREFIX, Registry, resolve_root
+from t2cli.experts.registry import Registry, resolve_root
+from t2cli.experts.versions import STAGING_PREFIX
 from tests.helpers import make_expert, rewrite_z
 
 

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from t2cli.cli.app import app
 from t2cli.errors import BadInputError
-from t2cli.experts.registry import LAST_VERSION_FILE, Registry
+from t2cli.experts.registry import Registry
 from t2cli.experts.remotes.base import parse_remote
 from t2cli.experts.remotes.hub import catalog_from_files, hub_errors
+from t2cli.experts.versions import LAST_VERSION_FILE
 from tests.helpers import make_expert
 
 

@@ -25,9 +25,10 @@ import torch
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError
 from t2cli.experts.manifest import Manifest
 from t2cli.experts.manifest_fields import MANIFEST_FILE, Z_FILE
-from t2cli.experts.registry import STAGING_PREFIX, Registry
+from t2cli.experts.registry import Registry
 from t2cli.experts.remotes import pull, push
 from t2cli.experts.remotes.base import parse_remote
+from t2cli.experts.versions import STAGING_PREFIX
 from tests.helpers import make_expert
 
 TOKEN = "hf_t2_test_token"

@@ -8,8 +8,9 @@ import pytest
 
 from t2cli.errors import IntegrityError
 from t2cli.experts.manifest_fields import MANIFEST_FILE, Z_FILE
-from t2cli.experts.registry import STAGING_PREFIX, Registry
+from t2cli.experts.registry import Registry
 from t2cli.experts.remotes import pull
+from t2cli.experts.versions import STAGING_PREFIX
 from tests.helpers import make_expert
 
 
