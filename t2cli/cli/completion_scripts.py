@@ -13,7 +13,7 @@ import shlex
 
 from t2cli.cli.command_tree import PROG, CommandSpec, OptionSpec, ValueSpec
 
-REGENERATE = "python -m t2cli.cli.completions completions/"
+REGENERATE_COMPLETIONS = "python -m t2cli.cli.completions completions/"
 
 
 def _positions(command: CommandSpec) -> list[tuple[str, ValueSpec]]:
@@ -31,7 +31,7 @@ def _header(comment: str, install: str) -> str:
     return (
         f"{comment} Static {PROG} completion, generated from its command tree by t2cli/cli/completions.py.\n"
         f"{comment} Do not edit: after changing commands or options, regenerate every script with\n"
-        f"{comment}     {REGENERATE}\n"
+        f"{comment}     {REGENERATE_COMPLETIONS}\n"
         f"{comment} Install: {install}\n"
     )
 

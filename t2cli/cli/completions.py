@@ -23,7 +23,7 @@ from t2cli.cli.completion_scripts import bash_script, fish_script, zsh_script
 SCRIPT_FILES = {"bash": "t2.bash", "zsh": "_t2", "fish": "t2.fish"}
 
 
-def render(tree: CommandSpec) -> dict[str, str]:
+def render_scripts(tree: CommandSpec) -> dict[str, str]:
     """File name -> content of the three scripts."""
     return {
         SCRIPT_FILES["bash"]: bash_script(tree),
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("directory", type=Path, help="Folder for t2.bash, _t2 and t2.fish (the repo's: completions/).")
     args = parser.parse_args(argv)
-    for path in write_scripts(args.directory, render(live_tree())):
+    for path in write_scripts(args.directory, render_scripts(live_tree())):
         print(path)
     return 0
 

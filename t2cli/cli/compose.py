@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.options import BaseModelOption, JsonOption, RegistryOption, open_registry
+from t2cli.cli.options import BaseModelOption, JsonOption, RegistryOption, chosen_registry
 
 
 def compose_command(
@@ -54,7 +54,7 @@ def compose_command(
         overrides = {key: value for key, value in (("output", output), ("normalize", normalize)) if value is not None}
         if overrides:
             recipe = recipe_from_dict({**recipe.to_dict(), **overrides}, str(recipe_file))
-    store = open_registry(registry)
+    store = chosen_registry(registry)
     ref = store.publish(compose_recipe(recipe, store, model))
     manifest = ref.manifest()
     pinned = manifest.provenance["recipe"]

@@ -16,8 +16,8 @@ from t2cli.cli.options import (
     RegistryOption,
     TensorParallelOption,
     check_plot,
+    chosen_registry,
     model_and_threads,
-    open_registry,
 )
 
 
@@ -73,7 +73,7 @@ def eval_command(
     check_plot(plot)
     task_obj = resolve_task(task)
     check_split(split, (*SPLITS, "prompt"), task_obj.name)  # spelling only (MBPP adds `prompt`); the task checks more
-    store = open_registry(registry)
+    store = chosen_registry(registry)
     loaded = model_and_threads(ctx, model, weights=needs_model(engine, tensor_parallel))
     chosen = [store.resolve(spec, loaded.slug).spec for spec in experts or []]
     lineup = ([None] if base or not chosen else []) + chosen

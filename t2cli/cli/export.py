@@ -16,8 +16,8 @@ from t2cli.cli.options import (
     RegistryOption,
     SpecArgument,
     check_plot,
+    chosen_registry,
     model_and_threads,
-    open_registry,
 )
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def export_command(
     check_plot(plot)
     if mode not in MODES:
         raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
-    store = open_registry(registry)
+    store = chosen_registry(registry)
     check_outside_registry(output, store.root)
     ref = store.resolve(spec, slugify(model) if model and not Path(model).expanduser().is_dir() else None)
     manifest = ref.manifest()

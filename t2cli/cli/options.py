@@ -65,7 +65,7 @@ BaseModelOption = Annotated[
 SpecArgument = Annotated[str, typer.Argument(help="Expert: NAME (latest version) or NAME@VERSION.")]
 
 
-def open_registry(root: Path | None) -> Registry:
+def chosen_registry(root: Path | None) -> Registry:
     """The registry the options choose; the user-level one first takes in the bundled bank."""
     from t2cli.experts.bundled import open_registry
 

@@ -15,7 +15,7 @@ import typer
 from t2cli.adapt.options import StrategyOptions
 from t2cli.adapt.strategies import ROUTERS, adapt_names, readers
 from t2cli.cli.common import settings, stderr_console
-from t2cli.cli.options import model_and_threads, open_registry
+from t2cli.cli.options import chosen_registry, model_and_threads
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,7 +66,7 @@ def strategy_options(params: Mapping[str, Any]) -> StrategyOptions:
 def check_adapt_name(adapt: str, registry: Path | None) -> None:
     """Refuse, before any model loads, an --adapt that is neither a strategy nor an expert some model has."""
     if adapt not in adapt_names():
-        open_registry(registry).check_known(adapt, "--adapt")
+        chosen_registry(registry).check_known(adapt, "--adapt")
 
 
 def read_prompt_lines(ctx: typer.Context, path: Path, *, strict: bool = False) -> list[InputLine]:
@@ -106,7 +106,7 @@ def open_slot(
     # An engine that loads the weights itself: t2 then reads only the checkpoint's files, not a second model.
     loaded = model_and_threads(ctx, model, weights=needs_model(engine, tensor_parallel))
     started = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
-    return loaded, ExpertSlot(started, open_registry(registry), loaded)
+    return loaded, ExpertSlot(started, chosen_registry(registry), loaded)
 
 
 def search_callback(progress: Progress) -> Callable[[int, int, Score], None]:

@@ -18,8 +18,8 @@ from t2cli.cli.options import (
     RegistryOption,
     SpecArgument,
     check_plot,
+    chosen_registry,
     model_slug,
-    open_registry,
 )
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def list_command(
 
     Example: t2 registry list --model smollm2-135m
     """
-    store = open_registry(registry)
+    store = chosen_registry(registry)
     summaries = store.list(model_slug(model))
     if json_output:
         print_json({"root": str(store.root), "experts": [asdict(s) for s in summaries]})
@@ -90,7 +90,7 @@ def show_command(
     from t2cli.experts.files import z_stats
 
     check_plot(plot)
-    ref = open_registry(registry).resolve(spec, model_slug(model))
+    ref = chosen_registry(registry).resolve(spec, model_slug(model))
     expert = ref.load()
     manifest = expert.manifest
     stats = z_stats(expert)
@@ -171,7 +171,7 @@ def verify_command(
     """
     from t2cli.errors import IntegrityError
 
-    store = open_registry(registry)
+    store = chosen_registry(registry)
     problems = store.verify(spec, model_slug(model))
     if json_output:
         print_json({"root": str(store.root), "ok": not problems, "problems": [asdict(p) for p in problems]})
@@ -196,7 +196,7 @@ def remove_command(
 
     Example: t2 registry rm arc@1
     """
-    ref = open_registry(registry).remove(spec, model_slug(model))
+    ref = chosen_registry(registry).remove(spec, model_slug(model))
     if json_output:
         print_json({"removed": ref.spec, "model_slug": ref.model_slug, "path": str(ref.path)})
     elif not settings(ctx).quiet:
@@ -229,7 +229,7 @@ def push_command(
     """
     from t2cli.experts.remotes import push
 
-    report(ctx, push(open_registry(registry), spec, remote, model_slug=model_slug(model)), json_output, "to")
+    report(ctx, push(chosen_registry(registry), spec, remote, model_slug=model_slug(model)), json_output, "to")
 
 
 @app.command("pull")
@@ -247,7 +247,7 @@ def pull_command(
     """
     from t2cli.experts.remotes import pull
 
-    report(ctx, pull(open_registry(registry), remote, spec, model_slug=model_slug(model)), json_output, "from")
+    report(ctx, pull(chosen_registry(registry), remote, spec, model_slug=model_slug(model)), json_output, "from")
 
 
 @app.command("gc")
@@ -256,7 +256,7 @@ def gc_command(ctx: typer.Context, registry: RegistryOption = None, json_output:
 
     Example: t2 registry gc
     """
-    store = open_registry(registry)
+    store = chosen_registry(registry)
     removed = store.gc()
     if json_output:
         print_json({"root": str(store.root), "removed": removed})

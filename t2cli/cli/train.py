@@ -24,8 +24,8 @@ from t2cli.cli.options import (
     ModelOption,
     RegistryOption,
     TargetsOption,
+    chosen_registry,
     model_and_threads,
-    open_registry,
     placement,
 )
 from t2cli.training.config import Setting, TrainConfig, config_settings, load_config
@@ -130,7 +130,7 @@ def train_command(
     if output is not None:
         check_name(output)  # the run folder is named after it: no path may leave the runs root
     task = training_task(config.task, config.seed)
-    store = open_registry(registry)
+    store = chosen_registry(registry)
     with launched_world(placement(ctx).device) as world:
         loaded = model_and_threads(ctx, model, device=world.device)
         if task is None:

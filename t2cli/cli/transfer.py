@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.options import JsonOption, RegistryOption, SpecArgument, model_and_threads, model_slug, open_registry
+from t2cli.cli.options import JsonOption, RegistryOption, SpecArgument, chosen_registry, model_and_threads, model_slug
 
 
 def transfer_command(
@@ -48,7 +48,7 @@ def transfer_command(
     check_strength(strength)  # refuse a bad --strength or --targets before loading any model
     if targets is not None:
         parse_roles(targets)
-    store = open_registry(registry)
+    store = chosen_registry(registry)
     expert = store.resolve(spec, model_slug(source_model)).load()
     loaded = model_and_threads(ctx, to)
     ref = store.publish(transfer_expert(expert, loaded, selection=targets, strength=strength, name=output))

@@ -81,7 +81,7 @@ def start_llm(**options: Any) -> Any:
         return LLM(**options)
 
 
-def context_length(config: Any) -> int:
+def config_context_length(config: Any) -> int:
     """The model's own context length (its transformers config): vLLM refuses a `max_model_len` above it
     (e.g. a tiny test model's 64)."""
     text = config.get_text_config()
@@ -160,7 +160,7 @@ class VLLMEngine:
                 dtype=dtype or dtype_name(loaded.dtype),
                 seed=seed,
                 enforce_eager=True,  # CUDA graphs / torch.compile cost a minute per start; batches here are short
-                max_model_len=min(max_model_len, context_length(config)),
+                max_model_len=min(max_model_len, config_context_length(config)),
                 hf_overrides=architecture_overrides(config),
                 max_num_seqs=max(batch_size, 1),
                 tensor_parallel_size=tensor_parallel_size,

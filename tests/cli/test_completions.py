@@ -13,8 +13,8 @@ import typer
 
 from t2cli.cli.app import live_tree
 from t2cli.cli.command_tree import CommandSpec, ValueSpec, command_tree
-from t2cli.cli.completion_scripts import REGENERATE
-from t2cli.cli.completions import SCRIPT_FILES, main, render
+from t2cli.cli.completion_scripts import REGENERATE_COMPLETIONS
+from t2cli.cli.completions import SCRIPT_FILES, main, render_scripts
 
 COMMITTED = Path(__file__).resolve().parents[2] / "completions"
 
@@ -67,7 +67,7 @@ def demo_tree() -> CommandSpec:
 @pytest.fixture(scope="module")
 def live_scripts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("live")
-    for name, text in render(live_tree()).items():
+    for name, text in render_scripts(live_tree()).items():
         (folder / name).write_text(text)
     return folder
 
@@ -75,7 +75,7 @@ def live_scripts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def demo_scripts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
-    for name, text in render(demo_tree()).items():
+    for name, text in render_scripts(demo_tree()).items():
         (folder / name).write_text(text)
     return folder
 
@@ -100,10 +100,10 @@ def needs(shell: str) -> str:
 
 
 def test_committed_scripts_are_up_to_date() -> None:
-    for name, text in render(live_tree()).items():
+    for name, text in render_scripts(live_tree()).items():
         committed = COMMITTED / name
-        assert committed.exists(), f"completions/{name} is missing; run: {REGENERATE}"
-        assert committed.read_text() == text, f"completions are out of date; run: {REGENERATE}"
+        assert committed.exists(), f"completions/{name} is missing; run: {REGENERATE_COMPLETIONS}"
+        assert committed.read_text() == text, f"completions are out of date; run: {REGENERATE_COMPLETIONS}"
 
 
 def test_live_tree_has_nested_commands_and_global_options_only_at_the_root() -> None:
@@ -150,7 +150,7 @@ def test_a_choice_the_shells_cannot_take_is_refused() -> None:
 def test_main_writes_the_three_scripts(tmp_path: Path) -> None:
     assert main([str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(SCRIPT_FILES.values())
-    for name, text in render(live_tree()).items():
+    for name, text in render_scripts(live_tree()).items():
         assert (tmp_path / "out" / name).read_text() == text
         assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o644
 

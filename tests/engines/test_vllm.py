@@ -17,7 +17,7 @@ from transformers import AutoConfig
 from t2cli.engines import check_engine, make_engine, resolve_engine
 from t2cli.engines.base import Sampling
 from t2cli.engines.hf import HFEngine
-from t2cli.engines.vllm import architecture_overrides, context_length, vllm_distribution
+from t2cli.engines.vllm import architecture_overrides, config_context_length, vllm_distribution
 from t2cli.engines.vllm_worker import fused_siblings
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models.loading import LoadedModel
@@ -276,7 +276,7 @@ def test_the_context_length_comes_from_the_checkpoint(tmp_path: Path) -> None:
     from tests.helpers import make_model_folder
 
     folder = make_model_folder(tmp_path / "tiny")
-    assert context_length(AutoConfig.from_pretrained(folder)) == 64
+    assert config_context_length(AutoConfig.from_pretrained(folder)) == 64
 
 
 def test_a_config_without_architectures_gets_its_causal_lm_class(tmp_path: Path) -> None:
