@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 CUE = "Category:"
 
 
-LETTERS = string.ascii_uppercase
+LABEL_LETTERS = string.ascii_uppercase
 
 
 # The words the base model answers with for the built-in tasks. A small model cannot tell "gsm8k" from
@@ -105,12 +105,12 @@ def routing_labels(tokenizer: Any, names: Sequence[str], chat: bool) -> list[str
         label_token_ids(tokenizer, answer_labels(names, chat), chat=chat)
         return list(names)
     except BadInputError:
-        if len(names) > len(LETTERS):
+        if len(names) > len(LABEL_LETTERS):
             raise BadInputError(
-                f"{len(names)} categories share first tokens and exceed the {len(LETTERS)} letter labels; "
+                f"{len(names)} categories share first tokens and exceed the {len(LABEL_LETTERS)} letter labels; "
                 "pick fewer experts with --experts"
             ) from None
-    letters = list(LETTERS[: len(names)])
+    letters = list(LABEL_LETTERS[: len(names)])
     label_token_ids(tokenizer, answer_labels(letters, chat), chat=chat)
     return letters
 

@@ -45,7 +45,7 @@ def _argument_word(argument: ArgumentSpec) -> str:
     return word if argument.required else f"[{word}]"
 
 
-def usage(command: CommandSpec) -> str:
+def usage_line(command: CommandSpec) -> str:
     """`t2 run [OPTIONS] PROMPTS`: what `--help` prints, with arguments named as the reference names them."""
     words = [*command.path]
     if command.options:
@@ -76,7 +76,7 @@ def _option_row(option: OptionSpec) -> str:
 
 
 def _section(command: CommandSpec) -> list[str]:
-    lines = [f"{'#' * (len(command.path) + 1)} `{command.key}`", "", "```", usage(command), "```", ""]
+    lines = [f"{'#' * (len(command.path) + 1)} `{command.key}`", "", "```", usage_line(command), "```", ""]
     if command.text:
         lines += [_text(command.text), ""]
     if command.arguments:

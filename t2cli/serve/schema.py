@@ -17,8 +17,8 @@ from t2cli.engines.base import Prompt, Sampling
 from t2cli.errors import BadInputError
 from t2cli.fsutil import JsonProblem, json_loads
 
-AUTO = "auto"  # pass 1 picks the expert with the server's strategy
-BASE = "base"  # the base weights
+MODEL_AUTO = "auto"  # pass 1 picks the expert with the server's strategy
+MODEL_BASE = "base"  # the base weights
 MAX_STOPS = 4  # as OpenAI's API
 
 
@@ -101,9 +101,9 @@ def _line(data: dict[str, Any]) -> InputLine:
 
 
 def _ask(endpoint: str, data: dict[str, Any], prompt: Prompt, tokens: Any, limits: Limits) -> Ask:
-    model = data.get("model", AUTO)
+    model = data.get("model", MODEL_AUTO)
     if not isinstance(model, str) or not model.strip():
-        raise BadInputError(f"`model` must be {AUTO}, {BASE} or an expert name[@version]")
+        raise BadInputError(f"`model` must be {MODEL_AUTO}, {MODEL_BASE} or an expert name[@version]")
     if data.get("n", 1) != 1:
         raise BadInputError("`n` must be 1: t2 answers one completion per request")
     stream = data.get("stream", False)

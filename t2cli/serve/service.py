@@ -18,7 +18,7 @@ from t2cli.adapt.prepare import make_router, searched_decision
 from t2cli.adapt.two_pass import generate_chunks
 from t2cli.engines.context import check_prompt_tokens
 from t2cli.errors import NotFoundError
-from t2cli.serve.schema import AUTO, BASE, Ask
+from t2cli.serve.schema import MODEL_AUTO, MODEL_BASE, Ask
 
 if TYPE_CHECKING:
     from t2cli.adapt.routers import Decision, Router
@@ -47,7 +47,7 @@ class Service:
     def model_ids(self) -> list[str]:
         """What `model` may name: auto, base, and every expert version of this model (`name@version`)."""
         versions = self.slot.registry.catalog().get(self.slot.model_slug, {})
-        return [AUTO, BASE] + [f"{name}@{v}" for name, numbers in sorted(versions.items()) for v in numbers]
+        return [MODEL_AUTO, MODEL_BASE] + [f"{name}@{v}" for name, numbers in sorted(versions.items()) for v in numbers]
 
     def answer(self, asks: Sequence[Ask]) -> list[Answer | Exception]:
         """One answer (or the error that stopped it) per request, in order."""
@@ -86,16 +86,16 @@ class Service:
         return [results[index] for index in range(len(asks))]
 
     def _router(self, model: str) -> Router:
-        if model == AUTO:
+        if model == MODEL_AUTO:
             return self.router
-        if model != BASE:
+        if model != MODEL_BASE:
             try:
                 self.slot.registry.resolve(model, self.slot.model_slug)
             except NotFoundError:  # said without the registry's path on the server
                 raise NotFoundError(
                     f"model {model!r} is not served here; use auto, base or one of GET /v1/models"
                 ) from None
-        return make_router("none" if model == BASE else model, self.slot, self.slot.loaded, self.slot.registry)
+        return make_router("none" if model == MODEL_BASE else model, self.slot, self.slot.loaded, self.slot.registry)
 
     def _with_alpha(self, decision: Decision, mixtures: dict[str, dict[str, float] | None]) -> Decision:
         """A named mixture (a composed or searched expert) with its α, as few-shot decisions carry it."""
@@ -110,4 +110,4 @@ class Service:
 
     @staticmethod
     def _confidence(ask: Ask, decision: Decision) -> float | None:
-        return decision.scores.get(decision.label) if ask.model == AUTO else None
+        return decision.scores.get(decision.label) if ask.model == MODEL_AUTO else None

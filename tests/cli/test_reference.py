@@ -10,7 +10,7 @@ import typer
 
 from t2cli.cli.app import live_tree
 from t2cli.cli.command_tree import CommandSpec, command_tree
-from t2cli.cli.reference import HEADER, REGENERATE, main, render, usage
+from t2cli.cli.reference import HEADER, REGENERATE, main, render, usage_line
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
@@ -57,7 +57,7 @@ def test_reference_starts_with_how_to_regenerate_and_covers_every_live_command()
     assert text.splitlines()[0] == HEADER and REGENERATE in HEADER
     for command in live_tree().walk():
         assert f"`{command.key}`](#{command.key.replace(' ', '-')})" in text
-        assert f"\n{usage(command)}\n" in text
+        assert f"\n{usage_line(command)}\n" in text
     assert "| `--adapt`, `-a` |" in text and "--strategy" not in text and "Environment variable: `T2_ENGINE`" in text
 
 
