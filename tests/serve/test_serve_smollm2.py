@@ -38,8 +38,11 @@ def test_a_greedy_answer_equals_t2_runs_for_the_same_prompt_and_expert(smollm2, 
 
     slot = ExpertSlot(HFEngine(smollm2), Registry(BANK), smollm2)
     service = Service(slot, make_router("classifier", slot, smollm2, slot.registry))  # t2 run's default --adapt
-    with TestClient(create_app(service, ServeConfig(), io.StringIO())) as client:
-        answer = client.post("/v1/completions", json={"model": "auto", "prompt": PROBLEM, "max_tokens": 32})
+    try:
+        with TestClient(create_app(service, ServeConfig(), io.StringIO())) as client:
+            answer = client.post("/v1/completions", json={"model": "auto", "prompt": PROBLEM, "max_tokens": 32})
+    finally:
+        slot.hold(None)  # the session's model is shared: give the other real-model tests its base weights back
     assert answer.status_code == 200, answer.text
     assert row["expert"] == "math@2"  # the bundled classifier sends a GSM8K problem to the math expert
     assert answer.json()["t2"]["expert"] == row["expert"] and answer.headers["x-t2-expert"] == "math@2"
