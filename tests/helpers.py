@@ -341,3 +341,12 @@ def tiny_cli_world(tmp_path: Path, rows: Sequence[Mapping]) -> dict:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return {"tmp": tmp_path, "model": str(folder), "registry": str(registry.root), "prompts": prompts}
+
+
+def two_expert_registry(root: Path) -> Registry:
+    """A registry of the tiny model with a math expert `m` (z = 1.5) and a code expert `c` (z = 0.5)."""
+    store = Registry(root)
+    loaded = tiny_model()
+    publish_expert(store, loaded, "m", "gsm8k", z=1.5)
+    publish_expert(store, loaded, "c", "mbpp", z=0.5)
+    return store

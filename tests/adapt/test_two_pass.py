@@ -16,7 +16,7 @@ from t2cli.adapt.two_pass import compare_base, run_batch
 from t2cli.engines.base import Prompt, Sampling
 from t2cli.engines.slot import ExpertSlot
 from t2cli.experts.registry import Registry
-from tests.helpers import FakeEngine, publish_expert, tiny_model
+from tests.helpers import FakeEngine, tiny_model, two_expert_registry
 
 SAMPLING = Sampling(max_new_tokens=8)
 
@@ -48,11 +48,7 @@ def lines_of(prompts: Sequence[str]) -> list[InputLine]:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    store = Registry(tmp_path / "registry")
-    loaded = tiny_model()
-    publish_expert(store, loaded, "m", "gsm8k", z=1.5)
-    publish_expert(store, loaded, "c", "mbpp", z=0.5)
-    return store
+    return two_expert_registry(tmp_path / "registry")
 
 
 def run(registry, engine, prompts=PROMPTS, **options):

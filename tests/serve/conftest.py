@@ -13,7 +13,7 @@ from t2cli.engines.slot import ExpertSlot
 from t2cli.experts.registry import Registry
 from t2cli.serve.app import ServeConfig, create_app
 from t2cli.serve.service import Service
-from tests.helpers import FakeEngine, publish_expert, tiny_model
+from tests.helpers import FakeEngine, tiny_model, two_expert_registry
 
 # Words the recording engine routes on: absent from the routing question's own text.
 MATH_WORD, CODE_WORD, OTHER_WORD = "zebra", "quokka", "walrus"
@@ -21,11 +21,7 @@ MATH_WORD, CODE_WORD, OTHER_WORD = "zebra", "quokka", "walrus"
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    store = Registry(tmp_path / "registry")
-    loaded = tiny_model()
-    publish_expert(store, loaded, "m", "gsm8k", z=1.5)
-    publish_expert(store, loaded, "c", "mbpp", z=0.5)
-    return store
+    return two_expert_registry(tmp_path / "registry")
 
 
 def routed_engine(engine: FakeEngine, registry: Registry, adapt: str = "prompt") -> Service:
