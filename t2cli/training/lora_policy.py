@@ -69,11 +69,6 @@ class LoRAPolicy:
             p.copy_(snapshot[name])
 
     @contextmanager
-    def step(self) -> Iterator[None]:
-        """Nothing to materialise: gradients reach A and B directly through PEFT's layers."""
-        yield
-
-    @contextmanager
     def serving(self, engine: HFEngine, adapted: bool = True) -> Iterator[None]:
         """The engine (built on `self.loaded`) generates with the adapter, or as the base model."""
         if adapted:

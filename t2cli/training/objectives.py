@@ -272,8 +272,7 @@ def generate_step(ctx: StepContext, engine: Engine, examples: Sequence[Example],
     sequences = [
         (encode_prompt(ctx.loaded.tokenizer, p), list(g.token_ids)) for p, g in zip(prompts, generations, strict=True)
     ]
-    with ctx.policy.step():
-        total_kl, tokens = sequence_pass(ctx, sequences, advantage, normaliser=len(rewards))
+    total_kl, tokens = sequence_pass(ctx, sequences, advantage, normaliser=len(rewards))
     return StepStats(
         float(rewards.mean()), total_kl, tokens, sampled - started, scored - sampled, time.perf_counter() - scored
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -37,10 +37,6 @@ class Policy(Protocol):
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         """A detached copy of the trained state: what the best checkpoint keeps."""
-        ...
-
-    def step(self) -> AbstractContextManager[None]:
-        """Bracket the forward and backward passes of one optimiser step."""
         ...
 
     def serving(self, engine: Engine, adapted: bool = True) -> AbstractContextManager[None]:
@@ -156,10 +152,6 @@ class SVFPolicy:
             yield
         finally:
             engine.set_expert(None)
-
-    def step(self) -> AbstractContextManager[None]:
-        """Nothing to build: each micro-batch's backward reaches δ through the side path directly."""
-        return nullcontext()
 
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
         recompute = decoder_layers(self.loaded.model) if self.recompute else ()

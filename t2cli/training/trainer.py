@@ -118,14 +118,11 @@ class Trainer:
 
     def _step(self, examples: Sequence[Example], step: int) -> StepStats:
         if self.config.objective == "nll":
-            with self.policy.step():
-                return nll_step(self.context, examples)
+            return nll_step(self.context, examples)
         if self.rollout == "choices":
-            with self.policy.step():
-                return choice_step(self.context, examples)
+            return choice_step(self.context, examples)
         if self.rollout == "likelihood":
-            with self.policy.step():
-                return likelihood_step(self.context, examples)
+            return likelihood_step(self.context, examples)
         return generate_step(self.context, self.engine, examples, step)
 
     # ----- validation -------------------------------------------------------------------------

@@ -118,8 +118,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as run_dir:
         plain = Trainer(loaded, task, data, [], replace(config, kl=0.0), run_dir=Path(run_dir))
         started = time.perf_counter()
-        with plain.policy.step():
-            sequence_pass(plain.context, rows, torch.ones(len(rows)), normaliser=len(rows))
+        sequence_pass(plain.context, rows, torch.ones(len(rows)), normaliser=len(rows))
         svf = time.perf_counter() - started
     full = full_finetune_backward(loaded.model, rows, trainer.pad_id)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -80,9 +80,8 @@ def worker(args: argparse.Namespace) -> dict:
     for _ in range(args.steps + 1):
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with policy.step():
-            scored = continuation_scores(policy, ids, mask, positions, args.keep, completion, kl=True)
-            (-scored.logp.sum() / scored.logp.numel() + KL * scored.kl.sum() / scored.kl.numel()).backward()
+        scored = continuation_scores(policy, ids, mask, positions, args.keep, completion, kl=True)
+        (-scored.logp.sum() / scored.logp.numel() + KL * scored.kl.sum() / scored.kl.numel()).backward()
         optimizer.step()
         if place.device.startswith("cuda"):
             torch.cuda.synchronize(place.device)
