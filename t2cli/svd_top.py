@@ -4,7 +4,8 @@
 its first k columns lie on every page of U: reading them, or probing the whole factorisation as
 `load_cached` does, pulls all of U into memory (the full spectrum's size, per matrix). Here only s and
 the first k rows of Vh are read (contiguous in the file), and U_k is rebuilt from the live weight:
-W V_k = U_k diag(s_k), so U_k = W V_kᵀᵀ / s_k, in fp64 — the same formula the cache's U came from.
+W V_k = U_k diag(s_k) (V_k: the first k rows of Vᵀ, transposed), so U_k = W V_k / s_k, in fp64 —
+the same formula the cache's U came from.
 The check that the cache belongs to W costs nothing more: U_k built this way has orthonormal
 columns only if (s_k, V_k) really are W's top singular pairs.
 """
