@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from t2cli.adapt.routers import Decision, Router
 from t2cli.adapt.runio import InputLine, Journal, example_for, line_key
-from t2cli.engines.base import Generation, Prompt, Sampling
+from t2cli.engines.base import Generation, OnText, Prompt, Sampling
 from t2cli.engines.context import check_prompt_tokens
 from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import BadInputError
@@ -112,14 +112,21 @@ def generate_chunks(
     *,
     chunk_size: int = 64,
     lora_rank: int | None = None,
+    on_text: OnText | None = None,
 ) -> Iterator[tuple[list[int], list[Generation], list[str]]]:
     """Pass 2 for the prompts in `decisions` (by index): one swap per expert group, the group the engine
     holds first, or with `lora_rank` (engines that can) all groups mixed in the same batches. Yields each
     chunk as it finishes: its indices, their generations and the path each took (`exact`, `lora:R`).
+    On engines that stream, `on_text(index, piece)` gets each prompt's new text as it is generated.
     `t2 run` and `t2 serve` both answer through it, so their greedy answers are the same."""
     groups: dict[str | None, list[int]] = {}
     for index, decision in decisions.items():
         groups.setdefault(decision.expert, []).append(index)
+
+    def streaming(chunk: list[int]) -> dict[str, OnText]:
+        if on_text is None or not slot.engine.streams:
+            return {}
+        return {"on_text": lambda row, piece: on_text(chunk[row], piece)}
 
     def by_length(indices: Sequence[int]) -> list[int]:
         # Similar lengths side by side, so each chunk's batches pad little.
@@ -131,14 +138,15 @@ def generate_chunks(
         for chunk in _chunks(by_length(list(decisions)), chunk_size):
             chosen = [adapters[decisions[i].expert] for i in chunk]
             folders = [folder for folder, _ in chosen]
-            generated = slot.engine.generate_mixed([prompts[i] for i in chunk], folders, sampling)
+            generated = slot.engine.generate_mixed([prompts[i] for i in chunk], folders, sampling, **streaming(chunk))
             yield chunk, generated, [path for _, path in chosen]
         return
     # The group the engine already holds goes first (sorted is stable: the rest keep their order).
     for spec in sorted(groups, key=lambda spec: spec != slot.current):
         slot.hold(spec)
         for chunk in _chunks(by_length(groups[spec]), chunk_size):
-            yield chunk, slot.engine.generate([prompts[i] for i in chunk], sampling), ["exact"] * len(chunk)
+            generated = slot.engine.generate([prompts[i] for i in chunk], sampling, **streaming(chunk))
+            yield chunk, generated, ["exact"] * len(chunk)
 
 
 def generate_groups(

