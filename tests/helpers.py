@@ -165,6 +165,7 @@ class FakeEngine:
 
     name = "fake"
     mixed_batches = False
+    streams = False  # answers whole: a streamed request gets its text in one piece
 
     def __init__(
         self,
