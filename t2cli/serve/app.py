@@ -3,7 +3,10 @@
 Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models (all three need the key when the
 server has one), GET /metrics (Prometheus text, also behind the key) and GET /health (open, for probes).
 Refusals are OpenAI error objects with one-line messages: 400 a malformed or oversized request, 401 no
-key, 404 an unknown expert, 429 a full queue (Retry-After), 503 draining, 500 a failed generation.
+key, 404 an unknown expert, 429 a full queue (Retry-After), 503 draining, 500 a failed generation. A
+streamed request is refused the same way until pass 1 has routed it; its 200 and headers go out then,
+and its text as the engine generates it. Latency metrics and the access log count a response to its
+last byte.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -24,8 +27,9 @@ from t2cli.serve.accesslog import AccessLog
 from t2cli.serve.auth import authorized
 from t2cli.serve.batcher import Batcher, BatchSettings, Draining, Overloaded
 from t2cli.serve.metrics import Metrics
-from t2cli.serve.responses import completion_body, error_body, headers, stream_events
+from t2cli.serve.responses import StreamHead, completion_body, error_body, error_events, headers
 from t2cli.serve.schema import Ask, Limits, parse_chat, parse_completion
+from t2cli.serve.streaming import EventStream, Finished, Routed
 
 if TYPE_CHECKING:
     from t2cli.serve.service import Answer, Service
@@ -104,11 +108,22 @@ def create_app(service: Service, config: ServeConfig, log: TextIO) -> FastAPI:
         started = time.perf_counter()
         request.state.t2 = {}
         response = await call_next(request)
-        seconds = time.perf_counter() - started
-        metrics.observe_request(request.url.path, response.status_code, seconds)
-        client = request.client.host if request.client else None
-        where = {"method": request.method, "path": request.url.path, "client": client}
-        access.write({**where, "status": response.status_code, "seconds": round(seconds, 4), **request.state.t2})
+
+        def record() -> None:
+            seconds = time.perf_counter() - started
+            metrics.observe_request(request.url.path, response.status_code, seconds)
+            client = request.client.host if request.client else None
+            where = {"method": request.method, "path": request.url.path, "client": client}
+            access.write({**where, "status": response.status_code, "seconds": round(seconds, 4), **request.state.t2})
+
+        async def recorded(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in body:
+                    yield chunk
+            finally:  # the last byte is out (or the client left): a stream's time and token counts are known
+                record()
+
+        response.body_iterator = recorded(response.body_iterator)  # type: ignore[attr-defined]
         return response
 
     def require_key(request: Request) -> None:
@@ -125,25 +140,70 @@ def create_app(service: Service, config: ServeConfig, log: TextIO) -> FastAPI:
         try:
             ask = parse(await read_body(request, config.limits.max_request_bytes), config.limits)
             state["model"] = ask.model
+            if ask.stream:
+                return await stream(ask, state)
             result = await asyncio.wrap_future(batcher.submit(ask))
         except Exception as error:
             refused = refusal(error)
             state["error"] = refused.message
             raise refused from None
-        metrics.observe_route(result.decision.expert)
+        request_id = note_route(ask, state, result.decision.expert, result.confidence)
+        state |= tokens(result)
+        body = completion_body(ask, result, request_id, int(time.time()))
+        return JSONResponse(body, headers=headers(result.decision, result.confidence))
+
+    def note_route(ask: Ask, state: dict[str, Any], expert: str | None, confidence: float | None) -> str:
+        """Count where pass 1 sent a request, note it for the access log, and name the response."""
+        metrics.observe_route(expert)
         request_id = f"{'chatcmpl' if ask.endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
-        state |= {
-            "id": request_id,
-            "expert": result.decision.expert,
-            "confidence": result.confidence,
-            "prompt_tokens": result.generation.prompt_tokens,
-            "completion_tokens": len(result.generation.token_ids),
-        }
-        created = int(time.time())
-        if ask.stream:
-            events = stream_events(ask, result, request_id, created)
-            return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers(result))
-        return JSONResponse(completion_body(ask, result, request_id, created), headers=headers(result))
+        state |= {"id": request_id, "expert": expert, "confidence": confidence}
+        return request_id
+
+    def tokens(result: Answer) -> dict[str, int]:
+        return {"prompt_tokens": result.generation.prompt_tokens, "completion_tokens": len(result.generation.token_ids)}
+
+    async def stream(ask: Ask, state: dict[str, Any]) -> Response:
+        """Wait for pass 1 (a refusal until then is a plain error response), then stream the answer."""
+        events = EventStream(asyncio.get_running_loop())
+        future = batcher.submit(replace(ask, listener=events))
+        future.add_done_callback(events.finished)
+        try:
+            first = await events.next()
+        except asyncio.CancelledError:  # the client left while the request waited: answer it only if started
+            future.cancel()
+            raise
+        if isinstance(first, Finished):  # refused before pass 1 routed it: a too-long prompt, an unknown expert
+            first.future.result()  # raises the refusal
+        if not isinstance(first, Routed):
+            raise RuntimeError("the service sent text before routing the request")
+        request_id = note_route(ask, state, first.decision.expert, first.confidence)
+        head = StreamHead(ask, request_id, int(time.time()), first.decision, first.confidence)
+
+        async def body() -> AsyncIterator[str]:
+            for chunk in head.opening():
+                yield chunk
+            shown = ""  # what the engine streamed; an engine that does not stream gives it all at the end
+            while isinstance(event := await events.next(), str):
+                shown += event
+                yield head.text(event)
+            assert isinstance(event, Finished)
+            try:
+                result = event.future.result()
+            except Exception as error:  # the 200 is out: the failure is the stream's last event
+                refused = refusal(error)
+                state.update(error=refused.message)
+                for chunk in error_events(refused.message, refused.kind):
+                    yield chunk
+                return
+            if len(result.generation.text) > len(shown):
+                yield head.text(result.generation.text[len(shown) :])
+            state.update(tokens(result))
+            for chunk in head.closing(result):
+                yield chunk
+
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers=headers(first.decision, first.confidence)
+        )
 
     @app.post(CHAT, dependencies=[Depends(require_key)])
     async def chat_completions(request: Request) -> Response:

@@ -9,13 +9,16 @@ temperature, so an answer equals `t2 run`'s for the same prompt and expert.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from t2cli.adapt.runio import InputLine, line_from_data
 from t2cli.engines.base import Prompt, Sampling
 from t2cli.errors import BadInputError
 from t2cli.fsutil import JsonProblem, json_loads
+
+if TYPE_CHECKING:
+    from t2cli.serve.streaming import Listener
 
 MODEL_AUTO = "auto"  # pass 1 picks the expert with the server's strategy
 MODEL_BASE = "base"  # the base weights
@@ -47,6 +50,8 @@ class Ask:
     sampling: Sampling
     stream: bool = False
     include_usage: bool = False  # stream_options.include_usage: a last chunk with the usage counts
+    # A streamed request's: told where pass 1 sent it and each piece of its answer as it is generated.
+    listener: Listener | None = field(default=None, compare=False, repr=False)
 
 
 def parse_chat(body: bytes, limits: Limits) -> Ask:

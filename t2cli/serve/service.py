@@ -3,7 +3,9 @@
 Pass 1: the requests are grouped by the model they ask for; `auto` goes to the server's router (every
 `auto` request of the batch in one `decide`), `base` and expert names to the router `t2 run --adapt`
 builds for them. Pass 2: `generate_chunks`, once per sampling setting (one per `max_tokens` in practice),
-so each expert's requests share batches and weights swap once per expert group. A failure is returned
+so each expert's requests share batches and weights swap once per expert group. A streamed request's
+listener hears where pass 1 sent it as soon as the batch is routed, then each piece of its answer as
+the engine generates it. A failure is returned
 in the place of each answer it cost — a bad request its own, a crashed generation its group's — so one
 batch never takes the server down.
 """
@@ -71,10 +73,25 @@ class Service:
         by_sampling: dict[Sampling, dict[int, Decision]] = {}
         for index, decision in decisions.items():
             by_sampling.setdefault(asks[index].sampling, {})[index] = decision
+            listener = asks[index].listener
+            if listener is not None:
+                listener.routed(decision, self._confidence(asks[index], decision))
         prompts = [ask.prompt for ask in asks]
+        listeners = {index: ask.listener for index, ask in enumerate(asks) if ask.listener is not None}
+
+        def on_text(index: int, piece: str) -> None:
+            if index in listeners:
+                listeners[index].text(piece)
+
         for sampling, group in by_sampling.items():
             chunks = generate_chunks(
-                prompts, group, self.slot, sampling, chunk_size=self.chunk_size, lora_rank=self.lora_rank
+                prompts,
+                group,
+                self.slot,
+                sampling,
+                chunk_size=self.chunk_size,
+                lora_rank=self.lora_rank,
+                on_text=on_text if listeners else None,
             )
             try:
                 for chunk, generated, paths in chunks:

@@ -66,9 +66,14 @@ def test_streams_are_server_sent_events_ending_with_done(make_app) -> None:
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
-    assert chunks[0]["choices"][0]["delta"]["content"].startswith("z=1.50|")
-    assert chunks[1]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
-    assert chunks[2]["choices"] == [] and chunks[2]["usage"]["total_tokens"] == 2
+    # The role as soon as the request is routed; this engine does not stream, so its text comes whole.
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert chunks[0]["model"] == "m@1" and chunks[0]["t2"]["expert"] == "m@1" and chunks[0]["t2"]["label"] == "gsm8k"
+    assert chunks[1]["choices"][0]["delta"]["content"].startswith("z=1.50|")
+    assert chunks[2]["choices"][0] == {"index": 0, "delta": {}, "finish_reason": "stop"}
+    assert chunks[2]["t2"]["path"] == "exact"
+    assert chunks[3]["choices"] == [] and chunks[3]["usage"]["total_tokens"] == 2
+    assert len(chunks) == 4
 
 
 def test_the_official_openai_client_talks_to_it(make_app) -> None:
