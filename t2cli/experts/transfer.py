@@ -17,6 +17,13 @@ bit-for-bit copy. `strength` β scales the deviation from the identity: z' = 1 +
 Roles the expert adapts must all be in the target selection (dropping one would silently change
 what the expert does). Roles selected in the target but absent from the expert keep z = 1, which
 is exactly what the source expert did to them, and the mapping lists them as `identity`.
+
+The `aligned` mapping (same depth and shapes only) places z by the singular directions themselves
+instead of their sorted positions: each target direction takes the deviations of the source
+directions it overlaps (alignment.carry_aligned). An updated checkpoint keeps most directions but
+reorders those whose singular values cross, and rotates near-equal ones into each other; position
+then hands a direction another's z. Every transfer is checked first (alignment.py): the report is
+stored in the manifest and an `unrelated` target is refused unless forced.
 """
 
 from __future__ import annotations
@@ -30,10 +37,13 @@ import torch
 
 from t2cli.errors import BadInputError
 from t2cli.experts.compose import Placed, Targets, depth, keyed
-from t2cli.experts.files import Expert
-from t2cli.experts.manifest import new_manifest
-from t2cli.models.loading import LoadedModel
 from t2cli.targets import ALL_ROLES
+
+MAPPINGS = ("position", "aligned")
+_SPECTRUM = {
+    "position": "normalised singular-value index, linear",
+    "aligned": "overlap-weighted: z'_j = 1 + Σ_i w_ij (z_i − 1) / Σ_i w_ij, w_ij = |u_iᵀu'_j|·|v_iᵀv'_j|",
+}
 
 
 @dataclass(frozen=True)
@@ -59,12 +69,14 @@ class Transfer:
     target_layers: int
     ranks: dict[str, tuple[int, int]]
     identity_roles: tuple[str, ...]
+    kind: str = "position"
 
     def mapping(self) -> dict[str, Any]:
         """Plain, JSON- and YAML-safe data."""
         return {
+            "kind": self.kind,
             "layers": "relative depth, linear between the two nearest source layers",
-            "spectrum": "normalised singular-value index, linear",
+            "spectrum": _SPECTRUM[self.kind],
             "source_layers": self.source_layers,
             "target_layers": self.target_layers,
             "ranks": {role: {"source": source, "target": target} for role, (source, target) in self.ranks.items()},
@@ -115,6 +127,19 @@ def _by_role_layer(targets: Mapping[str, Placed]) -> dict[tuple[str, int], str]:
     return found
 
 
+def check_roles(source_targets: Targets, target_targets: Targets) -> tuple[set[str], set[str]]:
+    """(source roles, target roles); refuse a target selection that lacks a role the expert adapts."""
+    source_roles = {t.role for t in keyed(source_targets).values()}
+    target_roles = {t.role for t in keyed(target_targets).values()}
+    missing = [role for role in ALL_ROLES if role in source_roles and role not in target_roles]
+    if missing:
+        raise BadInputError(
+            f"the expert adapts role(s) {','.join(missing)} but the target selection has none; "
+            "include them in --targets (or use --targets all)"
+        )
+    return source_roles, target_roles
+
+
 def check_strength(strength: float) -> float:
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
         raise BadInputError(f"strength must be a finite number, got {strength!r}; try --strength 1.0")
@@ -122,22 +147,23 @@ def check_strength(strength: float) -> float:
 
 
 def transfer_vectors(
-    z: Mapping[str, torch.Tensor], source_targets: Targets, target_targets: Targets, strength: float = 1.0
+    z: Mapping[str, torch.Tensor],
+    source_targets: Targets,
+    target_targets: Targets,
+    strength: float = 1.0,
+    carried: Mapping[str, torch.Tensor] | None = None,
 ) -> Transfer:
-    """Map an expert's z (over source_targets) onto target_targets; see the module docstring."""
+    """Map an expert's z (over source_targets) onto target_targets; see the module docstring.
+
+    `carried` (target name -> z, from `align_experts`) selects the aligned mapping: it replaces the
+    positional resampling, and needs the source's depth and ranks.
+    """
     check_strength(strength)
     source, target = keyed(source_targets), keyed(target_targets)
     for name, placed in source.items():
         if name not in z or tuple(z[name].shape) != (placed.rank,):
             raise BadInputError(f"the expert has no z of length {placed.rank} for {name}; check its manifest")
-    source_roles = {t.role for t in source.values()}
-    target_roles = {t.role for t in target.values()}
-    missing = [role for role in ALL_ROLES if role in source_roles and role not in target_roles]
-    if missing:
-        raise BadInputError(
-            f"the expert adapts role(s) {','.join(missing)} but the target selection has none; "
-            "include them in --targets (or use --targets all)"
-        )
+    source_roles, target_roles = check_roles(source, target)
     source_layers, target_layers = depth(source), depth(target)
     by_place = _by_role_layer(source)
     vectors: dict[str, torch.Tensor] = {}
@@ -155,7 +181,15 @@ def transfer_vectors(
             sources.append((by_place[placed.role, layer], weight))
         source_rank = source[sources[0][0]].rank
         ranks[placed.role] = (source_rank, placed.rank)
-        vector = resample(z[sources[0][0]], placed.rank)
+        if carried is not None:
+            if len(sources) == 2 or source_rank != placed.rank:
+                raise BadInputError(
+                    f"the aligned mapping needs the source's depth and shapes ({name} has none to match); "
+                    "use --mapping position"
+                )
+            vector = carried[name]
+        else:
+            vector = resample(z[sources[0][0]], placed.rank)
         if len(sources) == 2:
             upper, weight = sources[1]
             vector = vector + weight * (resample(z[upper], placed.rank) - vector)
@@ -163,6 +197,7 @@ def transfer_vectors(
             vector = 1.0 + strength * (vector - 1.0)
         vectors[name] = vector.to(torch.float32)
         method = "copy" if len(sources) == 1 and source_rank == placed.rank else "resample"
+        method = "aligned" if carried is not None else method
         matrices.append(MatrixMapping(name, method, tuple(sources)))
     return Transfer(
         z=vectors,
@@ -172,42 +207,24 @@ def transfer_vectors(
         target_layers=target_layers,
         ranks={role: ranks[role] for role in ALL_ROLES if role in ranks},
         identity_roles=tuple(role for role in ALL_ROLES if role in target_roles and role not in source_roles),
+        kind="position" if carried is None else "aligned",
     )
 
 
-def transfer_expert(
-    expert: Expert,
-    target: LoadedModel,
-    *,
-    selection: str | None = None,
-    strength: float = 1.0,
-    name: str | None = None,
-) -> Expert:
-    """An unpublished expert of the target model made from `expert` (by default, same roles and name).
+def check_mapping(mapping: str) -> str:
+    if mapping not in MAPPINGS:
+        raise BadInputError(f"unknown mapping {mapping!r}; use one of {', '.join(MAPPINGS)}")
+    return mapping
 
-    The provenance records the source version, model and fingerprint, the per-matrix mapping and β.
-    """
-    source = expert.manifest
-    if selection is None:
-        roles = {info.role for info in source.targets.values()}
-        targets = [t for t in target.targets if t.role in roles]
-    else:
-        targets = target.select(selection)
-    result = transfer_vectors(expert.z, source.targets, targets, strength)
-    provenance = {
-        "kind": "transferred",
-        "source": {"expert": source.ref, "model": source.base_model, "fingerprint": source.base_fingerprint},
-        "mapping": result.mapping(),
-        "strength": result.strength,
-    }
-    manifest = new_manifest(
-        name=name or source.name,
-        base_model=target.model_id,
-        base_fingerprint=target.fingerprint,
-        targets=targets,
-        provenance=provenance,
-        svf_rule=source.svf_rule,
-        task=source.task,
-        description=source.description,
-    )
-    return Expert(manifest, result.z)
+
+def matched_pairs(source_targets: Targets, target_targets: Targets) -> dict[str, str]:
+    """Target name -> the source matrix of its role at the nearest relative depth (what the check compares)."""
+    source = _by_role_layer(keyed(source_targets))
+    target = keyed(target_targets)
+    source_layers = max(layer for _, layer in source) + 1 if source else 1
+    pairs = {}
+    for name, placed in target.items():
+        nearest = max(layer_sources(placed.layer, source_layers, depth(target)), key=lambda pair: pair[1])[0]
+        if (placed.role, nearest) in source:
+            pairs[name] = source[placed.role, nearest]
+    return pairs

@@ -1,4 +1,4 @@
-"""`t2 compose` and `t2 transfer` end to end on tiny models and a registry in a temp folder."""
+"""`t2 compose` end to end on tiny models and a registry in a temp folder (`t2 transfer`: test_transfer.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,8 @@ from t2cli.experts.files import Expert
 from t2cli.experts.manifest import new_manifest
 from t2cli.experts.recipes import parse_recipe
 from t2cli.experts.registry import Registry
-from t2cli.experts.transfer import transfer_vectors
-from t2cli.models.loading import LoadedModel, load_model, slugify
-from tests.helpers import build_tiny_model, tiny_loaded, tiny_tokenizer
+from t2cli.models.loading import LoadedModel
+from tests.helpers import tiny_loaded
 
 TRAINED = {"kind": "trained", "task": "arc", "data_sha256": "ab" * 32, "method": "reinforce"}
 TRAINED |= {"hyperparameters": {}, "steps": 1, "seed": 0}
@@ -169,68 +168,6 @@ def test_recipe_base_model_must_match(registry: Registry, source: LoadedModel, t
     path.write_text("base_model: org/Other\nexperts: [{name: arc, alpha: 1}]\noutput: x\n")
     result = t2(registry, "compose", "-r", str(path))
     assert result.exit_code == 3 and "expert 'arc' not found in" in result.stderr and "org--other" in result.stderr
-
-
-def save_model(folder: Path, model_type: str, **overrides: object) -> Path:
-    build_tiny_model(model_type, seed=7, **overrides).save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def bigger(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 3-layer, hidden-48 Qwen2 checkpoint folder."""
-    folder = tmp_path_factory.mktemp("models") / "tiny-qwen-48"
-    return save_model(folder, "qwen2", hidden_size=48, intermediate_size=72, num_hidden_layers=3)
-
-
-def test_transfer_to_another_shape_and_depth(registry: Registry, source: LoadedModel, bigger: Path) -> None:
-    arc = publish(registry, source, "arc", 1, selection="mlp")
-    result = t2(registry, "transfer", "arc", "--to", str(bigger), "--strength", "0.5", "--json")
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
-    target = load_model(str(bigger))
-    assert (summary["ref"], summary["model_slug"]) == ("arc@1", slugify(target.model_id))
-    assert summary["source"] == {"expert": "arc@1", "model": "tiny-llama", "fingerprint": source.fingerprint}
-    assert summary["layers"] == {"source": 2, "target": 3}
-    assert summary["methods"] == {"resample": 9} and summary["identity_roles"] == []
-    published = registry.resolve("arc", summary["model_slug"]).load(target.fingerprint)
-    expected = transfer_vectors(arc.z, source.select("mlp"), target.select("mlp"), strength=0.5)
-    assert published.z.keys() == expected.z.keys()
-    assert all(torch.equal(published.z[name], expected.z[name]) for name in expected.z)
-    provenance = published.manifest.provenance
-    assert (provenance["kind"], provenance["strength"]) == ("transferred", 0.5)
-    assert provenance["mapping"] == expected.mapping()
-    assert (published.manifest.task, published.manifest.svf_rule) == ("arc", "none")
-    # The name now exists for two models: the source must be named.
-    again = t2(registry, "transfer", "arc", "--to", str(bigger))
-    assert again.exit_code == 2 and "pass --model" in again.stderr
-    assert t2(registry, "transfer", "arc", "-m", "tiny-llama", "--to", str(bigger), "-o", "v").exit_code == 0
-    table = t2(registry, "transfer", "arc", "--from", "tiny-llama", "--to", str(bigger), "--targets", "all", "-o", "w")
-    assert table.exit_code == 0, table.output
-    assert "q,k,v,o" in table.stdout and "w@1" in table.stdout
-
-
-def test_transfer_between_same_shapes_is_exact(registry: Registry, source: LoadedModel, tmp_path: Path) -> None:
-    folder = save_model(tmp_path / "tiny-mistral", "mistral", num_hidden_layers=2)
-    arc = publish(registry, source, "arc", 1)
-    result = t2(registry, "transfer", "arc@1", "--to", str(folder), "-o", "arc-m", "--json")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["methods"] == {"copy": 14}
-    published = registry.resolve("arc-m").load()
-    for s, t in zip(source.targets, load_model(str(folder)).targets, strict=True):
-        assert torch.equal(published.z[t.name], arc.z[s.name])
-
-
-def test_transfer_refusals(registry: Registry, source: LoadedModel, bigger: Path) -> None:
-    publish(registry, source, "arc", 1)
-    lacking = t2(registry, "transfer", "arc", "--to", str(bigger), "--targets", "attn")
-    assert lacking.exit_code == 2 and "adapts role(s) gate,up,down but the target selection has none" in lacking.stderr
-    bad_targets = t2(registry, "transfer", "arc", "--to", "/nonexistent/model", "--targets", "ffn")
-    assert bad_targets.exit_code == 2 and "unknown target 'ffn'" in bad_targets.stderr
-    bad_strength = t2(registry, "transfer", "arc", "--to", str(bigger), "--strength", "nan")
-    assert bad_strength.exit_code == 2 and "strength must be a finite number" in bad_strength.stderr
-    assert list(registry.catalog()) == ["tiny-llama"]
 
 
 BANK = tuple(enumerate(("arc", "math")))
