@@ -5,5 +5,6 @@
     response ◀──responses (JSON or SSE)◀── Answer (expert, α, confidence, usage) ◀──┘
 
 `app` wires the FastAPI routes, `auth` the bearer key, `metrics` the Prometheus text, `accesslog` one JSON
-line per request, and `server` runs uvicorn so that SIGTERM drains the queue before exiting 0.
+line per request, `streaming` carries a streamed request's routing and text from the worker thread to its
+response as they happen, and `server` runs uvicorn so that SIGTERM drains the queue before exiting 0.
 """
