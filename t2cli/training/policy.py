@@ -98,6 +98,10 @@ class SVFPolicy:
             for name, k in ranks.items()
         }
         self.sides = side_path.attach(self.loaded.model, factors, ranks)
+        # The whole spectrum is computed through W′, kept for a step's micro-batches; a rank-k policy keeps
+        # nothing that large (its side path is a LoRA's shape), nor does a sharded one (no process holds W).
+        whole = all(ranks[name] == full for name, full in self.full_ranks.items())
+        self.kept = side_path.KeptWeights() if whole and not sharded else None
         self.head = output_head(self.loaded.model)
 
     @classmethod
@@ -155,7 +159,7 @@ class SVFPolicy:
 
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
         recompute = decoder_layers(self.loaded.model) if self.recompute else ()
-        with side_path.attached(self.loaded.model, self._changes(), recompute=recompute):
+        with side_path.attached(self.loaded.model, self._changes(), recompute=recompute, kept=self.kept):
             return final_hidden(self.loaded.model, ids, mask, positions, keep, self.loaded.device)
 
     @torch.no_grad()

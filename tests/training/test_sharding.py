@@ -67,12 +67,13 @@ def test_two_sharded_processes_train_the_z_of_one_and_hold_half_the_layers(tmp_p
         moved = 0.0
         for key, tensor in one.items():
             assert torch.equal(ranks[0][key], ranks[1][key]), f"{name}: processes diverged on {key}"
-            # Sharding changes where weights live, not the arithmetic: the z of two unsharded processes (which
+            # Sharding changes where weights live, not the objective: the z of two unsharded processes (which
             # sample rollouts per slice with their own seeds, so only the deterministic objectives compare).
-            if name != "generate":
-                assert torch.allclose(ranks[0][key], replicated[key], atol=1e-6, rtol=0), f"{name}: {key} (replicated)"
-            # Against one process only the order of the gradient's sum differs: fp32 round-off, which Adam's
+            # Those compute through a kept W′ where sharded layers take the side path, and against one process
+            # the order of the gradient's sum differs: both fp32 round-off of the same gradient, which Adam's
             # normalised steps at lr 0.1 carry to ~1e-5 after two steps (as for data parallelism alone).
+            if name != "generate":
+                assert torch.allclose(ranks[0][key], replicated[key], atol=5e-5, rtol=0), f"{name}: {key} (replicated)"
             assert torch.allclose(ranks[0][key], tensor, atol=5e-5, rtol=0), f"{name}: {key} (one process)"
             moved = max(moved, float((tensor - 1).abs().max()))
         assert moved > 1e-3, f"{name}: z never left 1"
