@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks.base import Example, Task
+from t2cli.tasks.built_data import built_revision, is_built
 
 if TYPE_CHECKING:
     from t2cli.experts.manifest import Manifest
@@ -30,9 +31,12 @@ def data_identity(data: str | None, examples: Sequence[Example]) -> dict[str, An
     """What provenance records of the training data: a name that means the same on any machine, the
     revision, and the content hash — never a path of the training machine.
 
-    name: the hf://datasets/OWNER/NAME/FILE URL (its @REVISION under `revision`), a local file or
-    folder's own name, or None for the task's own data.
+    name: the hf://datasets/OWNER/NAME/FILE URL (its @REVISION under `revision`), data t2 builds
+    (t2:NAME/FILE, its package's version under `revision`), a local file or folder's own name, or None
+    for the task's own data.
     """
+    if data is not None and is_built(data):
+        return {"name": data, "revision": built_revision(data), "sha256": data_sha256(examples)}
     name, revision = (None, None) if data is None else _split_revision(data)
     if name is not None and not name.startswith(HF_PREFIX):
         name = Path(name).expanduser().resolve().name
@@ -49,6 +53,8 @@ def recorded_source(manifest: Manifest) -> str | None:
     name, revision = recorded.get("name"), recorded.get("revision")
     if name is None:
         return None
+    if is_built(name):  # t2 builds it again on any machine
+        return name
     if not name.startswith(HF_PREFIX):
         raise BadInputError(
             f"expert {manifest.ref} was trained on local data {name!r}; give its path with --data {manifest.task}=PATH"

