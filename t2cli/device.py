@@ -114,3 +114,20 @@ def peak_memory_mb(device: str) -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
+
+
+_MEMINFO = Path("/proc/meminfo")
+
+
+def free_memory_bytes(device: str) -> int | None:
+    """Memory a new tensor could still take on the device: CUDA's free bytes, or the host's MemAvailable
+    (Linux); None where neither can be read."""
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device == "cpu" and _MEMINFO.exists():
+        for line in _MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return None

@@ -211,3 +211,15 @@ def test_the_vllm_driver_works_from_the_checkpoint_files_alone(
     assert method == "t2_prepare" and names == sorted(z)
     # The factors were computed from the files and pass the probe against the full model's weights.
     assert set(load_cached(full, full.select("mlp"), Path(cache))) == set(z)
+
+
+def test_free_memory_is_the_hosts_available_memory_on_the_cpu_and_unknown_elsewhere(tmp_path, monkeypatch) -> None:
+    from t2cli import device
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n")
+    monkeypatch.setattr(device, "_MEMINFO", meminfo)
+    assert device.free_memory_bytes("cpu") == 20000000 * 1024
+    assert device.free_memory_bytes("mps") is None
+    monkeypatch.setattr(device, "_MEMINFO", tmp_path / "absent")
+    assert device.free_memory_bytes("cpu") is None

@@ -155,11 +155,16 @@ def test_a_kept_weight_is_built_once_per_change_and_never_used_stale() -> None:
     assert torch.allclose(moved, layer.weight + (side.U * (side.S * 0.2)) @ side.Vh, rtol=0, atol=1e-12)
 
 
-def test_a_full_spectrum_policy_keeps_w_prime_and_a_rank_k_one_does_not(t2_home) -> None:
+def test_a_full_spectrum_policy_keeps_w_prime_where_it_fits_and_a_rank_k_one_does_not(t2_home, monkeypatch) -> None:
     from t2cli.svd import decompose
+    from t2cli.training import policy as policy_module
 
     loaded = tiny_loaded("llama", seed=4)
     factors = decompose(loaded).factors
+    targets_bytes = sum(loaded.model.get_parameter(name).nbytes for name in factors)
+    monkeypatch.setattr(policy_module, "free_memory_bytes", lambda device: 4 * targets_bytes)
     assert SVFPolicy(loaded, factors, "none").kept is not None
     assert SVFPolicy(loaded, factors, "none", rank=3).kept is None
     assert SVFPolicy(loaded, factors, "none", sharded=True).kept is None
+    monkeypatch.setattr(policy_module, "free_memory_bytes", lambda device: 4 * targets_bytes - 1)
+    assert SVFPolicy(loaded, factors, "none").kept is None  # one copy would take over a quarter of what is free

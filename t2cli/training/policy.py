@@ -11,6 +11,7 @@ from typing import Protocol
 import torch
 
 from t2cli import side_path
+from t2cli.device import free_memory_bytes
 from t2cli.engines.base import Engine
 from t2cli.models.loading import LoadedModel, shared_copy
 from t2cli.svd import decompose
@@ -19,6 +20,8 @@ from t2cli.svf import Factors
 from t2cli.targets import TargetMatrix
 from t2cli.training.logprobs import OutputHead, final_hidden, output_head
 from t2cli.training.sharding import decoder_layers
+
+KEEP_SHARE = 0.25  # of the free memory, at most, for the kept W′ of a full-spectrum policy
 
 
 class Policy(Protocol):
@@ -98,11 +101,19 @@ class SVFPolicy:
             for name, k in ranks.items()
         }
         self.sides = side_path.attach(self.loaded.model, factors, ranks)
-        # The whole spectrum is computed through W′, kept for a step's micro-batches; a rank-k policy keeps
-        # nothing that large (its side path is a LoRA's shape), nor does a sharded one (no process holds W).
-        whole = all(ranks[name] == full for name, full in self.full_ranks.items())
-        self.kept = side_path.KeptWeights() if whole and not sharded else None
+        self.kept = side_path.KeptWeights() if self._room_to_keep(ranks) else None
         self.head = output_head(self.loaded.model)
+
+    def _room_to_keep(self, ranks: Mapping[str, int]) -> bool:
+        """Whether to keep W′ for a step's micro-batches (side_path.KeptWeights): for the whole spectrum, whose
+        W′ is otherwise rebuilt twice a call, when one copy of the targets takes at most `KEEP_SHARE` of the
+        free memory. A rank-k policy keeps nothing that large (its side path is a LoRA's shape), nor does a
+        sharded one (no process holds a whole W); a full 8B on one 80 GB GPU rebuilds rather than not fit."""
+        if self.sharded or any(ranks[name] < full for name, full in self.full_ranks.items()):
+            return False
+        free = free_memory_bytes(self.loaded.device)
+        needed = sum(side.U.shape[0] * side.Vh.shape[1] * side.U.element_size() for side in self.sides.values())
+        return free is not None and needed <= KEEP_SHARE * free
 
     @classmethod
     def for_targets(
