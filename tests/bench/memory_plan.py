@@ -11,14 +11,17 @@ the side path (t2cli/side_path.py) and chunked scoring (t2cli/training/logprobs.
   for the full spectrum), split like the layers under FSDP; s_k in fp32;
 - gathered: under FSDP, one layer's weights and factors gathered whole, and the next one prefetched;
 - side activations: autograd keeps V_kᵀx (tokens × k) per target for ∂L/∂c at rank k; the full
-  spectrum is rebuilt per call instead (side_path.cheaper_route), keeping each layer input x and one
-  transient W′ and m × n gradient;
+  spectrum computes through W′ instead (side_path.cheaper_route), keeping each layer input x and one
+  transient W′ and m × n gradient. Where one copy of the targets takes at most a quarter of the free
+  memory, SVFPolicy keeps each W′ for the step (side_path.KeptWeights, built once instead of twice a
+  call): add the targets' bytes in the compute dtype then. The plan counts the rebuilt floor, which is
+  what a device without that room runs;
 - activations: kept for backward, ≈ (9h + 3kv + 4i) compute-dtype values per token and layer (HF Llama,
   SDPA attention, no activation checkpointing), for a micro-batch of `batch` sequences of `seq` tokens;
 - scoring: the final hidden states of the `keep` scored positions (policy and base), and one chunk of
   256 positions' vocabulary-sized fp32 tensors (logits, log-softmax, probabilities, the base's two, the
   KL terms: six), whatever the batch.
-No W′ and no m × n gradient exist at any time. The SVD cache on disk still holds the full factors (one
+No m × n gradient is kept, and no W′ beyond the optional kept copy. The SVD cache on disk still holds the full factors (one
 `t2 decompose`, streamed); training at rank k reads only s and the first k rows of Vᵀ from it.
 """
 
