@@ -43,6 +43,8 @@ function __t2_state
                 set pending 1
             case 't2 transfer --strength'
                 set pending 1
+            case 't2 transfer --mapping'
+                set pending 1
             case 't2 transfer --output' 't2 transfer -o'
                 set pending 1
             case 't2 transfer --targets'
@@ -127,19 +129,19 @@ function __t2_state
                 set pending 1
             case 't2 eval --max-new-tokens'
                 set pending 1
-            case 't2 eval --batch-size'
-                set pending 1
             case 't2 eval --output' 't2 eval -o'
                 set pending 1
-            case 't2 eval --engine'
-                set pending 1
-            case 't2 eval --tp'
+            case 't2 eval --plot'
                 set pending 1
             case 't2 eval --model' 't2 eval -m'
                 set pending 1
             case 't2 eval --registry'
                 set pending 1
-            case 't2 eval --plot'
+            case 't2 eval --engine'
+                set pending 1
+            case 't2 eval --tp'
+                set pending 1
+            case 't2 eval --batch-size'
                 set pending 1
             case 't2 export --output' 't2 export -o'
                 set pending 1
@@ -165,9 +167,13 @@ function __t2_state
                 set pending 1
             case 't2 export --registry'
                 set pending 1
+            case 't2 dispatch --output' 't2 dispatch -o'
+                set pending 1
+            case 't2 dispatch --plot'
+                set pending 1
             case 't2 dispatch --adapt' 't2 dispatch -a'
                 set pending 1
-            case 't2 dispatch --output' 't2 dispatch -o'
+            case 't2 dispatch --config'
                 set pending 1
             case 't2 dispatch --model' 't2 dispatch -m'
                 set pending 1
@@ -178,8 +184,6 @@ function __t2_state
             case 't2 dispatch --tp'
                 set pending 1
             case 't2 dispatch --batch-size'
-                set pending 1
-            case 't2 dispatch --plot'
                 set pending 1
             case 't2 dispatch --experts'
                 set pending 1
@@ -207,25 +211,27 @@ function __t2_state
                 set pending 1
             case 't2 dispatch --save-as'
                 set pending 1
-            case 't2 run --adapt' 't2 run -a'
-                set pending 1
             case 't2 run --output' 't2 run -o'
                 set pending 1
             case 't2 run --max-new-tokens'
+                set pending 1
+            case 't2 run --lora-rank'
+                set pending 1
+            case 't2 run --compare'
+                set pending 1
+            case 't2 run --adapt' 't2 run -a'
+                set pending 1
+            case 't2 run --config'
+                set pending 1
+            case 't2 run --model' 't2 run -m'
+                set pending 1
+            case 't2 run --registry'
                 set pending 1
             case 't2 run --engine'
                 set pending 1
             case 't2 run --tp'
                 set pending 1
             case 't2 run --batch-size'
-                set pending 1
-            case 't2 run --model' 't2 run -m'
-                set pending 1
-            case 't2 run --registry'
-                set pending 1
-            case 't2 run --lora-rank'
-                set pending 1
-            case 't2 run --compare'
                 set pending 1
             case 't2 run --experts'
                 set pending 1
@@ -257,8 +263,6 @@ function __t2_state
                 set pending 1
             case 't2 serve --port'
                 set pending 1
-            case 't2 serve --adapt' 't2 serve -a'
-                set pending 1
             case 't2 serve --api-key'
                 set pending 1
             case 't2 serve --max-tokens'
@@ -273,15 +277,19 @@ function __t2_state
                 set pending 1
             case 't2 serve --lora-rank'
                 set pending 1
+            case 't2 serve --adapt' 't2 serve -a'
+                set pending 1
+            case 't2 serve --config'
+                set pending 1
+            case 't2 serve --model' 't2 serve -m'
+                set pending 1
+            case 't2 serve --registry'
+                set pending 1
             case 't2 serve --engine'
                 set pending 1
             case 't2 serve --tp'
                 set pending 1
             case 't2 serve --batch-size'
-                set pending 1
-            case 't2 serve --model' 't2 serve -m'
-                set pending 1
-            case 't2 serve --registry'
                 set pending 1
             case 't2 serve --experts'
                 set pending 1
@@ -367,7 +375,7 @@ complete -c t2 -f
 # t2
 complete -c t2 -n '__t2_at t2' -a decompose -d 'Decompose the targeted weight matrices (U, s, V per matrix), cached per model fingerprint.'
 complete -c t2 -n '__t2_at t2' -a compose -d 'Compose experts, z\' = Σ α_k z_k per matrix, and publish the mix as a new registry expert.'
-complete -c t2 -n '__t2_at t2' -a transfer -d 'Transfer an expert to another model and publish it under that model\'s registry folder.'
+complete -c t2 -n '__t2_at t2' -a transfer -d 'Transfer experts to another model and publish them under that model\'s registry folder.'
 complete -c t2 -n '__t2_at t2' -a train -d 'Train an SVF expert by REINFORCE with a KL penalty and publish it to the registry.'
 complete -c t2 -n '__t2_at t2' -a plot-run -d 'Draw reward and KL per step and the validation score against the base model\'s, from the run\'s log.'
 complete -c t2 -n '__t2_at t2' -a eval -d 'Evaluate the base model and/or experts on a task.'
@@ -407,9 +415,13 @@ complete -c t2 -n '__t2_in \'t2 compose\'' -l help -d 'Show this message and exi
 # t2 transfer
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l to -x -d 'Target model: smollm2-135m, gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l strength -x -d 'β: z\' = 1 + β(z − 1); 1 keeps the expert, 0 gives the base model.'
+complete -c t2 -n '__t2_in \'t2 transfer\'' -l mapping -x -d 'position: z by sorted singular-value index (any shapes); aligned: by the matching singular directions (same depth and shapes).'
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l output -s o -x -d 'Name under the target model (default: the expert\'s).'
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l targets -x -d 'Target matrices (default: the roles the expert adapts); extra roles stay at z = 1.'
-complete -c t2 -n '__t2_in \'t2 transfer\'' -l from -l model -s m -x -d 'The expert\'s base model, when its name exists for several.'
+complete -c t2 -n '__t2_in \'t2 transfer\'' -l from -l model -s m -x -d 'The experts\' base model (default: the expert\'s; with --all, smollm2-135m).'
+complete -c t2 -n '__t2_in \'t2 transfer\'' -l all -d 'Every expert of the source model (latest versions), classifier included.'
+complete -c t2 -n '__t2_in \'t2 transfer\'' -l check -d 'Only print the alignment check; write nothing.'
+complete -c t2 -n '__t2_in \'t2 transfer\'' -l force -d 'Transfer even when the check says `unrelated`.'
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l json -d 'Print the result as JSON.'
 complete -c t2 -n '__t2_in \'t2 transfer\'' -l help -d 'Show this message and exit.'
@@ -465,14 +477,14 @@ complete -c t2 -n '__t2_in \'t2 eval\'' -l base -d 'Include the base model (the 
 complete -c t2 -n '__t2_in \'t2 eval\'' -l limit -s n -x -d 'Only the first N examples.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l mode -x -d 'generate, choices (answer-letter logits) or likelihood (choice texts).'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l max-new-tokens -x -d 'Generation length.'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l batch-size -x -d 'Prompts per generation batch.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l output -s o -r -F -d 'Per-example results (JSONL).'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
-complete -c t2 -n '__t2_in \'t2 eval\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l json -d 'Print the summary as JSON.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
+complete -c t2 -n '__t2_in \'t2 eval\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 eval\'' -l help -d 'Show this message and exit.'
 
 # t2 export
@@ -492,15 +504,16 @@ complete -c t2 -n '__t2_in \'t2 export\'' -l json -d 'Print the result as JSON.'
 complete -c t2 -n '__t2_in \'t2 export\'' -l help -d 'Show this message and exit.'
 
 # t2 dispatch
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l output -s o -r -F -d 'Write one decision per prompt line here (JSONL).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l json -d 'Print the result as JSON.'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l config -r -F -d 'YAML of strategy settings: the options under Strategy settings, by field name (`route_tokens: 32`, `experts: arc,gsm8k`, `cem_seed: 1`). Options given on the command line win.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l batch-size -x -d 'Prompts per forward pass.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l json -d 'Print the result as JSON.'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
@@ -520,19 +533,20 @@ complete -c t2 -n '__t2_in \'t2 dispatch\'' -l help -d 'Show this message and ex
 complete -c t2 -n '__t2_arg \'t2 dispatch\' 0 0' -F
 
 # t2 run
-complete -c t2 -n '__t2_in \'t2 run\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
 complete -c t2 -n '__t2_in \'t2 run\'' -l output -s o -r -F -d 'Output JSONL, one line per valid input line (default: stdout).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l max-new-tokens -x -d 'Tokens to generate per prompt.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l strict -d 'Stop (exit 2) on malformed input lines instead of skipping them.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l resume -l no-resume -d 'Reuse finished lines of -o and its .partial journal (same input).'
-complete -c t2 -n '__t2_in \'t2 run\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l batch-size -x -d 'Prompts per forward pass.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): all experts in mixed batches, each SVF expert as its rank-R LoRA export (cached in $T2_HOME/lora). Default: exact weight swaps, one per expert group.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l compare -x -d 'Also answer every labelled line with `none` (the base weights): rows gain base_completion and base_score, and the summary pairs both mean scores with their difference.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l json -d 'Print the result as JSON.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
+complete -c t2 -n '__t2_in \'t2 run\'' -l config -r -F -d 'YAML of strategy settings: the options under Strategy settings, by field name (`route_tokens: 32`, `experts: arc,gsm8k`, `cem_seed: 1`). Options given on the command line win.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
@@ -554,7 +568,6 @@ complete -c t2 -n '__t2_arg \'t2 run\' 0 0' -F
 # t2 serve
 complete -c t2 -n '__t2_in \'t2 serve\'' -l host -x -d 'Address to listen on (0.0.0.0: every interface).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l port -x -d 'Port to listen on.'
-complete -c t2 -n '__t2_in \'t2 serve\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l api-key -x -d 'Require `Authorization: Bearer KEY` on /v1 and /metrics (401 without it). Default: no key.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l max-tokens -x -d 'The most max_tokens a request may ask for (400 above it).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l max-request-bytes -x -d 'The largest request body accepted (400 above it).'
@@ -562,11 +575,13 @@ complete -c t2 -n '__t2_in \'t2 serve\'' -l max-queue -x -d 'Requests that may w
 complete -c t2 -n '__t2_in \'t2 serve\'' -l max-batch -x -d 'Requests routed and answered together.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l batch-window -x -d 'Seconds a batch waits for more requests after its first.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): every expert\'s requests in mixed batches, as in t2 run.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l config -r -F -d 'YAML of strategy settings: the options under Strategy settings, by field name (`route_tokens: 32`, `experts: arc,gsm8k`, `cem_seed: 1`). Options given on the command line win.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l batch-size -x -d 'Prompts per forward pass.'
-complete -c t2 -n '__t2_in \'t2 serve\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
-complete -c t2 -n '__t2_in \'t2 serve\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'

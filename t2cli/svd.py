@@ -13,14 +13,17 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from t2cli.errors import BadInputError, IntegrityError
-from t2cli.models.loading import LoadedModel
 from t2cli.svd_cache import CACHE_FORMAT, cache_dtype_of, cache_path, map_cache, write_cache
 from t2cli.svf import Factors
 from t2cli.targets import TargetMatrix
+
+if TYPE_CHECKING:
+    from t2cli.models.loading import LoadedModel
 
 # A factorisation is accepted when it reconstructs W to this relative Frobenius error; the Gram
 # route must also keep its singular vectors orthonormal to ORTHOGONALITY_TOLERANCE.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "t2cli"
 MAX_LINES = 350
-MAX_IMPORT_LEVELS = 11
+MAX_IMPORT_LEVELS = 9
 LAYERS = {"cli": 3, "adapt": 2, "serve": 2, "training": 2, "plots": 2, "doctor": 2, "experts": 1, "engines": 1}
 
 

@@ -95,15 +95,6 @@ def make_recipe(experts: Sequence[Expert], alpha: torch.Tensor, output: str | No
     return recipe_from_dict(data, "few-shot search")
 
 
-def alpha_summary(recipe: Recipe) -> dict[str, float]:
-    """One α per expert (a per-layer α averaged over the layers), for decisions and tables."""
-    summary = {}
-    for entry in recipe.experts:
-        value = entry.alpha.for_role("q")  # searched recipes give every role the same α
-        summary[entry.ref] = math.fsum(value) / len(value) if isinstance(value, tuple) else value
-    return summary
-
-
 def check_bank(experts: Sequence[Expert]) -> None:
     """Experts can be mixed only when they share base weights, targets and SVF rule."""
     if len(experts) < 2:

@@ -1,7 +1,8 @@
 """StrategyOptions: every setting of pass 1's strategies beyond their name, declared once.
 
 The dataclass is the one source of truth: each field's metadata (flag, help, CLI type) generates the
-options `t2 run` and `t2 dispatch` share (t2cli.cli.passes), and routers read the fields by name. A
+options `t2 run`, `t2 dispatch` and `t2 serve` share (t2cli.cli.passes), a YAML file (their `--config`)
+may set any field by name, and routers read the fields by name. A
 field's help is prefixed with the routers that read it (their `options`), so a plug-in router that
 reads `route_tokens` shows up in that option's help. Light on purpose: the CLI imports it to build its
 options.
@@ -9,11 +10,19 @@ options.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from t2cli.errors import BadInputError
+from t2cli.settings_file import read_settings
+
+# Pass 1's strategy when --adapt is not given, for every command that routes: `classifier` routed held-out
+# bare requests best (200 of 200 science questions to arc, where `prompt` sent 0; docs/benchmarks.md).
+DEFAULT_ADAPT = "classifier"
 
 # The request tokens pass 1 reads by default: the fewest that routed held-out bare requests as well as the
 # whole request with both strategies (32 was enough for the classifier, not for `prompt`; docs/benchmarks.md).
@@ -105,6 +114,11 @@ class StrategyOptions:
         if adapt in ROUTERS:
             ROUTERS.get(adapt).check(self)
 
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> StrategyOptions:
+        """The options by precedence: `overrides` (the flags given) > the YAML file at `path` > the defaults."""
+        return cls(**{**(_read_file(path) if path is not None else {}), **(overrides or {})})
+
     def few_shot_inputs(self) -> tuple[str, Path] | None:
         """--task and --shots, or None when both are left out: the shots come from the batch."""
         if self.task is None and self.shots is None:
@@ -115,3 +129,29 @@ class StrategyOptions:
                 "leave both out to take the shots from the batch's labelled lines"
             )
         return self.task, self.shots
+
+
+_KINDS = {bool: "true or false", int: "an integer", str: "a string", Path: "a path", tuple: "a list of names"}
+
+
+def _read_file(path: str | Path) -> dict[str, Any]:
+    """The fields a YAML file of strategy settings sets, each checked against the field's type."""
+    hints = typing.get_type_hints(StrategyOptions)
+    raw = read_settings(path, [item.name for item in fields(StrategyOptions)], "strategy")
+    return {name: _file_value(path, name, value, hints[name]) for name, value in raw.items()}
+
+
+def _file_value(path: str | Path, name: str, value: Any, hint: Any) -> Any:
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    kinds = [typing.get_origin(member) or member for member in members if member is not type(None)]
+    if value is None and len(kinds) < len(members):
+        return None
+    for kind in kinds:
+        if kind is tuple and isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        if (kind in (tuple, str, Path) and isinstance(value, str)) or (
+            kind in (bool, int) and type(value) is kind
+        ):  # tuple: a comma list, as on the command line; bool is no int here
+            return Path(value).expanduser() if kind is Path else value
+    expected = " or ".join([_KINDS[kind] for kind in kinds] + (["null"] if len(kinds) < len(members) else []))
+    raise BadInputError(f"{path}: {name} must be {expected}, got {value!r}; fix `{name}:` in the file")

@@ -52,9 +52,8 @@ def make_router(
 
 def searched_decision(ref: ExpertRef, label: str) -> Decision:
     """Routing to a searched expert: its spec, its α per bank expert, and the search's metrics."""
-    from t2cli.adapt.fewshot import alpha_summary
     from t2cli.adapt.routers import Decision
-    from t2cli.experts.recipes import recipe_from_dict
+    from t2cli.experts.recipes import alpha_summary, recipe_from_dict
 
     manifest = ref.manifest()
     alpha = alpha_summary(recipe_from_dict(manifest.provenance["recipe"], str(ref.path)))

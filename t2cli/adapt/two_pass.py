@@ -22,11 +22,11 @@ from t2cli.adapt.routers import Decision, Router
 from t2cli.adapt.runio import InputLine, Journal, example_for, line_key
 from t2cli.engines.base import Generation, OnText, Prompt, Sampling
 from t2cli.engines.context import check_prompt_tokens
-from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import BadInputError
 from t2cli.fsutil import canonical_json
 
 if TYPE_CHECKING:
+    from t2cli.engines.slot import ExpertSlot
     from t2cli.tasks.base import Example, Task
 
 

@@ -29,6 +29,13 @@ def settings(ctx: typer.Context) -> CliSettings:
     return root.obj if isinstance(root.obj, CliSettings) else CliSettings()
 
 
+def given_on_command_line(ctx: typer.Context, name: str) -> bool:
+    """Whether a parameter was typed (or set through its environment variable), not left at its default."""
+    source = ctx.get_parameter_source(name)
+    # By name: typer vendors its own click, whose ParameterSource is another class than click's.
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
 def stdout_console() -> Console:
     # Rich drops colour and live rendering by itself when stdout is not a terminal.
     return Console(highlight=False)

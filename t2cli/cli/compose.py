@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.options import BaseModelOption, JsonOption, RegistryOption, chosen_registry
+from t2cli.cli.options import BaseModelOption, JsonOption, RegistryOption
 
 
 def compose_command(
@@ -42,6 +42,7 @@ def compose_command(
     Examples: t2 compose math=0.6 arc=0.4 -o math-mix --normalize ; t2 compose --recipe recipes/science-math.yaml
     """
     from t2cli.errors import BadInputError
+    from t2cli.experts.bundled import open_registry
     from t2cli.experts.compose import compose_recipe
     from t2cli.experts.recipes import parse_recipe, recipe_from_cli, recipe_from_dict
 
@@ -54,7 +55,7 @@ def compose_command(
         overrides = {key: value for key, value in (("output", output), ("normalize", normalize)) if value is not None}
         if overrides:
             recipe = recipe_from_dict({**recipe.to_dict(), **overrides}, str(recipe_file))
-    store = chosen_registry(registry)
+    store = open_registry(registry)
     ref = store.publish(compose_recipe(recipe, store, model))
     manifest = ref.manifest()
     pinned = manifest.provenance["recipe"]

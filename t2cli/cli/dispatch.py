@@ -12,50 +12,35 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stdout_console
-from t2cli.cli.options import (
-    AdaptOption,
-    BatchSizeOption,
-    EngineOption,
-    ModelOption,
-    PlotOption,
-    PromptsArgument,
-    TensorParallelOption,
-    check_plot,
-)
+from t2cli.cli.options import EngineSettings, JsonOption, PlotOption, PromptsArgument, check_plot, group_values
 from t2cli.cli.passes import (
+    Routing,
     check_adapt_name,
     check_routed_lengths,
     open_slot,
     read_prompt_lines,
     search_callback,
     strategy_options,
-    with_strategy_options,
+    with_pass_options,
 )
-from t2cli.cli.registry import JsonOption, RegistryOption
 
 if TYPE_CHECKING:
     from t2cli.adapt.report import RoutingReport
 
 
-@with_strategy_options
+@with_pass_options
 def dispatch_command(
     ctx: typer.Context,
     prompts: PromptsArgument,
-    adapt: AdaptOption = "prompt",
     strategy: Annotated[
         str | None, typer.Option("--strategy", "-s", hidden=True, help="The old name of --adapt (one more release).")
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write one decision per prompt line here (JSONL).")
     ] = None,
-    model: ModelOption = None,
-    registry: RegistryOption = None,
-    engine: EngineOption = "auto",
-    tensor_parallel: TensorParallelOption = 1,
-    batch_size: BatchSizeOption = 16,
     json_output: JsonOption = False,
     plot: PlotOption = None,
-    **strategy_settings: Any,
+    **given: Any,  # Routing, EngineSettings and StrategyOptions (with_pass_options)
 ) -> None:
     """Pass 1 only: route each prompt to an expert and show the routing table (and, when lines have a
     `task`, the confusion matrix and routing accuracy).
@@ -69,15 +54,15 @@ def dispatch_command(
     from t2cli.adapt.runio import check_output
     from t2cli.fsutil import write_jsonl
 
-    if strategy is not None:
-        adapt = strategy
-    options = strategy_options(ctx.params)
+    routing, on = group_values(Routing, ctx.params), group_values(EngineSettings, ctx.params)
+    adapt = strategy if strategy is not None else routing.adapt
+    options = strategy_options(ctx, routing.config)
     options.check(adapt)
     check_plot(plot)
     check_output(output, prompts, journal=False)
-    check_adapt_name(adapt, registry)
+    check_adapt_name(adapt, on.registry)
     lines = read_prompt_lines(ctx, prompts)
-    loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
+    loaded, slot = open_slot(ctx, on)
     check_routed_lengths(lines, loaded, options.route_tokens)
     started = time.perf_counter()
     with make_progress(ctx) as progress:

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from t2cli.cli.common import print_json, settings, stdout_console
-from t2cli.cli.options import (
-    EngineOption,
-    ModelOption,
-    PlotOption,
-    RegistryOption,
-    TensorParallelOption,
-    check_plot,
-    chosen_registry,
-    model_and_threads,
-)
+from t2cli.cli.options import EngineSettings, PlotOption, check_plot, group_values, model_and_threads, with_options
 
 
+@with_options(EngineSettings)
 def eval_command(
     ctx: typer.Context,
     task: Annotated[str, typer.Option("--task", "-t", help="Task name (arc, gsm8k, mbpp, …) or a YAML spec.")],
@@ -44,14 +36,10 @@ def eval_command(
         str, typer.Option("--mode", help="generate, choices (answer-letter logits) or likelihood (choice texts).")
     ] = "generate",
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Generation length.")] = 256,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per generation batch.")] = 16,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Per-example results (JSONL).")] = None,
-    engine: EngineOption = "auto",
-    tensor_parallel: TensorParallelOption = 1,
-    model: ModelOption = None,
-    registry: RegistryOption = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     plot: PlotOption = None,
+    **given: Any,  # EngineSettings (with_options)
 ) -> None:
     """Evaluate the base model and/or experts on a task.
 
@@ -63,22 +51,24 @@ def eval_command(
     from t2cli.engines.evaluate import MODES, evaluate_experts, write_items
     from t2cli.engines.slot import ExpertSlot
     from t2cli.errors import BadInputError
+    from t2cli.experts.bundled import open_registry
     from t2cli.tasks.math_mix import resolve_built
     from t2cli.tasks.registry import resolve_task
-    from t2cli.tasks.sources import SPLITS, check_split
+    from t2cli.tasks.splits import SPLITS, check_split
 
+    on = group_values(EngineSettings, ctx.params)
     if mode not in MODES:
         raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
-    check_engine(engine, tensor_parallel)
+    check_engine(on.engine, on.tensor_parallel)
     check_plot(plot)
     task_obj = resolve_task(task)
     check_split(split, (*SPLITS, "prompt"), task_obj.name)  # spelling only (MBPP adds `prompt`); the task checks more
-    store = chosen_registry(registry)
-    loaded = model_and_threads(ctx, model, weights=needs_model(engine, tensor_parallel))
+    store = open_registry(on.registry)
+    loaded = model_and_threads(ctx, on.model, weights=needs_model(on.engine, on.tensor_parallel))
     chosen = [store.resolve(spec, loaded.slug).spec for spec in experts or []]
     lineup = ([None] if base or not chosen else []) + chosen
     examples = task_obj.load(resolve_built(data), split, limit)
-    runner = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
+    runner = make_engine(on.engine, loaded, batch_size=on.batch_size, tensor_parallel=on.tensor_parallel)
     slot = ExpertSlot(runner, store, loaded)
     results = evaluate_experts(slot, task_obj, examples, lineup, mode=mode, max_new_tokens=max_new_tokens)
     if output is not None:

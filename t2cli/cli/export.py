@@ -16,7 +16,6 @@ from t2cli.cli.options import (
     RegistryOption,
     SpecArgument,
     check_plot,
-    chosen_registry,
     model_and_threads,
 )
 
@@ -71,6 +70,7 @@ def export_command(
     """
     from t2cli.engines.evaluate import MODES, compare_export, gain_retained
     from t2cli.errors import BadInputError
+    from t2cli.experts.bundled import open_registry
     from t2cli.experts.export import (
         budget_formats,
         check_outside_registry,
@@ -88,7 +88,7 @@ def export_command(
     check_plot(plot)
     if mode not in MODES:
         raise BadInputError(f"unknown eval mode {mode!r}; use one of {', '.join(MODES)}")
-    store = chosen_registry(registry)
+    store = open_registry(registry)
     check_outside_registry(output, store.root)
     ref = store.resolve(spec, slugify(model) if model and not Path(model).expanduser().is_dir() else None)
     manifest = ref.manifest()

@@ -1,9 +1,14 @@
-"""Options several commands share, declared once."""
+"""Options several commands share, declared once: each as an annotated type (flag, help), and the groups
+several commands take whole as dataclasses whose fields give each option's default too."""
 
 from __future__ import annotations
 
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -13,8 +18,10 @@ from t2cli.engines import engine_help
 
 if TYPE_CHECKING:
     from t2cli.device import Placement
-    from t2cli.experts.registry import Registry
     from t2cli.models.loading import LoadedModel
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+Group = TypeVar("Group")
 
 ModelArgument = Annotated[
     str | None,
@@ -65,13 +72,6 @@ BaseModelOption = Annotated[
 SpecArgument = Annotated[str, typer.Argument(help="Expert: NAME (latest version) or NAME@VERSION.")]
 
 
-def chosen_registry(root: Path | None) -> Registry:
-    """The registry the options choose; the user-level one first takes in the bundled bank."""
-    from t2cli.experts.bundled import open_registry
-
-    return open_registry(root)
-
-
 def model_slug(model: str | None) -> str | None:
     from t2cli.models.loading import slugify
 
@@ -113,3 +113,41 @@ def check_plot(path: Path | None) -> Path | None:
 AdaptOption = Annotated[
     str, typer.Option("--adapt", "-a", help=f"{', '.join(adapt_names())}, or an expert name[@version].")
 ]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a command that generates runs on: the model, the registry of its experts, the engine and its
+    batches. Each field's annotation is its option and its default the option's (`with_options`)."""
+
+    model: ModelOption = None
+    registry: RegistryOption = None
+    engine: EngineOption = "auto"
+    tensor_parallel: TensorParallelOption = 1
+    batch_size: BatchSizeOption = 16
+
+
+def group_parameters(group: type) -> list[inspect.Parameter]:
+    """A dataclass's fields as keyword-only command parameters: the annotation is the option, the default its."""
+    hints = typing.get_type_hints(group, include_extras=True)
+    kind = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter(item.name, kind, default=item.default, annotation=hints[item.name]) for item in fields(group)
+    ]
+
+
+def with_parameters(command: Command, generated: Sequence[inspect.Parameter]) -> Command:
+    """Give a command (one that takes `**settings`) the `generated` options after its own."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    command.__signature__ = inspect.Signature([*own, *generated])  # type: ignore[attr-defined]
+    return command
+
+
+def with_options(*groups: type) -> Callable[[Command], Command]:
+    """A decorator giving a command the options of each group (a dataclass like EngineSettings)."""
+    return lambda command: with_parameters(command, [p for group in groups for p in group_parameters(group)])
+
+
+def group_values(group: type[Group], params: Mapping[str, Any]) -> Group:
+    """The group a command's parameters (`ctx.params`) hold."""
+    return group(**{item.name: params[item.name] for item in fields(group)})

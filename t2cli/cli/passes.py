@@ -1,21 +1,29 @@
-"""What `t2 run`, `t2 dispatch` and `t2 serve` share: their strategy options (generated from StrategyOptions),
-reading prompt lines, opening the model, engine and registry, and the few-shot progress bar."""
+"""What `t2 run`, `t2 dispatch` and `t2 serve` share: their options (the strategy, --config, what they run on,
+and the strategy settings generated from StrategyOptions), reading prompt lines, opening the model, engine and
+registry, and the few-shot progress bar."""
 
 from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping
-from dataclasses import Field, fields
+from collections.abc import Callable
+from dataclasses import Field, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from t2cli.adapt.options import StrategyOptions
+from t2cli.adapt.options import DEFAULT_ADAPT, StrategyOptions
 from t2cli.adapt.strategies import ROUTERS, adapt_names, readers
-from t2cli.cli.common import settings, stderr_console
-from t2cli.cli.options import chosen_registry, model_and_threads
+from t2cli.cli.common import given_on_command_line, settings, stderr_console
+from t2cli.cli.options import (
+    AdaptOption,
+    Command,
+    EngineSettings,
+    group_parameters,
+    model_and_threads,
+    with_parameters,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,10 +35,26 @@ if TYPE_CHECKING:
     from t2cli.engines.slot import ExpertSlot
     from t2cli.models.loading import LoadedModel
 
-Command = TypeVar("Command", bound=Callable[..., Any])
+
+_PANEL = "Strategy settings (--adapt; also read from --config)"
+
+StrategyConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE.yaml",
+        help="YAML of strategy settings: the options under Strategy settings, by field name (`route_tokens: 32`, "
+        "`experts: arc,gsm8k`, `cem_seed: 1`). Options given on the command line win.",
+    ),
+]
 
 
-_PANEL = "Strategy settings (--adapt)"
+@dataclass(frozen=True)
+class Routing:
+    """Pass 1's strategy and the file of its settings: declared once for every command that routes."""
+
+    adapt: AdaptOption = DEFAULT_ADAPT
+    config: StrategyConfigOption = None
 
 
 def _strategy_parameter(item: Field[Any], hint: Any) -> inspect.Parameter:
@@ -49,24 +73,25 @@ def _strategy_parameter(item: Field[Any], hint: Any) -> inspect.Parameter:
     )
 
 
-def with_strategy_options(command: Command) -> Command:
-    """Give a command (one that takes `**strategy_settings`) an option per StrategyOptions field, generated once."""
+def with_pass_options(command: Command) -> Command:
+    """Give a command (one that takes `**settings`) the options of Routing, EngineSettings and StrategyOptions."""
     hints = typing.get_type_hints(StrategyOptions)
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
     generated = [_strategy_parameter(item, hints[item.name]) for item in fields(StrategyOptions)]
-    command.__signature__ = inspect.Signature([*own, *generated])  # type: ignore[attr-defined]
-    return command
+    return with_parameters(command, [*group_parameters(Routing), *group_parameters(EngineSettings), *generated])
 
 
-def strategy_options(params: Mapping[str, Any]) -> StrategyOptions:
-    """The StrategyOptions a command's parameters (`ctx.params`) hold."""
-    return StrategyOptions(**{item.name: params[item.name] for item in fields(StrategyOptions)})
+def strategy_options(ctx: typer.Context, config: Path | None) -> StrategyOptions:
+    """The StrategyOptions of a command: the options given on its command line over the --config file."""
+    names = [item.name for item in fields(StrategyOptions)]
+    return StrategyOptions.load(config, {name: ctx.params[name] for name in names if given_on_command_line(ctx, name)})
 
 
 def check_adapt_name(adapt: str, registry: Path | None) -> None:
     """Refuse, before any model loads, an --adapt that is neither a strategy nor an expert some model has."""
+    from t2cli.experts.bundled import open_registry
+
     if adapt not in adapt_names():
-        chosen_registry(registry).check_known(adapt, "--adapt")
+        open_registry(registry).check_known(adapt, "--adapt")
 
 
 def read_prompt_lines(ctx: typer.Context, path: Path, *, strict: bool = False) -> list[InputLine]:
@@ -95,18 +120,17 @@ def check_routed_lengths(lines: Sequence[InputLine], loaded: LoadedModel, route_
         check_prompt_tokens([(f"line {line.number}", line.prompt) for line in lines], loaded)
 
 
-def open_slot(
-    ctx: typer.Context, model: str | None, registry: Path | None, engine: str, batch_size: int, tensor_parallel: int
-) -> tuple[LoadedModel, ExpertSlot]:
+def open_slot(ctx: typer.Context, on: EngineSettings) -> tuple[LoadedModel, ExpertSlot]:
     """Load the model, start the engine, and wrap it with the registry in an ExpertSlot."""
     from t2cli.engines import check_engine, make_engine, needs_model
     from t2cli.engines.slot import ExpertSlot
+    from t2cli.experts.bundled import open_registry
 
-    check_engine(engine, tensor_parallel)  # refuse before spending seconds on the model
+    check_engine(on.engine, on.tensor_parallel)  # refuse before spending seconds on the model
     # An engine that loads the weights itself: t2 then reads only the checkpoint's files, not a second model.
-    loaded = model_and_threads(ctx, model, weights=needs_model(engine, tensor_parallel))
-    started = make_engine(engine, loaded, batch_size=batch_size, tensor_parallel=tensor_parallel)
-    return loaded, ExpertSlot(started, chosen_registry(registry), loaded)
+    loaded = model_and_threads(ctx, on.model, weights=needs_model(on.engine, on.tensor_parallel))
+    started = make_engine(on.engine, loaded, batch_size=on.batch_size, tensor_parallel=on.tensor_parallel)
+    return loaded, ExpertSlot(started, open_registry(on.registry), loaded)
 
 
 def search_callback(progress: Progress) -> Callable[[int, int, Score], None]:

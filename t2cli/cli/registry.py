@@ -18,7 +18,6 @@ from t2cli.cli.options import (
     RegistryOption,
     SpecArgument,
     check_plot,
-    chosen_registry,
     model_slug,
 )
 
@@ -49,7 +48,9 @@ def list_command(
 
     Example: t2 registry list --model smollm2-135m
     """
-    store = chosen_registry(registry)
+    from t2cli.experts.bundled import open_registry
+
+    store = open_registry(registry)
     summaries = store.list(model_slug(model))
     if json_output:
         print_json({"root": str(store.root), "experts": [asdict(s) for s in summaries]})
@@ -87,10 +88,11 @@ def show_command(
 
     Example: t2 registry show arc@2 --plot arc-z.png
     """
+    from t2cli.experts.bundled import open_registry
     from t2cli.experts.files import z_stats
 
     check_plot(plot)
-    ref = chosen_registry(registry).resolve(spec, model_slug(model))
+    ref = open_registry(registry).resolve(spec, model_slug(model))
     expert = ref.load()
     manifest = expert.manifest
     stats = z_stats(expert)
@@ -170,8 +172,9 @@ def verify_command(
     Example: t2 registry verify
     """
     from t2cli.errors import IntegrityError
+    from t2cli.experts.bundled import open_registry
 
-    store = chosen_registry(registry)
+    store = open_registry(registry)
     problems = store.verify(spec, model_slug(model))
     if json_output:
         print_json({"root": str(store.root), "ok": not problems, "problems": [asdict(p) for p in problems]})
@@ -196,7 +199,9 @@ def remove_command(
 
     Example: t2 registry rm arc@1
     """
-    ref = chosen_registry(registry).remove(spec, model_slug(model))
+    from t2cli.experts.bundled import open_registry
+
+    ref = open_registry(registry).remove(spec, model_slug(model))
     if json_output:
         print_json({"removed": ref.spec, "model_slug": ref.model_slug, "path": str(ref.path)})
     elif not settings(ctx).quiet:
@@ -227,9 +232,10 @@ def push_command(
 
     Examples: t2 registry push arc@2 hf://me/t2-experts ; t2 registry push arc file:///srv/t2-registry
     """
+    from t2cli.experts.bundled import open_registry
     from t2cli.experts.remotes import push
 
-    report(ctx, push(chosen_registry(registry), spec, remote, model_slug=model_slug(model)), json_output, "to")
+    report(ctx, push(open_registry(registry), spec, remote, model_slug=model_slug(model)), json_output, "to")
 
 
 @app.command("pull")
@@ -245,9 +251,10 @@ def pull_command(
 
     Examples: t2 registry pull hf://me/t2-experts arc ; t2 registry pull file:///srv/t2-registry arc@2
     """
+    from t2cli.experts.bundled import open_registry
     from t2cli.experts.remotes import pull
 
-    report(ctx, pull(chosen_registry(registry), remote, spec, model_slug=model_slug(model)), json_output, "from")
+    report(ctx, pull(open_registry(registry), remote, spec, model_slug=model_slug(model)), json_output, "from")
 
 
 @app.command("gc")
@@ -256,7 +263,9 @@ def gc_command(ctx: typer.Context, registry: RegistryOption = None, json_output:
 
     Example: t2 registry gc
     """
-    store = chosen_registry(registry)
+    from t2cli.experts.bundled import open_registry
+
+    store = open_registry(registry)
     removed = store.gc()
     if json_output:
         print_json({"root": str(store.root), "removed": removed})

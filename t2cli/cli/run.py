@@ -12,33 +12,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from t2cli.cli.common import make_progress, print_json, settings, stderr_console, stdout_console
-from t2cli.cli.options import (
-    AdaptOption,
-    BatchSizeOption,
-    EngineOption,
-    ModelOption,
-    PromptsArgument,
-    TensorParallelOption,
-)
+from t2cli.cli.options import EngineSettings, JsonOption, PromptsArgument, group_values
 from t2cli.cli.passes import (
+    Routing,
     check_adapt_name,
     open_slot,
     read_prompt_lines,
     search_callback,
     strategy_options,
-    with_strategy_options,
+    with_pass_options,
 )
-from t2cli.cli.registry import JsonOption, RegistryOption
 
 if TYPE_CHECKING:
     from t2cli.stats import Mean, PairedScores
 
 
-@with_strategy_options
+@with_pass_options
 def run_command(
     ctx: typer.Context,
     prompts: PromptsArgument,
-    adapt: AdaptOption = "classifier",  # routes bare requests best (docs/benchmarks.md)
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Output JSONL, one line per valid input line (default: stdout)."),
@@ -51,11 +43,6 @@ def run_command(
         bool,
         typer.Option("--resume/--no-resume", help="Reuse finished lines of -o and its .partial journal (same input)."),
     ] = True,
-    engine: EngineOption = "auto",
-    tensor_parallel: TensorParallelOption = 1,
-    batch_size: BatchSizeOption = 16,
-    model: ModelOption = None,
-    registry: RegistryOption = None,
     lora_rank: Annotated[
         int | None,
         typer.Option(
@@ -74,7 +61,7 @@ def run_command(
         ),
     ] = None,
     json_output: JsonOption = False,
-    **strategy_settings: Any,
+    **given: Any,  # Routing, EngineSettings and StrategyOptions (with_pass_options)
 ) -> None:
     """Answer every prompt with the expert pass 1 picks for it; outputs keep the input order.
 
@@ -91,16 +78,18 @@ def run_command(
 
     if json_output and output is None:
         raise BadInputError("--json prints a summary on stdout; pass -o FILE for the outputs")
+    routing, on = group_values(Routing, ctx.params), group_values(EngineSettings, ctx.params)
+    adapt = routing.adapt
     sampling = Sampling(max_new_tokens=max_new_tokens)
-    options = strategy_options(ctx.params)
+    options = strategy_options(ctx, routing.config)
     options.check(adapt)
     if compare not in (None, "none"):
         raise BadInputError(f"--compare {compare!r}: only the base weights can be compared; pass --compare none")
     check_output(output, prompts)
-    check_adapt_name(adapt, registry)  # an expert name: it must exist before the model loads
+    check_adapt_name(adapt, on.registry)  # an expert name: it must exist before the model loads
     lines = read_prompt_lines(ctx, prompts, strict=strict)
     started = time.perf_counter()
-    loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
+    loaded, slot = open_slot(ctx, on)
     load_seconds = time.perf_counter() - started
     journal = Journal(output) if output is not None else None
     notes: list[str] = []

@@ -8,23 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from t2cli.cli.common import settings, stderr_console
-from t2cli.cli.options import (
-    AdaptOption,
-    BatchSizeOption,
-    EngineOption,
-    ModelOption,
-    TensorParallelOption,
-)
-from t2cli.cli.passes import check_adapt_name, open_slot, strategy_options, with_strategy_options
-from t2cli.cli.registry import RegistryOption
+from t2cli.cli.options import EngineSettings, group_values
+from t2cli.cli.passes import Routing, check_adapt_name, open_slot, strategy_options, with_pass_options
 
 
-@with_strategy_options
+@with_pass_options
 def serve_command(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
-    adapt: AdaptOption = "classifier",
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -56,12 +48,7 @@ def serve_command(
             help="Pass 2 without swaps (hf engine): every expert's requests in mixed batches, as in t2 run.",
         ),
     ] = None,
-    engine: EngineOption = "auto",
-    tensor_parallel: TensorParallelOption = 1,
-    batch_size: BatchSizeOption = 16,
-    model: ModelOption = None,
-    registry: RegistryOption = None,
-    **strategy_settings: Any,
+    **given: Any,  # Routing, EngineSettings and StrategyOptions (with_pass_options)
 ) -> None:
     """Serve the bank over an OpenAI-compatible API: each request is answered by the expert pass 1 picks.
 
@@ -79,7 +66,9 @@ def serve_command(
     from t2cli.serve.server import require_server_stack, run
 
     require_server_stack()
-    options = strategy_options(ctx.params)
+    routing, on = group_values(Routing, ctx.params), group_values(EngineSettings, ctx.params)
+    adapt = routing.adapt
+    options = strategy_options(ctx, routing.config)
     options.check(adapt)
     from t2cli.serve.app import ServeConfig, create_app
     from t2cli.serve.batcher import BatchSettings
@@ -91,8 +80,8 @@ def serve_command(
         BatchSettings(window=batch_window, max_batch=max_batch, max_queue=max_queue),
         api_key=api_key or None,
     )
-    check_adapt_name(adapt, registry)  # an expert name: it must exist before the model loads
-    loaded, slot = open_slot(ctx, model, registry, engine, batch_size, tensor_parallel)
+    check_adapt_name(adapt, on.registry)  # an expert name: it must exist before the model loads
+    loaded, slot = open_slot(ctx, on)
     router = make_router(adapt, slot, loaded, slot.registry, options)
     app = create_app(Service(slot, router, chunk_size=max_batch, lora_rank=lora_rank), config, sys.stdout)
     quiet = settings(ctx).quiet

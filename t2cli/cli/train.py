@@ -24,7 +24,6 @@ from t2cli.cli.options import (
     ModelOption,
     RegistryOption,
     TargetsOption,
-    chosen_registry,
     model_and_threads,
     placement,
 )
@@ -117,6 +116,7 @@ def train_command(
     """
     from t2cli.config import t2_home
     from t2cli.engines import check_engine
+    from t2cli.experts.bundled import open_registry
     from t2cli.experts.manifest_fields import check_name
     from t2cli.tasks.math_mix import resolve_built
     from t2cli.training.data import classification_task, training_task
@@ -130,7 +130,7 @@ def train_command(
     if output is not None:
         check_name(output)  # the run folder is named after it: no path may leave the runs root
     task = training_task(config.task, config.seed)
-    store = chosen_registry(registry)
+    store = open_registry(registry)
     with launched_world(placement(ctx).device) as world:
         loaded = model_and_threads(ctx, model, device=world.device)
         if task is None:

@@ -107,6 +107,15 @@ class Recipe:
         return dump_yaml(self.to_dict())
 
 
+def alpha_summary(recipe: Recipe) -> dict[str, float]:
+    """One α per expert (a per-layer α averaged over the layers), for decisions and tables."""
+    summary = {}
+    for entry in recipe.experts:
+        value = entry.alpha.for_role("q")  # searched recipes give every role the same α
+        summary[entry.ref] = math.fsum(value) / len(value) if isinstance(value, tuple) else value
+    return summary
+
+
 def parse_ref(ref: Any, field: str = "name") -> tuple[str, int | None]:
     """`name` or `name@V` -> (name, version or None), with the field named in any refusal."""
     if not isinstance(ref, str) or not ref:

@@ -11,7 +11,7 @@ holding the lock, knows any staging folder it finds is stale and deletes it (t2c
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -275,6 +275,10 @@ class Registry:
         """The highest version number ever issued for an expert here (0 for none): present or removed."""
         return issued_version(self.root / model_slug / name)
 
+    def _commit(self, folder: Path, version: int, write: Callable[[Path], None]) -> None:
+        """Stage a version with `write` and rename it into place once it loads as an expert."""
+        commit_version(folder, version, write, verify=load_expert)
+
     def publish(self, expert: Expert, *, extra_files: Mapping[str, Path] | None = None) -> ExpertRef:
         """Store an expert as the next version of its name, under its base model's slug.
 
@@ -286,7 +290,7 @@ class Registry:
         with self._locked(slug, name) as folder:
             version = self.issued(slug, name) + 1
             versioned = Expert(replace(expert.manifest, version=version), expert.z)
-            commit_version(folder, version, lambda stage: save_expert_files(versioned, stage, extra_files=extra_files))
+            self._commit(folder, version, lambda stage: save_expert_files(versioned, stage, extra_files=extra_files))
         return self.ref(slug, name, version)
 
     def import_version(self, source: Path, model_slug: str, name: str, version: int) -> tuple[ExpertRef, bool]:
@@ -308,7 +312,7 @@ class Registry:
                     f"{name}@{version} ({model_slug}) already exists in {self.root} with other content; "
                     "versions are immutable: publish the new one under a new version"
                 )
-            commit_version(folder, version, lambda stage: _copy_expert(source, manifest, text, stage))
+            self._commit(folder, version, lambda stage: _copy_expert(source, manifest, text, stage))
         return ref, True
 
     def adopt_version(self, source: Path, model_slug: str, name: str, version: int) -> ExpertRef | None:
@@ -324,7 +328,7 @@ class Registry:
         with self._locked(model_slug, name) as folder:
             if version <= self.issued(model_slug, name):
                 return None
-            commit_version(folder, version, lambda stage: _copy_expert(source, manifest, text, stage))
+            self._commit(folder, version, lambda stage: _copy_expert(source, manifest, text, stage))
         return self.ref(model_slug, name, version)
 
     def remove(self, spec: str, model_slug: str | None = None) -> ExpertRef:

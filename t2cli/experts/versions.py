@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from t2cli.errors import IntegrityError, T2Error
-from t2cli.experts.files import load_expert
 from t2cli.experts.manifest_fields import VERSION_PATTERN
 from t2cli.fsutil import atomic_write, default_permissions, disk_errors, read_text_bounded
 
@@ -74,8 +73,11 @@ def issued_version(folder: Path) -> int:
     return max([*present, last_version(folder)])
 
 
-def commit_version(folder: Path, version: int, write: Callable[[Path], None]) -> Path:
-    """Stage a version with `write`, verify it, and rename it into place (caller holds the lock)."""
+def commit_version(
+    folder: Path, version: int, write: Callable[[Path], None], *, verify: Callable[[Path], object]
+) -> Path:
+    """Stage a version with `write`, `verify` it (load it: raise if it does not hold), and rename it into
+    place (caller holds the lock)."""
     target = folder / str(version)
     if target.exists():
         raise IntegrityError(f"{target} already exists; versions are immutable")
@@ -83,7 +85,7 @@ def commit_version(folder: Path, version: int, write: Callable[[Path], None]) ->
         stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
         try:
             write(stage)
-            load_expert(stage)  # a version must verify before anyone can see it
+            verify(stage)  # a version must verify before anyone can see it
             default_permissions(stage)  # mkdtemp's 0700 and safetensors' 0600 would hide it from other users
             os.rename(stage, target)
         except BaseException:

@@ -9,7 +9,8 @@ from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks.base import Example, FileTask, Record
 from t2cli.tasks.choice import LETTERS, extract_choice
 from t2cli.tasks.hubdata import DefaultData, hub_records
-from t2cli.tasks.sources import SPLITS, check_split, read_jsonl, resolve_data_file
+from t2cli.tasks.sources import read_jsonl, resolve_data_file
+from t2cli.tasks.splits import SPLITS, check_split
 
 INSTRUCTION = "Answer with the letter of the correct choice."
 TEXT_INSTRUCTION = "Reply with the correct choice, copied exactly."

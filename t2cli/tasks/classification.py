@@ -23,7 +23,7 @@ from pathlib import Path
 from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Record, Task
 from t2cli.tasks.choice import LETTERS
-from t2cli.tasks.sources import seeded_cut
+from t2cli.tasks.splits import seeded_cut
 
 OTHER = "other"
 OTHER_DESCRIPTION = "anything else, such as chit-chat, opinions or general knowledge"

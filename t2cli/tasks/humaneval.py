@@ -8,7 +8,8 @@ from pathlib import Path
 from t2cli.tasks.base import Example, Record
 from t2cli.tasks.hubdata import DefaultData, hub_records
 from t2cli.tasks.programs import CodeTask, extract_code
-from t2cli.tasks.sources import check_split, packaged_file, read_jsonl, resolve_data_file
+from t2cli.tasks.sources import packaged_file, read_jsonl, resolve_data_file
+from t2cli.tasks.splits import check_split
 
 DEFAULT = DefaultData(
     "hf://datasets/openai/openai_humaneval@7dce6050a7d6d172f3cc5c32aa97f52fa1a2e544/openai_humaneval",

@@ -11,7 +11,8 @@ from t2cli.errors import BadInputError
 from t2cli.tasks.base import Example, Record
 from t2cli.tasks.hubdata import DefaultData, hub_records, is_whole_dataset
 from t2cli.tasks.programs import CodeTask, extract_code
-from t2cli.tasks.sources import SPLITS, check_split, packaged_file, read_jsonl, resolve_data_file, seeded_cut
+from t2cli.tasks.sources import packaged_file, read_jsonl, resolve_data_file
+from t2cli.tasks.splits import SPLITS, check_split, seeded_cut
 
 # Official MBPP split by task_id (inclusive ranges).
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}

@@ -1,4 +1,5 @@
-"""Task names -> task objects: the built-ins, `cls` over other tasks, and `jsonl` for YAML specs.
+"""Task names -> task objects: the built-ins, `cls` over other tasks (t2cli.tasks.cls_task), and `jsonl` for
+YAML specs (t2cli.tasks.spec).
 
 Tasks are plug-ins (t2cli.plugins): each is one class (or factory) in a file of its own, registered in
 one line below; other packages add theirs through the `t2cli.tasks` entry-point group.
@@ -7,7 +8,7 @@ one line below; other packages add theirs through the `t2cli.tasks` entry-point 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,29 +17,6 @@ from t2cli.plugins import PluginRegistry
 
 if TYPE_CHECKING:
     from t2cli.tasks.base import Task
-
-DEFAULT_CLS_TASKS = ("gsm8k", "mbpp", "arc")  # math, code, reasoning: the paper's three experts
-
-
-def _classification(
-    tasks: Sequence[str | Task] = DEFAULT_CLS_TASKS,
-    sources: Mapping[str, str | Path | None] | None = None,
-    seed: int = 0,
-) -> Task:
-    from t2cli.tasks.classification import ClassificationTask
-
-    members = [get_task(task) if isinstance(task, str) else task for task in tasks]
-    return ClassificationTask(members, sources, seed)
-
-
-def _jsonl(spec: str | Path, workers: int | None = None) -> Task:
-    from t2cli.tasks.spec import JsonlTask, load_spec
-
-    task_spec = load_spec(spec)
-    if task_spec.name in TASKS:
-        raise BadInputError(f"{spec}: name {task_spec.name!r} is a built-in task; give the spec another name")
-    return JsonlTask(task_spec, workers)
-
 
 TASKS: PluginRegistry[Callable[..., Task]] = PluginRegistry(
     "task",
@@ -49,8 +27,8 @@ TASKS: PluginRegistry[Callable[..., Task]] = PluginRegistry(
         "arc": "t2cli.tasks.arc:ArcTask",
         "mbpp": "t2cli.tasks.mbpp:MbppTask",
         "humaneval": "t2cli.tasks.humaneval:HumanEvalTask",
-        "cls": "t2cli.tasks.registry:_classification",
-        "jsonl": "t2cli.tasks.registry:_jsonl",
+        "cls": "t2cli.tasks.cls_task:cls_task",
+        "jsonl": "t2cli.tasks.spec:spec_task",
     },
 )
 

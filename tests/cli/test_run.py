@@ -42,7 +42,7 @@ def test_dispatch_prints_routing_confusion_and_writes_decisions(world) -> None:
                                                                (3, "c1", "chitchat"), (4, "m2", None)]  # fmt: skip
     assert all(set(r["scores"]) == {"arc", "gsm8k", "other"} and r["label"] in r["scores"] for r in rows)
 
-    table = invoke(world, "dispatch", str(world["prompts"]))
+    table = invoke(world, "dispatch", str(world["prompts"]), "--adapt", "prompt")
     assert table.exit_code == 0, table.output
     assert "routing accuracy" in table.stdout and "true \\ chosen" in table.stdout
 

@@ -11,7 +11,8 @@ import pytest
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.tasks import sources
 from t2cli.tasks.base import Record
-from t2cli.tasks.sources import holdout_split, packaged_file, read_jsonl, resolve_data_file
+from t2cli.tasks.sources import packaged_file, read_jsonl, resolve_data_file
+from t2cli.tasks.splits import holdout_split
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
