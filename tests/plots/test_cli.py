@@ -55,7 +55,8 @@ def test_registry_show_dispatch_and_eval_write_their_figures(world) -> None:
     assert shown.exit_code == 0, shown.output
     check_png(tmp / "arc.png", 900, 650)
 
-    routed = invoke(world, "dispatch", str(world["prompts"]), "--adapt", "prompt", "--plot", str(tmp / "routing.png"))
+    plotted = ("--plot", str(tmp / "routing.png"), "--json")
+    routed = invoke(world, "dispatch", str(world["prompts"]), "--adapt", "prompt", *plotted)
     assert routed.exit_code == 0, routed.output
     check_png(tmp / "routing.png", 1000, 400)
 
