@@ -125,6 +125,16 @@ def test_vllm_greedy_output_equals_hf_on_the_base_and_after_swaps(vllm_engine, h
 
 @pytest.mark.real_model
 @needs_vllm
+def test_vllm_streams_pieces_that_add_up_to_its_answer(vllm_engine) -> None:
+    pieces: dict[int, list[str]] = {row: [] for row in range(len(PROMPTS))}
+    streamed = vllm_engine.generate(PROMPTS, GREEDY, on_text=lambda row, piece: pieces[row].append(piece))
+    assert streamed == vllm_engine.generate(PROMPTS, GREEDY)
+    assert ["".join(pieces[row]) for row in range(len(PROMPTS))] == [g.text for g in streamed]
+    assert all(len(pieces[row]) > 1 for row in range(len(PROMPTS)))  # as generated, not once at the end
+
+
+@pytest.mark.real_model
+@needs_vllm
 def test_vllm_label_logprobs_and_scores_agree_with_hf(vllm_engine, hf_engine) -> None:
     labels = ["arc", "gsm8k", "mbpp"]
     assert torch.allclose(

@@ -1,4 +1,5 @@
-"""On the real SmolLM2 with the bundled bank: `t2 serve` answers a request as `t2 run` answers its line."""
+"""On the real SmolLM2 with the bundled bank: `t2 serve` answers a request as `t2 run` answers its line,
+streamed or not."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ def test_a_greedy_answer_equals_t2_runs_for_the_same_prompt_and_expert(smollm2, 
     service = Service(slot, make_router("classifier", slot, smollm2, slot.registry))  # t2 run's default --adapt
     try:
         with TestClient(create_app(service, ServeConfig(), io.StringIO())) as client:
-            answer = client.post("/v1/completions", json={"model": "auto", "prompt": PROBLEM, "max_tokens": 32})
+            body = {"model": "auto", "prompt": PROBLEM, "max_tokens": 32}
+            answer = client.post("/v1/completions", json=body)
+            streamed = client.post("/v1/completions", json=body | {"stream": True})
     finally:
         slot.hold(None)  # the session's model is shared: give the other real-model tests its base weights back
     assert answer.status_code == 200, answer.text
@@ -48,3 +51,9 @@ def test_a_greedy_answer_equals_t2_runs_for_the_same_prompt_and_expert(smollm2, 
     assert answer.json()["t2"]["expert"] == row["expert"] and answer.headers["x-t2-expert"] == "math@2"
     assert answer.json()["choices"][0]["text"] == row["completion"] and row["completion"]
     assert 0.5 < answer.json()["t2"]["confidence"] <= 1
+    # Streamed token by token, the same answer from the same expert.
+    events = [line.removeprefix("data: ") for line in streamed.text.split("\n\n") if line]
+    chunks = [json.loads(event) for event in events[:-1]]
+    pieces = [chunk["choices"][0]["text"] for chunk in chunks if chunk["choices"] and chunk["choices"][0]["text"]]
+    assert events[-1] == "[DONE]" and "".join(pieces) == row["completion"] and len(pieces) > 1
+    assert streamed.headers["x-t2-expert"] == "math@2" and {chunk["model"] for chunk in chunks} == {"math@2"}
