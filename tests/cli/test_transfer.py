@@ -48,7 +48,9 @@ def registry(tmp_path: Path, t2_home: Path) -> Registry:
     return Registry(tmp_path / "registry")
 
 
-def publish(registry: Registry, loaded: LoadedModel, name: str, seed: int, selection: str = "all") -> Expert:
+def publish(
+    registry: Registry, loaded: LoadedModel, name: str, seed: int, selection: str = "all", **provenance: object
+) -> Expert:
     targets = loaded.select(selection)
     generator = torch.Generator().manual_seed(seed)
     z = {t.name: 1 + 0.2 * torch.randn(t.rank, generator=generator) for t in targets}
@@ -57,7 +59,7 @@ def publish(registry: Registry, loaded: LoadedModel, name: str, seed: int, selec
         base_model=loaded.model_id,
         base_fingerprint=loaded.fingerprint,
         targets=targets,
-        provenance=TRAINED_ARC | {"task": name},
+        provenance=TRAINED_ARC | {"task": name} | provenance,
         svf_rule="none",
         task=name,
     )
@@ -147,8 +149,10 @@ def test_all_rebases_the_bank_classifier_included(
     registry: Registry, source: LoadedModel, folders: dict[str, Path], tmp_path: Path
 ) -> None:
     copy = save_model(tmp_path / "tiny-llama-v2", "llama", seed=0)
-    for seed, name in enumerate(("arc", "math", "cls")):
+    categories = [["arc", "science questions"], ["math", "word problems"]]
+    for seed, name in enumerate(("arc", "math")):
         publish(registry, source, name, seed)
+    publish(registry, source, "cls", 3, categories=categories)
     publish(registry, source, "arc", 9)  # arc@2: the latest version moves
     result = t2(registry, "transfer", "--all", "--from", str(folders["source"]), "--to", str(copy), "--json")
     assert result.exit_code == 0, result.output
@@ -156,6 +160,8 @@ def test_all_rebases_the_bank_classifier_included(
     moved = {s["source"]["expert"]: s["ref"] for s in summary["experts"]}
     assert moved == {"arc@2": "arc@1", "cls@1": "cls@1", "math@1": "math@1"}
     assert registry.catalog()["tiny-llama-v2"] == {"arc": [1], "cls": [1], "math": [1]}
+    classifier = registry.resolve("cls", "tiny-llama-v2").manifest()
+    assert classifier.provenance["categories"] == categories  # it routes over the same labels, in order
 
 
 def test_all_with_one_unrelated_target_publishes_nothing(
