@@ -89,39 +89,51 @@ def score(result: EvalResult) -> list[float]:
     return [(item.reward + 1) / 2 for item in result.items]
 
 
-def evaluate_all(args: argparse.Namespace) -> list[dict]:
+def evaluate_all(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """One row per expert and source (base vs expert; a domain's later experts also vs its first), and
+    every item's score."""
     loaded = load_model(args.model)
     registry = open_registry(args.registry)
     slot = ExpertSlot(make_engine("hf", loaded, batch_size=args.batch_size), registry, loaded)
     mixes = trained_on(args.trained_on)
-    base_scores: dict[str, list[float]] = {}
-    rows = []
+    scores: dict[tuple[str, str], list[float]] = {}  # (expert or "base", source) -> per-item scores
+    first: dict[str, str] = {}  # domain -> its first expert
+    rows, items = [], []
     for spec in args.expert:
-        manifest = registry.resolve(spec, loaded.slug).manifest()
-        for source in (s for s in SOURCES if s.domain == manifest.task):
-            items = [example for _, example in labelled(source, args.n if source.domain == "arc" else args.n_math)]
-            task = resolve_task(source.spec)
-            lineup = [spec] if source.name in base_scores else [None, spec]
-            results = evaluate_experts(slot, task, items, lineup, max_new_tokens=NEW_TOKENS[source.domain])
-            if len(results) == 2:
-                base_scores[source.name] = score(results[0])
-            paired = paired_scores(score(results[-1]), base_scores[source.name])
-            in_mix = source.family in mixes.get(spec, set())
-            rows.append({"expert": spec, "source": source.name, "in_mix": in_mix, **paired.to_dict()})
-            print(json.dumps(rows[-1]), flush=True)
-    return rows
+        domain = registry.resolve(spec, loaded.slug).manifest().task
+        first.setdefault(domain, spec)
+        for source in (s for s in SOURCES if s.domain == domain):
+            examples = [example for _, example in labelled(source, args.n if domain == "arc" else args.n_math)]
+            lineup = [spec] if ("base", source.name) in scores else [None, spec]
+            results = evaluate_experts(
+                slot, resolve_task(source.spec), examples, lineup, max_new_tokens=NEW_TOKENS[domain]
+            )
+            for result in results:
+                scores[result.label, source.name] = score(result)
+                items += [{"expert": result.label, "source": source.name, "id": item.id, "score": value}
+                          for item, value in zip(result.items, score(result), strict=True)]  # fmt: skip
+            row = {"expert": spec, "source": source.name, "in_mix": source.family in mixes.get(spec, set())}
+            row |= paired_scores(scores[spec, source.name], scores["base", source.name]).to_dict()
+            if first[domain] != spec:
+                versus = paired_scores(scores[spec, source.name], scores[first[domain], source.name])
+                row["versus"] = {"expert": first[domain], **versus.difference.to_dict()}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows, items
 
 
 def table(rows: list[dict]) -> str:
     out = [
-        "| expert | source | trained on it? | n | base | expert | paired difference |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| expert | source | trained on it? | n | base | expert | paired difference | vs the domain's first expert |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         base, adapted, diff = row["base"], row["adapted"], row["difference"]
+        versus = row.get("versus")
+        against = f"{versus['mean']:+.3f} ± {versus['se'] or 0:.3f} ({versus['expert']})" if versus else ""
         out.append(
             f"| {row['expert']} | {row['source']} | {'in its mix' if row['in_mix'] else '**left out**'} | {diff['n']} "
-            f"| {base['mean']:.3f} | {adapted['mean']:.3f} | {diff['mean']:+.3f} ± {diff['se'] or 0:.3f} |"
+            f"| {base['mean']:.3f} | {adapted['mean']:.3f} | {diff['mean']:+.3f} ± {diff['se'] or 0:.3f} | {against} |"
         )
     return "\n".join(out)
 
@@ -193,8 +205,9 @@ def main() -> None:
     args.expert = args.expert or ["arc@2", "math@2"]
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    rows = evaluate_all(args)
+    rows, items = evaluate_all(args)
     write_jsonl(args.out / "generalise.jsonl", rows)
+    write_jsonl(args.out / "items.jsonl", items)
     print(table(rows), flush=True)
     if not args.no_run:
         print(run_batch(args))
