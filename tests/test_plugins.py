@@ -140,7 +140,7 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def test_each_kind_sees_the_distributions_entries_after_its_own(plugin: Path) -> None:
-    assert ROUTERS.names() == ["prompt", "classifier", "few-shot", "keyword"]
+    assert ROUTERS.names() == ["prompt", "classifier", "few-shot", "probe", "keyword"]
     assert ENGINES.names() == ["hf", "vllm", "echo", "broken"]
     assert EXPORTERS.names() == ["peft-lora", "merged", "z-json"]
     assert TASKS.names()[-1] == "gsm8k-short"
@@ -194,7 +194,7 @@ def test_the_cli_offers_them_in_its_choices_and_help(plugin: Path) -> None:
     run = t2(plugin, "run", "--help")
     assert run.returncode == 0, run.stderr
     text = " ".join(run.stdout.split())
-    assert "none, prompt, classifier, few-shot, keyword, or an expert name" in text
+    assert "none, prompt, classifier, few-shot, probe, keyword, or an expert name" in text
     assert "prompt, classifier, keyword: pass 1 reads only the first N tokens" in text
     assert "one of: hf, vllm, echo, broken" in text
     export = " ".join(t2(plugin, "export", "--help").stdout.split())

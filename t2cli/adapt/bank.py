@@ -91,12 +91,12 @@ def load_bank(registry: Registry, model_slug: str, names: Sequence[str] = ()) ->
 
 
 def find_classifier(registry: Registry, model_slug: str, name: str | None = None) -> ExpertRef:
-    """The named classifier expert, else the model's only expert whose task is `cls`."""
+    """The named classifier expert, else the model's only expert whose task is `cls` (probes are not experts)."""
     if name is not None:
         return registry.resolve(name, model_slug)
     latest = registry.catalog().get(model_slug, {})
     found = [registry.ref(model_slug, n, versions[-1]) for n, versions in latest.items()]
-    found = [ref for ref in found if ref.manifest().task == CLASSIFIER_TASK]
+    found = [ref for ref in found if ref.manifest().task == CLASSIFIER_TASK and ref.manifest().kind == "expert"]
     if not found:
         raise NotFoundError(
             f"no classifier expert (task cls) for model {model_slug} in {registry.root}; "
@@ -106,4 +106,27 @@ def find_classifier(registry: Registry, model_slug: str, name: str | None = None
         raise BadInputError(
             f"several classifier experts ({', '.join(r.spec for r in found)}); pick one with --classifier NAME"
         )
+    return found[0]
+
+
+def find_probe(registry: Registry, model_slug: str, name: str | None = None) -> ExpertRef:
+    """The named probe, else the latest version of the model's only probe."""
+    if name is not None:
+        ref = registry.resolve(name, model_slug)
+        if ref.manifest().kind != "probe":
+            raise BadInputError(
+                f"{ref.spec} is not a probe; name one with --classifier, or train one with "
+                "`t2 train --task cls --method probe --layer L`"
+            )
+        return ref
+    latest = registry.catalog().get(model_slug, {})
+    found = [registry.ref(model_slug, n, versions[-1]) for n, versions in latest.items()]
+    found = [ref for ref in found if ref.manifest().kind == "probe"]
+    if not found:
+        raise NotFoundError(
+            f"no probe for model {model_slug} in {registry.root}; train one with "
+            "`t2 train --task cls --experts arc,math,mbpp --method probe --layer L`"
+        )
+    if len(found) > 1:
+        raise BadInputError(f"several probes ({', '.join(r.spec for r in found)}); pick one with --classifier NAME")
     return found[0]

@@ -52,7 +52,7 @@ class StrategyOptions:
         ),
     )
     classifier: str | None = field(
-        default=None, metadata=_option("the expert to use (default: the model's cls expert).")
+        default=None, metadata=_option("the classifier expert or probe to use (default: the model's only one).")
     )
     calibrate: bool = field(
         default=True,

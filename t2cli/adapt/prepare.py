@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from t2cli.adapt.options import StrategyOptions
 from t2cli.adapt.strategies import NONE, ROUTERS, adapt_names
-from t2cli.errors import NotFoundError
+from t2cli.errors import BadInputError, NotFoundError
 
 if TYPE_CHECKING:
     from t2cli.adapt.cem import Score
@@ -47,7 +47,12 @@ def make_router(
         ref = registry.resolve(adapt, loaded.slug)
     except NotFoundError as error:
         raise NotFoundError(f"--adapt takes {', '.join(adapt_names())} or an expert name: {error}") from None
-    return FixedRouter(Decision(ref.spec, None, ref.manifest().task or ref.name, {}))
+    manifest = ref.manifest()
+    if manifest.kind != "expert":
+        raise BadInputError(
+            f"{ref.spec} is a {manifest.kind}, not an expert; route with it: --adapt probe --classifier {ref.spec}"
+        )
+    return FixedRouter(Decision(ref.spec, None, manifest.task or ref.name, {}))
 
 
 def searched_decision(ref: ExpertRef, label: str) -> Decision:

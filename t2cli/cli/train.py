@@ -30,6 +30,7 @@ from t2cli.cli.options import (
 from t2cli.training.config import Setting, TrainConfig, config_settings, load_config
 
 if TYPE_CHECKING:
+    from t2cli.experts.registry import Registry
     from t2cli.training.run_folder import StepEvent
     from t2cli.training.trainer import StepObserver
 
@@ -112,6 +113,8 @@ def train_command(
 
     A bank expert again, from its recipe: t2 train --config recipes/train/arc.yaml -o arc
 
+    A probe router (--adapt probe): t2 train --task cls --experts arc,math,mbpp --method probe --layer L
+
     On several processes: accelerate launch --multi_gpu --num_processes 4 -m t2cli train --task arc …
     """
     from t2cli.config import t2_home
@@ -129,6 +132,9 @@ def train_command(
     check_engine(engine)
     if output is not None:
         check_name(output)  # the run folder is named after it: no path may leave the runs root
+    if config.method == "probe":
+        train_probe_command(ctx, config, experts, output, model, open_registry(registry), json_output)
+        return
     task = training_task(config.task, config.seed)
     store = open_registry(registry)
     with launched_world(placement(ctx).device) as world:
@@ -187,6 +193,52 @@ def train_command(
     for key, value in summary.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     stdout_console().print(table)
+
+
+def train_probe_command(
+    ctx: typer.Context,
+    config: TrainConfig,
+    experts: str | None,
+    output: str | None,
+    model: str | None,
+    store: Registry,
+    json_output: bool,
+) -> None:
+    """`--method probe`: fit a probe on the cls task's requests and publish it (t2cli.training.probe)."""
+    from t2cli.engines.early_exit import check_layer
+    from t2cli.tasks.math_mix import resolve_built
+    from t2cli.training.data import classification_task
+    from t2cli.training.probe import publish_probe, train_probe
+
+    assert config.layer is not None and config.tokens is not None  # TrainConfig fills them for probes
+    loaded = model_and_threads(ctx, model)
+    check_layer(config.layer, loaded.model.config.get_text_config().num_hidden_layers)
+    task = classification_task(experts, resolve_built(config.data), config.seed, store, loaded.slug)
+    train, validation = task.load(None, "train"), task.load(None, "validation")
+    run = train_probe(loaded, task, train, validation, config.layer, config.tokens, config.batch_size)
+    config = replace(config, data=recorded_data(config.data))
+    ref = publish_probe(store, loaded, task, train, config, run, output or "probe")
+    summary = {
+        "probe": ref.spec,
+        "model": loaded.model_id,
+        "registry": str(store.root),
+        "layer": run.info.layer,
+        "tokens": run.info.tokens,
+        "threshold": run.info.threshold,
+        "train_n": run.train_n,
+        "train_score": run.train_accuracy,
+        "val_n": run.validation_n,
+        "val_score": run.fit.validation_accuracy,
+        **{f"val_{name}": score for name, score in run.validation_by_category.items()},
+        "seconds": round(run.seconds, 1),
+    }
+    if json_output:
+        print_json(summary | {"config": asdict(config)})
+    elif not settings(ctx).quiet:
+        table = Table(title=f"trained {ref.spec}", show_header=False)
+        for key, value in summary.items():
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        stdout_console().print(table)
 
 
 def recorded_data(source: str | None) -> str | None:

@@ -14,7 +14,15 @@ import torch
 
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError
 from t2cli.experts.manifest import FORMAT_VERSION, MAX_MANIFEST_BYTES, Manifest, check_compatible, check_fingerprint
-from t2cli.experts.manifest_fields import MANIFEST_FILE, RESERVED_FILES, Z_FILE, is_extra_file_name
+from t2cli.experts.manifest_fields import (
+    MANIFEST_FILE,
+    RESERVED_FILES,
+    Z_FILE,
+    ProbeInfo,
+    Refusal,
+    is_extra_file_name,
+    probe_tensor_shapes,
+)
 from t2cli.fsutil import atomic_write, copy_verified, decode_utf8, file_sha256, read_bounded
 from t2cli.targets import ALL_ROLES
 
@@ -41,6 +49,9 @@ def check_z(manifest: Manifest, z: Mapping[str, torch.Tensor], source: str) -> N
     def bad(reason: str) -> IntegrityError:
         return IntegrityError(f"{source}: {reason}; retrain, recompose or re-pull the expert")
 
+    if manifest.probe is not None:
+        check_probe_tensors(manifest.probe, z, bad)
+        return
     for name in manifest.targets:
         if name not in z:
             raise bad(f"no z for target {name}")
@@ -54,6 +65,21 @@ def check_z(manifest: Manifest, z: Mapping[str, torch.Tensor], source: str) -> N
             raise bad(f"z for {name} has shape {tuple(vector.shape)}, expected ({info.rank},) for its rank")
         if not bool(torch.isfinite(vector).all()):
             raise bad(f"z for {name} contains NaN or inf")
+
+
+def check_probe_tensors(probe: ProbeInfo, tensors: Mapping[str, torch.Tensor], bad: Refusal) -> None:
+    """A probe's head: exactly its tensors, each of its shape, fp32 and finite, and a positive temperature."""
+    shapes = probe_tensor_shapes(probe)
+    if set(tensors) != set(shapes):
+        raise bad(f"a probe's head holds exactly {', '.join(sorted(shapes))}, got {', '.join(sorted(tensors))}")
+    for name, shape in shapes.items():
+        tensor = tensors[name]
+        if tensor.dtype != torch.float32 or tuple(tensor.shape) != shape:
+            raise bad(f"probe tensor {name} is {tensor.dtype} {tuple(tensor.shape)}, expected float32 {shape}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise bad(f"probe tensor {name} contains NaN or inf")
+    if float(tensors["temperature"]) <= 0 or bool((tensors["scale"] <= 0).any()):
+        raise bad("a probe's temperature and scales must be positive")
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

@@ -2,6 +2,9 @@
 
 An expert is a folder: `z.safetensors` (one 1-D z per targeted matrix, keyed by the model's own
 parameter name) and `manifest.yaml` (what the z is, for which base model, and how it was made).
+A probe (`kind: probe`, a router's head over the base model's hidden states) is the same folder: its
+`z.safetensors` holds the head's tensors, its manifest no targets and a `probe` section (layer, tokens,
+categories, threshold); the registry stores, verifies, pushes and pulls it like an expert.
 The format is described in docs/format.md; each field's own checks are in t2cli.experts.manifest_fields.
 """
 
@@ -18,12 +21,15 @@ import yaml
 
 from t2cli.errors import BadInputError, IntegrityError
 from t2cli.experts.manifest_fields import (
+    KINDS,
     SHA256_PATTERN,
+    ProbeInfo,
     TargetInfo,
     check_name,
     check_provenance,
     parse_files,
     parse_metrics,
+    parse_probe,
     parse_provenance,
     parse_sizes,
     parse_targets,
@@ -71,6 +77,8 @@ class Manifest:
     # Byte size of z.safetensors and of each extra file, so a copy can stop at the recorded size.
     sizes: dict[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    kind: str = "expert"  # or "probe" (then `probe` holds its settings and `targets` is empty)
+    probe: ProbeInfo | None = None
 
     @property
     def ref(self) -> str:
@@ -83,8 +91,12 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data in a human reading order; targets as a compact list."""
+        # An expert's manifest names no kind, so every expert manifest written before probes keeps its digest.
+        kind = {} if self.kind == "expert" else {"kind": self.kind}
+        probe = {} if self.probe is None else {"probe": self.probe.to_dict()}
         return {
             "format_version": self.format_version,
+            **kind,
             "name": self.name,
             "version": self.version,
             "base_model": self.base_model,
@@ -99,6 +111,7 @@ class Manifest:
             "sizes": dict(self.sizes),
             "metrics": dict(self.metrics),
             "provenance": self.provenance,
+            **probe,
             "targets": [{"name": name, **asdict(info)} for name, info in self.targets.items()],
         }
 
@@ -142,7 +155,7 @@ _REQUIRED_FIELDS = (
 )  # fmt: skip
 
 
-_OPTIONAL_FIELDS = ("task", "description", "metrics", "files", "sizes", DIGEST_FIELD)
+_OPTIONAL_FIELDS = ("task", "description", "metrics", "files", "sizes", "kind", "probe", DIGEST_FIELD)
 
 
 def _parse_manifest(data: Any, source: str) -> Manifest:
@@ -197,7 +210,11 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         datetime.fromisoformat(str(created).replace("Z", "+00:00"))
     except ValueError:
         raise bad(f"created must be an ISO-8601 time, got {created!r}") from None
-    targets = parse_targets(data["targets"], bad)
+    kind = data.get("kind", "expert")
+    if kind not in KINDS or (kind == "expert") == ("probe" in data):
+        raise bad(f"kind must be one of {', '.join(KINDS)}, and a probe section given exactly for a probe")
+    probe = parse_probe(data["probe"], bad) if kind == "probe" else None
+    targets = parse_targets(data["targets"], bad, kind)
     files = parse_files(data.get("files") or {}, bad)
     return Manifest(
         name=data["name"],
@@ -215,7 +232,9 @@ def _parse_manifest(data: Any, source: str) -> Manifest:
         t2_version=data["t2_version"],
         sha256=data["sha256"],
         files=files,
-        sizes=parse_sizes(data.get("sizes"), targets, files, bad),
+        sizes=parse_sizes(data.get("sizes"), targets, files, bad, probe),
+        kind=kind,
+        probe=probe,
     )
 
 
@@ -230,8 +249,10 @@ def new_manifest(
     task: str | None = None,
     description: str | None = None,
     metrics: Mapping[str, float] | None = None,
+    probe: ProbeInfo | None = None,
 ) -> Manifest:
-    """A manifest with the creation time and t2 version filled in and every field checked.
+    """A manifest with the creation time and t2 version filled in and every field checked: an expert's,
+    or with `probe` (and no targets) a probe's.
 
     Version and checksums stay empty: `save_expert_files` and the registry fill them.
     """
@@ -240,8 +261,10 @@ def new_manifest(
     if SHA256_PATTERN.fullmatch(base_fingerprint) is None:
         raise BadInputError(f"base fingerprint {base_fingerprint!r} is not a sha256 hex digest")
     infos = dict(targets) if isinstance(targets, Mapping) else target_infos(targets)
-    if not infos:
+    if not infos and probe is None:
         raise BadInputError(f"expert {name!r} adapts no matrices; select at least one target")
+    if infos and probe is not None:
+        raise BadInputError(f"probe {name!r} adapts no matrices; give it no targets")
     return Manifest(
         name=check_name(name),
         base_model=base_model,
@@ -254,6 +277,8 @@ def new_manifest(
         metrics={key: float(value) for key, value in (metrics or {}).items()},
         created=utc_now(),
         t2_version=__version__,
+        kind="expert" if probe is None else "probe",
+        probe=probe,
     )
 
 
@@ -268,6 +293,9 @@ def check_fingerprint(manifest: Manifest, fingerprint: str) -> None:
 
 def check_compatible(first: Manifest, second: Manifest) -> None:
     """Same base weights and the same targets with the same ranks (what composing z needs)."""
+    probe = next((m for m in (first, second) if m.kind != "expert"), None)
+    if probe is not None:
+        raise BadInputError(f"{probe.ref} is a {probe.kind}, not an expert; combine experts only")
     check_fingerprint(second, first.base_fingerprint)
     if first.targets != second.targets:
         only_first = sorted(set(first.targets) - set(second.targets))

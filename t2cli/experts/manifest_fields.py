@@ -1,8 +1,10 @@
-"""The fields of an expert manifest and their checks: names and specs, targets, provenance, the files
-an expert folder holds and their sizes. `t2cli.experts.manifest` assembles them into a Manifest."""
+"""The fields of an expert manifest and their checks: names and specs, targets, provenance, a probe's
+settings, the files an expert folder holds and their sizes. `t2cli.experts.manifest` assembles them into a
+Manifest."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -72,15 +74,87 @@ def target_infos(targets: Iterable[TargetMatrix]) -> dict[str, TargetInfo]:
     return {t.name: TargetInfo(role=t.role, layer=t.layer, rank=t.rank) for t in targets}
 
 
-def z_size_limit(targets: Mapping[str, TargetInfo]) -> int:
-    """The most bytes z.safetensors of these targets can take: 4 per value plus a generous header."""
-    return 8 + (64 << 10) + 512 * len(targets) + 4 * sum(info.rank for info in targets.values())
+def z_size_limit(targets: Mapping[str, TargetInfo], probe: ProbeInfo | None = None) -> int:
+    """The most bytes z.safetensors of these targets (or of this probe's head) can take: 4 per value plus a
+    generous header."""
+    values = sum(info.rank for info in targets.values())
+    if probe is not None:
+        values += sum(math.prod(shape) for shape in probe_tensor_shapes(probe).values())
+    return 8 + (64 << 10) + 512 * len(targets) + 4 * values
+
+
+# What a registry version is: an expert (z vectors over the model's matrices) or a probe (a small head
+# over the base model's hidden states at one layer, which routes requests; t2cli.adapt.probe).
+KINDS = ("expert", "probe")
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    """A probe's settings: the layer whose hidden states it reads (after that many decoder layers), the
+    request tokens it reads (the first N), the hidden size, the categories it names (name, description)
+    in the order of its head's rows, and the confidence under which a request keeps the base weights."""
+
+    layer: int
+    tokens: int
+    hidden_size: int
+    categories: tuple[tuple[str, str], ...]
+    threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "tokens": self.tokens,
+            "hidden_size": self.hidden_size,
+            "categories": [list(category) for category in self.categories],
+            "threshold": self.threshold,
+        }
+
+
+def probe_tensor_shapes(probe: ProbeInfo) -> dict[str, tuple[int, ...]]:
+    """The tensors of a probe's head (its z.safetensors): standardisation of the pooled state (mean,
+    scale), the logistic regression (weight, bias) and the calibration temperature."""
+    classes, width = len(probe.categories), probe.hidden_size
+    return {"mean": (width,), "scale": (width,), "weight": (classes, width), "bias": (classes,), "temperature": ()}
+
+
+def parse_probe(entry: Any, bad: Refusal) -> ProbeInfo:
+    keys = {"layer", "tokens", "hidden_size", "categories", "threshold"}
+    if not isinstance(entry, dict) or set(entry) != keys:
+        raise bad(f"probe must have exactly the keys {', '.join(sorted(keys))}")
+    for key in ("layer", "tokens", "hidden_size"):
+        if type(entry[key]) is not int or entry[key] < 1:
+            raise bad(f"probe.{key} must be an integer >= 1")
+    categories = entry["categories"]
+    if (
+        not isinstance(categories, list)
+        or len(categories) < 2
+        or not all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(part, str) and part for part in c)
+            for c in categories
+        )
+        or len({c[0] for c in categories}) != len(categories)
+    ):
+        raise bad("probe.categories must list at least two distinct [name, description] pairs")
+    threshold = entry["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+        raise bad("probe.threshold must be a number in [0, 1)")
+    return ProbeInfo(
+        layer=entry["layer"],
+        tokens=entry["tokens"],
+        hidden_size=entry["hidden_size"],
+        categories=tuple((name, description) for name, description in categories),
+        threshold=float(threshold),
+    )
 
 
 Refusal = Callable[[str], IntegrityError]
 
 
-def parse_targets(entries: Any, bad: Refusal) -> dict[str, TargetInfo]:
+def parse_targets(entries: Any, bad: Refusal, kind: str = "expert") -> dict[str, TargetInfo]:
+    if kind == "probe":
+        if entries != []:
+            raise bad("a probe adapts no matrices: its targets must be an empty list")
+        return {}
     if not isinstance(entries, list) or not entries:
         raise bad("targets must be a non-empty list of {name, role, layer, rank}")
     targets: dict[str, TargetInfo] = {}
@@ -139,10 +213,12 @@ def parse_files(files: Any, bad: Refusal) -> dict[str, str]:
     return dict(files)
 
 
-def parse_sizes(sizes: Any, targets: dict[str, TargetInfo], files: dict[str, str], bad: Refusal) -> dict[str, int]:
+def parse_sizes(
+    sizes: Any, targets: dict[str, TargetInfo], files: dict[str, str], bad: Refusal, probe: ProbeInfo | None = None
+) -> dict[str, int]:
     if not isinstance(sizes, dict) or set(sizes) != {Z_FILE, *files}:
         raise bad(f"sizes must give the byte size of {Z_FILE} and of each file in files")
-    limits = {name: MAX_EXTRA_BYTES for name in files} | {Z_FILE: z_size_limit(targets)}
+    limits = {name: MAX_EXTRA_BYTES for name in files} | {Z_FILE: z_size_limit(targets, probe)}
     for name, size in sizes.items():
         if type(size) is not int or not 0 < size <= limits[name]:
             raise bad(f"sizes[{name!r}] must be a whole number of bytes from 1 to {limits[name]:,}")

@@ -18,11 +18,13 @@ from typing import Any
 
 from t2cli.errors import BadInputError
 
-METHODS = ("svf", "nll", "lora", "lora-nll")
+METHODS = ("svf", "nll", "lora", "lora-nll", "probe")
 ROLLOUTS = ("auto", "generate", "choices", "likelihood")
 SELECTIONS = ("best", "last")
 BASELINES = ("none", "mean", "group")
 DEFAULT_RANK = 16  # LoRA rank of the baseline when --rank is not given
+# Request tokens a probe reads when --tokens is not given: the route tokens of the `classifier` strategy.
+DEFAULT_PROBE_TOKENS = 64
 
 
 def _help(text: str) -> dict[str, str]:
@@ -36,7 +38,10 @@ class TrainConfig:
     task: str = field(metadata=_help("Task name (arc, gsm8k, mbpp, …, cls) or a YAML spec."))
     method: str = field(
         default="svf",
-        metadata=_help("svf (REINFORCE, default), nll (reference answers), or the LoRA baseline: lora, lora-nll."),
+        metadata=_help(
+            "svf (REINFORCE, default), nll (reference answers), the LoRA baseline: lora, lora-nll; or for --task cls "
+            "probe: a router's head over the base model's hidden states at --layer (no expert)."
+        ),
     )
     rollout: str = field(
         default="auto",
@@ -88,6 +93,15 @@ class TrainConfig:
         ),
     )
 
+    layer: int | None = field(
+        default=None,
+        metadata=_help("For --method probe: the decoder layer whose hidden states it reads (pass 1 runs only those)."),
+    )
+    tokens: int | None = field(
+        default=None,
+        metadata=_help(f"For --method probe: the request tokens it reads (default {DEFAULT_PROBE_TOKENS})."),
+    )
+
     @property
     def adapter(self) -> str:
         """What is trained: `svf` (z) or `lora` (a PEFT adapter)."""
@@ -129,6 +143,7 @@ class TrainConfig:
             )
         if self.rank is not None and self.rank < 1:
             raise BadInputError(f"rank must be >= 1, got {self.rank}; pass --rank N")
+        self._check_probe()
         if self.adapter == "svf":
             if self.rank is not None and self.rule != "none":
                 raise BadInputError(
@@ -140,6 +155,21 @@ class TrainConfig:
             raise BadInputError(f"--rule {self.rule} applies to SVF's z; drop it with --method {self.method}")
         if self.rank is None:
             object.__setattr__(self, "rank", DEFAULT_RANK)  # frozen: fill the default once, here
+
+    def _check_probe(self) -> None:
+        """--layer and --tokens go with --method probe (on --task cls), which needs a layer."""
+        if self.method != "probe":
+            if self.layer is not None or self.tokens is not None:
+                raise BadInputError("--layer and --tokens are settings of --method probe; drop them or add it")
+            return
+        if self.task != "cls":
+            raise BadInputError(f"--method probe trains a router, on --task cls, not {self.task!r}; pass --task cls")
+        if self.layer is None or self.layer < 1:
+            raise BadInputError("--method probe reads one decoder layer's hidden states; pass --layer L (L >= 1)")
+        if self.tokens is None:
+            object.__setattr__(self, "tokens", DEFAULT_PROBE_TOKENS)  # frozen: fill the default once, here
+        elif self.tokens < 1:
+            raise BadInputError(f"--tokens must be >= 1, got {self.tokens}")
 
 
 @dataclass(frozen=True)

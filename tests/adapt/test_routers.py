@@ -237,7 +237,7 @@ def test_make_router_for_none_an_expert_and_bad_names(registry, loaded) -> None:
     assert make_router("none", slot, loaded, registry).decide(["a", "b"]) == [BASE, BASE]
     fixed = make_router("arc-svf", slot, loaded, registry)
     assert isinstance(fixed, FixedRouter) and fixed.decision == Decision("arc-svf@1", None, "arc", {})
-    with pytest.raises(NotFoundError, match="--adapt takes none, prompt, classifier, few-shot or an expert name"):
+    with pytest.raises(NotFoundError, match="--adapt takes none, prompt, classifier, few-shot, probe or an expert"):
         make_router("promt", slot, loaded, registry)
     with pytest.raises(BadInputError, match="needs --task T and --shots FILE"):
         make_router("few-shot", slot, loaded, registry)

@@ -2,7 +2,7 @@
 
 A strategy is one class in a file of its own (`base.RouterPlugin`): its name, the StrategyOptions
 fields it reads, a check of them before any model loads, and the router it builds. t2's own are
-`prompt`, `classifier` and `few-shot`; other packages add theirs through the `t2cli.routers`
+`prompt`, `classifier`, `few-shot` and `probe`; other packages add theirs through the `t2cli.routers`
 entry-point group (t2cli.plugins). `none` and expert names are not strategies: see
 t2cli.adapt.prepare.make_router.
 """
@@ -25,6 +25,7 @@ ROUTERS: PluginRegistry[RouterPlugin] = PluginRegistry(
         "prompt": "t2cli.adapt.strategies.prompt:PromptStrategy",
         "classifier": "t2cli.adapt.strategies.classifier:ClassifierStrategy",
         "few-shot": "t2cli.adapt.strategies.few_shot:FewShotStrategy",
+        "probe": "t2cli.adapt.strategies.probe:ProbeStrategy",
     },
 )
 
