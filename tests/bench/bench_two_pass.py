@@ -12,8 +12,9 @@ for the model. Columns (medians):
 - pass 1 / pass 2: routing (one labelled prefill) and the grouped generation;
 - groups, swaps: expert groups and weight swaps in pass 2; chars: mean completion length, since
   another expert can answer longer or shorter and that, not routing, moves pass 2.
-The ratio is prompt/none (and classifier/none with --registry) over `run`; the targets are <= 1.25x at
-64 new tokens and <= 1.10x at 256. --vllm-block-size starts vLLM with another KV block size than t2's.
+The ratio is prompt/none (and classifier/none with --registry, probe/none with --probe) over `run`; the
+targets are <= 1.25x at 64 new tokens and <= 1.10x at 256. --vllm-block-size starts vLLM with another KV
+block size than t2's.
 `--pass1-prefix` times only pass 1's labelled prefill, whole routing prompts against their shared head
 computed once.
 
@@ -168,6 +169,7 @@ def main() -> None:
     parser.add_argument("--lora-ranks", default="", help="comma list: also run pass 2 mixed at these LoRA ranks")
     parser.add_argument("--pass1-prefix", action="store_true", help="only time pass 1 with and without shared head")
     parser.add_argument("--one-expert", help="also answer every prompt with this one expert (pass 2's baseline)")
+    parser.add_argument("--probe", action="store_true", help="also time --adapt probe (the registry needs a probe)")
     args = parser.parse_args()
     if args.pass1_prefix:
         pass1_prefix(args)
@@ -184,6 +186,8 @@ def main() -> None:
         variants = {"none": ("none", []), "prompt": ("prompt", [])}
         if args.registry is not None:  # a real bank has a `cls` expert: time `t2 run`'s default pass 1 too
             variants["classifier"] = ("classifier", [])
+        if args.probe:
+            variants["probe"] = ("probe", [])
         # Mixed batches follow t2 run's default pass 1 on a real bank (the classifier), else `prompt`.
         mixed = "classifier" if "classifier" in variants else "prompt"
         for rank in filter(None, args.lora_ranks.split(",")):
@@ -220,7 +224,7 @@ def main() -> None:
         )
     console = Console()
     console.print(table)
-    for adapt in [label for label in ("prompt", "classifier") if label in runs]:
+    for adapt in [label for label in ("prompt", "classifier", "probe") if label in runs]:
         ratio = median(adapt, "seconds") / median("none", "seconds")
         target = TARGET_RATIOS.get(args.max_new_tokens)
         verdict = f" — {'within' if ratio <= target else 'over'} the {target:.2f}x target" if target else ""
