@@ -82,12 +82,14 @@ def show_command(
     json_output: JsonOption = False,
     plot: PlotOption = None,
 ) -> None:
-    """Show an expert's manifest and per-layer statistics of its z vectors (the version is verified first).
+    """Show an expert's manifest and per-layer statistics of its z vectors (the version is verified first);
+    for a probe, its layer, tokens, categories and threshold.
 
     --plot draws mean |z − 1| per layer and role, the z spectra of the most changed matrices and, for a mix, its α.
 
     Example: t2 registry show arc@2 --plot arc-z.png
     """
+    from t2cli.errors import BadInputError
     from t2cli.experts.bundled import open_registry
     from t2cli.experts.files import z_stats
 
@@ -96,6 +98,8 @@ def show_command(
     expert = ref.load()
     manifest = expert.manifest
     stats = z_stats(expert)
+    if plot is not None and manifest.probe is not None:
+        raise BadInputError(f"{ref.spec} is a probe: it has no z to plot; drop --plot")
     if plot is not None:
         from t2cli.plots.expert import plot_expert
 
@@ -121,12 +125,23 @@ def show_command(
     about.add_row("base model", escape(f"{manifest.base_model} (fingerprint {manifest.base_fingerprint[:16]})"))
     about.add_row("task", escape(manifest.task or ""))
     about.add_row("description", escape(manifest.description or ""))
-    about.add_row("svf rule", manifest.svf_rule)
-    about.add_row(
-        "targets",
-        f"{len(manifest.targets)} matrices; ranks "
-        + ", ".join(f"{role} {'/'.join(map(str, sorted(r)))}" for role, r in ranks.items()),
-    )
+    if manifest.probe is not None:
+        probe = manifest.probe
+        about.add_row("kind", "probe (`--adapt probe`)")
+        about.add_row(
+            "reads",
+            f"the mean hidden state after decoder layer {probe.layer} over the first {probe.tokens} tokens "
+            f"(width {probe.hidden_size}); temperature {float(expert.z['temperature']):.3g}",
+        )
+        about.add_row("categories", escape(", ".join(name for name, _ in probe.categories)))
+        about.add_row("threshold", f"{probe.threshold:.2f} (below it: the base weights)")
+    else:
+        about.add_row("svf rule", manifest.svf_rule)
+        about.add_row(
+            "targets",
+            f"{len(manifest.targets)} matrices; ranks "
+            + ", ".join(f"{role} {'/'.join(map(str, sorted(r)))}" for role, r in ranks.items()),
+        )
     about.add_row("metrics", escape(", ".join(f"{k} {v:.4g}" for k, v in manifest.metrics.items())))
     about.add_row("provenance", escape(json.dumps(manifest.provenance, default=str)))
     about.add_row("created", f"{manifest.created} with t2 {manifest.t2_version}")
@@ -144,7 +159,8 @@ def show_command(
         )  # fmt: skip
     console = stdout_console()
     console.print(about)
-    console.print(table)
+    if manifest.probe is None:
+        console.print(table)
 
 
 def print_problems(root: Path, problems: list[Problem]) -> None:

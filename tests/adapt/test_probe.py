@@ -149,3 +149,33 @@ def test_adapt_probe_end_to_end(tmp_path: Path, t2_home: Path) -> None:
     assert rows["o"]["expert"] is None
     summary = json.loads(result.stdout)
     assert summary["pass1_swaps"] == 0  # no expert is swapped in to route
+
+
+def test_registry_show_describes_a_probe(tmp_path: Path) -> None:
+    from t2cli.models.loading import load_model as load
+
+    world = tiny_cli_world(tmp_path, PROMPTS)
+    Registry(world["registry"]).publish(probe_expert(load(world["model"])))
+    result = CliRunner().invoke(app, ["registry", "show", "probe", "--registry", world["registry"]])
+    assert result.exit_code == 0, result.output
+    assert "threshold" in result.output and "categories" in result.output and "z per matrix" not in result.output
+    shown = CliRunner().invoke(app, ["registry", "show", "probe", "--registry", world["registry"], "--json"])
+    manifest = json.loads(shown.stdout)["manifest"]
+    assert manifest["kind"] == "probe" and manifest["probe"]["layer"] == 1 and manifest["probe"]["tokens"] == 8
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"task": "cls", "method": "probe"}, "pass --layer L"),
+        ({"task": "arc", "method": "probe", "layer": 2}, "--task cls"),
+        ({"task": "cls", "method": "svf", "layer": 2}, "settings of --method probe"),
+        ({"task": "cls", "method": "probe", "layer": 2, "tokens": 0}, "--tokens must be >= 1"),
+    ],
+)
+def test_probe_settings_are_checked_before_anything_loads(settings: dict, problem: str) -> None:
+    from t2cli.training.config import TrainConfig
+
+    with pytest.raises(BadInputError, match=problem):
+        TrainConfig(**settings)
+    assert TrainConfig(task="cls", method="probe", layer=2).tokens == 64
