@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig
 
 from t2cli.engines import check_engine, make_engine, resolve_engine
-from t2cli.engines.base import Sampling
+from t2cli.engines.base import Sampling, question_text
 from t2cli.engines.hf import HFEngine
 from t2cli.engines.vllm import architecture_overrides, config_context_length, vllm_distribution
 from t2cli.engines.vllm_worker import fused_siblings
@@ -142,6 +142,22 @@ def test_vllm_label_logprobs_and_scores_agree_with_hf(vllm_engine, hf_engine) ->
     )
     continuation = [" Paris", " a whale", " 100 degrees"]
     assert vllm_engine.score(PROMPTS, continuation) == pytest.approx(hf_engine.score(PROMPTS, continuation), abs=1e-3)
+
+
+@pytest.mark.real_model
+@needs_vllm
+def test_a_probe_reads_the_same_base_states_on_vllm_as_on_hf_whatever_vllm_holds(
+    vllm_engine, hf_engine, expert_z
+) -> None:
+    texts = [question_text(prompt) for prompt in PROMPTS]
+    expected = hf_engine.pooled_hidden_states(texts, 6, 32)
+    torch.testing.assert_close(vllm_engine.pooled_hidden_states(texts, 6, 32), expected, rtol=1e-4, atol=1e-4)
+    vllm_engine.set_expert(expert_z)  # pass 2's expert lives in vLLM's worker; the probe's decoder is apart
+    try:
+        torch.testing.assert_close(vllm_engine.pooled_hidden_states(texts, 6, 32), expected, rtol=1e-4, atol=1e-4)
+    finally:
+        vllm_engine.set_expert(None)
+    assert len(vllm_engine._truncated[6].layers) == 6  # only the first 6 of the checkpoint's 30 layers
 
 
 @pytest.mark.real_model
