@@ -26,7 +26,7 @@ _t2_command() {  # sets commands and options of command path $1
         "t2 decompose") commands="" options="--targets --force --driver --cache-dtype --json --help" ;;
         "t2 compose") commands="" options="--recipe -r --output -o --normalize --no-normalize --model -m --registry --json --help" ;;
         "t2 transfer") commands="" options="--to --strength --mapping --output -o --targets --from --model -m --all --check --force --registry --json --help" ;;
-        "t2 train") commands="" options="--output -o --model -m --experts --config --run-dir --resume --shard --recompute --registry --engine --json --task -t --method --rollout --targets --rule --steps --batch-size --samples --lr --kl --temperature --baseline --max-new-tokens --grad-clip --micro-batch --val-every --val-limit --train-limit --checkpoint-every --seed --rank --select --data --help" ;;
+        "t2 train") commands="" options="--output -o --model -m --experts --config --run-dir --resume --shard --recompute --registry --engine --json --task -t --method --rollout --targets --rule --steps --batch-size --samples --lr --kl --temperature --baseline --max-new-tokens --grad-clip --micro-batch --val-every --val-limit --train-limit --checkpoint-every --seed --rank --select --data --layer --tokens --help" ;;
         "t2 plot-run") commands="" options="--output -o --help" ;;
         "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --output -o --json --plot --model -m --registry --engine --tp --batch-size --help" ;;
         "t2 export") commands="" options="--output -o --format -f --rank --energy --eval --data --split --limit -n --mode --plot --model -m --registry --json --help" ;;
@@ -94,6 +94,8 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 train --rank") nargs=1 ;;
         "t2 train --select") nargs=1 ;;
         "t2 train --data") nargs=1 ;;
+        "t2 train --layer") nargs=1 ;;
+        "t2 train --tokens") nargs=1 ;;
         "t2 plot-run --output" | "t2 plot-run -o") nargs=1 ;;
         "t2 eval --task" | "t2 eval -t") nargs=1 ;;
         "t2 eval --data") nargs=1 ;;

@@ -113,6 +113,10 @@ function __t2_state
                 set pending 1
             case 't2 train --data'
                 set pending 1
+            case 't2 train --layer'
+                set pending 1
+            case 't2 train --tokens'
+                set pending 1
             case 't2 plot-run --output' 't2 plot-run -o'
                 set pending 1
             case 't2 eval --task' 't2 eval -t'
@@ -439,7 +443,7 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l registry -r -F -d 'Registry root (de
 complete -c t2 -n '__t2_in \'t2 train\'' -l engine -x -d 'auto (the best engine that can run here), or one of: hf, vllm.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l json -d 'Print the summary as JSON.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l task -s t -x -d 'Task name (arc, gsm8k, mbpp, …, cls) or a YAML spec.'
-complete -c t2 -n '__t2_in \'t2 train\'' -l method -x -d 'svf (REINFORCE, default), nll (reference answers), or the LoRA baseline: lora, lora-nll.'
+complete -c t2 -n '__t2_in \'t2 train\'' -l method -x -d 'svf (REINFORCE, default), nll (reference answers), the LoRA baseline: lora, lora-nll; or for --task cls probe: a router\'s head over the base model\'s hidden states at --layer (no expert).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l rollout -x -d 'auto, generate, choices (exact gradient over answer letters) or likelihood (over choice texts).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l targets -x -d 'Matrices to adapt: all (default), mlp, attn, or roles like q,v,down.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l rule -x -d 'SVF rule: none or nuclear (keep Σ s·z = Σ s).'
@@ -461,6 +465,8 @@ complete -c t2 -n '__t2_in \'t2 train\'' -l seed -x -d 'Seed for batches, sampli
 complete -c t2 -n '__t2_in \'t2 train\'' -l rank -x -d 'Rank of ΔW: the LoRA rank for lora/lora-nll (default 16); for svf/nll, adapt only each matrix\'s r largest singular values, so `t2 export --rank r` is exact (default: all).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l select -x -d 'Publish the best validated step (ties: the earlier, base first) or the last.'
 complete -c t2 -n '__t2_in \'t2 train\'' -l data -x -d 'Data file or folder, or a Hub dataset hf://datasets/OWNER/NAME, optionally @REV and /CONFIG (default: the task\'s own, from the Hub); for --task cls: TASK=PATH,…'
+complete -c t2 -n '__t2_in \'t2 train\'' -l layer -x -d 'For --method probe: the decoder layer whose hidden states it reads (pass 1 runs only those).'
+complete -c t2 -n '__t2_in \'t2 train\'' -l tokens -x -d 'For --method probe: the request tokens it reads (default 64).'
 complete -c t2 -n '__t2_in \'t2 train\'' -l help -d 'Show this message and exit.'
 
 # t2 plot-run
@@ -507,7 +513,7 @@ complete -c t2 -n '__t2_in \'t2 export\'' -l help -d 'Show this message and exit
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l output -s o -r -F -d 'Write one decision per prompt line here (JSONL).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l json -d 'Print the result as JSON.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l plot -r -F -d 'Also draw the figure to this PNG file (needs pip install \'t2cli[plots]\').'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, probe, or an expert name[@version].'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l config -r -F -d 'YAML of strategy settings: the options under Strategy settings, by field name (`route_tokens: 32`, `experts: arc,gsm8k`, `cem_seed: 1`). Options given on the command line win.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
@@ -515,7 +521,7 @@ complete -c t2 -n '__t2_in \'t2 dispatch\'' -l engine -x -d 'auto (the best engi
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
-complete -c t2 -n '__t2_in \'t2 dispatch\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
+complete -c t2 -n '__t2_in \'t2 dispatch\'' -l classifier -x -d 'classifier, probe: the classifier expert or probe to use (default: the model\'s only one).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l route-tokens -x -d 'prompt, classifier: pass 1 reads only the first N tokens of each request (0: all of it). Default: 64 (docs/benchmarks.md).'
 complete -c t2 -n '__t2_in \'t2 dispatch\'' -l task -x -d 'few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch\'s labelled lines.'
@@ -540,7 +546,7 @@ complete -c t2 -n '__t2_in \'t2 run\'' -l resume -l no-resume -d 'Reuse finished
 complete -c t2 -n '__t2_in \'t2 run\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): all experts in mixed batches, each SVF expert as its rank-R LoRA export (cached in $T2_HOME/lora). Default: exact weight swaps, one per expert group.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l compare -x -d 'Also answer every labelled line with `none` (the base weights): rows gain base_completion and base_score, and the summary pairs both mean scores with their difference.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l json -d 'Print the result as JSON.'
-complete -c t2 -n '__t2_in \'t2 run\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
+complete -c t2 -n '__t2_in \'t2 run\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, probe, or an expert name[@version].'
 complete -c t2 -n '__t2_in \'t2 run\'' -l config -r -F -d 'YAML of strategy settings: the options under Strategy settings, by field name (`route_tokens: 32`, `experts: arc,gsm8k`, `cem_seed: 1`). Options given on the command line win.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
@@ -548,7 +554,7 @@ complete -c t2 -n '__t2_in \'t2 run\'' -l engine -x -d 'auto (the best engine th
 complete -c t2 -n '__t2_in \'t2 run\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
-complete -c t2 -n '__t2_in \'t2 run\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
+complete -c t2 -n '__t2_in \'t2 run\'' -l classifier -x -d 'classifier, probe: the classifier expert or probe to use (default: the model\'s only one).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l route-tokens -x -d 'prompt, classifier: pass 1 reads only the first N tokens of each request (0: all of it). Default: 64 (docs/benchmarks.md).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l task -x -d 'few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch\'s labelled lines.'
@@ -575,7 +581,7 @@ complete -c t2 -n '__t2_in \'t2 serve\'' -l max-queue -x -d 'Requests that may w
 complete -c t2 -n '__t2_in \'t2 serve\'' -l max-batch -x -d 'Requests routed and answered together.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l batch-window -x -d 'Seconds a batch waits for more requests after its first.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): every expert\'s requests in mixed batches, as in t2 run.'
-complete -c t2 -n '__t2_in \'t2 serve\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, or an expert name[@version].'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, probe, or an expert name[@version].'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l config -r -F -d 'YAML of strategy settings: the options under Strategy settings, by field name (`route_tokens: 32`, `experts: arc,gsm8k`, `cem_seed: 1`). Options given on the command line win.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l registry -r -F -d 'Registry root (default: $T2_REGISTRY, else ./registry if it exists, else ~/.cache/t2/registry).'
@@ -583,7 +589,7 @@ complete -c t2 -n '__t2_in \'t2 serve\'' -l engine -x -d 'auto (the best engine 
 complete -c t2 -n '__t2_in \'t2 serve\'' -l tp -x -d 'GPUs to shard the model over (tensor parallelism), for an engine that takes it.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l batch-size -x -d 'Prompts per forward pass.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l experts -x -d 'The bank: comma list of experts (default: every trained expert of the model).'
-complete -c t2 -n '__t2_in \'t2 serve\'' -l classifier -x -d 'classifier: the expert to use (default: the model\'s cls expert).'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l classifier -x -d 'classifier, probe: the classifier expert or probe to use (default: the model\'s only one).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l calibrate -l no-calibrate -d 'prompt: remove the labels\' prior (a content-free request).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l route-tokens -x -d 'prompt, classifier: pass 1 reads only the first N tokens of each request (0: all of it). Default: 64 (docs/benchmarks.md).'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l task -x -d 'few-shot: the task of the --shots (gsm8k, arc, mbpp...); without both, the batch\'s labelled lines.'
@@ -605,7 +611,7 @@ complete -c t2 -n '__t2_in \'t2 doctor\'' -l help -d 'Show this message and exit
 
 # t2 registry
 complete -c t2 -n '__t2_at \'t2 registry\'' -a list -d 'List experts with their versions, base model, task, main metric, size and creation time.'
-complete -c t2 -n '__t2_at \'t2 registry\'' -a show -d 'Show an expert\'s manifest and per-layer statistics of its z vectors (the version is verified first).'
+complete -c t2 -n '__t2_at \'t2 registry\'' -a show -d 'Show an expert\'s manifest and per-layer statistics of its z vectors (the version is verified...'
 complete -c t2 -n '__t2_at \'t2 registry\'' -a verify -d 'Check every version\'s manifest and checksums; exit 4 listing each problem found.'
 complete -c t2 -n '__t2_at \'t2 registry\'' -a rm -d 'Delete one version; its number is never reused.'
 complete -c t2 -n '__t2_at \'t2 registry\'' -a push -d 'Copy a version to a remote (verified first; a version the remote holds with other content is...'
