@@ -22,7 +22,8 @@ class ProbeRouter:
     """Each request's mean hidden state at the probe's layer, over its first `tokens` tokens, goes through
     the probe's head; the likeliest category's expert answers it, and a request whose calibrated top
     probability is under the threshold, or whose category has no expert in the bank (`other`), keeps the
-    base weights. The states are the base weights' (the slot holds none while pass 1 reads them)."""
+    base weights. The states are the base weights': on the hf engine the slot holds none while pass 1 reads
+    them; vLLM reads them from a truncated base decoder of its own, so nothing is swapped for pass 1."""
 
     def __init__(self, slot: ExpertSlot, bank: Bank, spec: str, info: ProbeInfo, head: ProbeHead) -> None:
         from t2cli.errors import EngineError
@@ -50,7 +51,10 @@ class ProbeRouter:
 
         if not prompts:
             return []
-        self.slot.hold(None)
+        if not self.slot.engine.loads_weights_itself:  # type: ignore[attr-defined]
+            # The states come from the engine's own model, which must hold the base weights; an engine that
+            # loads weights itself (vLLM) reads them from a decoder of its own, whatever expert it holds.
+            self.slot.hold(None)
         texts = [question_text(prompt) for prompt in prompts]
         features = self.slot.engine.pooled_hidden_states(texts, self.info.layer, self.info.tokens)  # type: ignore[attr-defined]
         probabilities = self.head.probabilities(features)
