@@ -25,7 +25,7 @@ import json
 import random
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ from t2cli.engines import make_engine
 from t2cli.engines.evaluate import EvalResult, evaluate_experts, prompt_for
 from t2cli.engines.slot import ExpertSlot
 from t2cli.experts.bundled import open_registry
+from t2cli.experts.files import write_manifest
 from t2cli.fsutil import write_jsonl
 from t2cli.models.loading import load_model
 from t2cli.stats import paired_scores
@@ -112,7 +113,8 @@ def evaluate_all(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
                 scores[result.label, source.name] = score(result)
                 items += [{"expert": result.label, "source": source.name, "id": item.id, "score": value}
                           for item, value in zip(result.items, score(result), strict=True)]  # fmt: skip
-            row = {"expert": spec, "source": source.name, "in_mix": source.family in mixes.get(spec, set())}
+            row = {"expert": spec, "source": source.name, "family": source.family}
+            row["in_mix"] = source.family in mixes.get(spec, set())
             row |= paired_scores(scores[spec, source.name], scores["base", source.name]).to_dict()
             if first[domain] != spec:
                 versus = paired_scores(scores[spec, source.name], scores[first[domain], source.name])
@@ -120,6 +122,26 @@ def evaluate_all(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows, items
+
+
+def write_metrics(args: argparse.Namespace, rows: list[dict]) -> None:
+    """Each --write-metrics expert's rows into its manifest's metrics (re-signed): generalise_FAMILY_n,
+    _base, _score, _diff and _se, FAMILY's source left out of its training or not."""
+    registry = open_registry(args.registry)
+    for spec in args.write_metrics:
+        ref = registry.resolve(spec, args.model_slug)
+        manifest = ref.manifest()
+        metrics = dict(manifest.metrics)
+        for row in (row for row in rows if row["expert"] == spec):
+            key, diff = f"generalise_{row['family']}", row["difference"]
+            metrics |= {
+                f"{key}_n": diff["n"],
+                f"{key}_base": row["base"]["mean"],
+                f"{key}_score": row["adapted"]["mean"],
+            }
+            metrics |= {f"{key}_diff": diff["mean"], f"{key}_se": diff["se"] or 0.0}
+        write_manifest(ref.path, replace(manifest, metrics=metrics))
+        print(f"metrics written to {ref.spec}'s manifest", flush=True)
 
 
 def table(rows: list[dict]) -> str:
@@ -197,6 +219,8 @@ def main() -> None:
     parser.add_argument("--n-math", type=int, default=50, help="items per math source")
     parser.add_argument("--run-n", type=int, default=50, help="items per left-out source in the t2 run batch")
     parser.add_argument("--no-run", action="store_true", help="skip the t2 run batch")
+    parser.add_argument("--write-metrics", action="append", default=[], help="NAME@V: store its rows in its manifest")
+    parser.add_argument("--model-slug", default="smollm2-135m", help="the model the --write-metrics experts adapt")
     parser.add_argument("--model", default=None)
     parser.add_argument("--registry", default=None)
     parser.add_argument("--threads", type=int, default=2)
@@ -209,6 +233,7 @@ def main() -> None:
     write_jsonl(args.out / "generalise.jsonl", rows)
     write_jsonl(args.out / "items.jsonl", items)
     print(table(rows), flush=True)
+    write_metrics(args, rows)
     if not args.no_run:
         print(run_batch(args))
 
