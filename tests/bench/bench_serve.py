@@ -15,9 +15,9 @@ by the server's --adapt, `t2 run`'s default). Each round, one phase after anothe
 One client (one request at a time) and plain generate answer only the first --latency-n requests, which is
 enough for a median and keeps a round short.
 Throughput is requests (and generated tokens) per second, the median of the rounds; latency p50/p95 over
-all requests of all rounds. `agree` counts the served answers equal to `t2 run`'s for the same line (same
-expert, same text). Targets (issue #28): 32 clients >= 0.8x `t2 run`'s requests/s; one client's p50 <= 1.3x
-plain generate's p50.
+all requests of all rounds; `batches` the server's batches in each round. `agree` counts the served answers
+equal to `t2 run`'s for the same line (same expert, same text). Targets (issue #28): 32 clients >= 0.8x
+`t2 run`'s requests/s; one client's p50 <= 1.3x plain generate's p50.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def build_requests(data: Path, n: int) -> list[dict]:
     return [{"id": line["id"], "messages": line["messages"]} for line in lines[:n]]
 
 
-def t2_run(args: argparse.Namespace, requests: Path, out: Path) -> tuple[float, list[dict]]:
+def t2_run(args: argparse.Namespace, requests: Path, out: Path) -> tuple[dict, list[dict]]:
     command = [sys.executable, "-m", "t2cli", "--threads", str(args.threads), "run", str(requests)]
     command += ["--registry", str(args.registry), "--adapt", args.adapt, "--engine", args.engine, "--model", args.model]
     command += ["--max-new-tokens", str(args.max_new_tokens), "-o", str(out), "--no-resume", "--json"]
@@ -74,7 +74,7 @@ def t2_run(args: argparse.Namespace, requests: Path, out: Path) -> tuple[float, 
     if result.returncode != 0:
         raise SystemExit(f"error: t2 run failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-    return json.loads(result.stdout)["seconds"], rows
+    return json.loads(result.stdout), rows
 
 
 def free_port() -> int:
@@ -140,6 +140,12 @@ def serve_round(url: str, requests: list[dict], clients: int, max_tokens: int) -
     return time.perf_counter() - began, answers
 
 
+def batches(url: str) -> int:
+    """Batches the server has answered so far (its Prometheus counter)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return int(float(next(line.split()[-1] for line in text.splitlines() if line.startswith("t2_batches_total"))))
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -176,18 +182,21 @@ def main() -> None:
     port = free_port()
     server = start_server(args, port, out / "access.jsonl")
     url = f"http://127.0.0.1:{port}"
-    run_seconds: list[float] = []
+    runs: list[dict] = []
     served: dict[int, list[tuple[float, list[dict]]]] = {c: [] for c in counts}
+    batch_counts: dict[int, list[int]] = {c: [] for c in counts}
     plain: list[float] = []
     try:
         serve_round(url, requests[:2], 1, args.max_new_tokens)  # warm-up: first swaps, first batch
         engine.generate([requests[0]["messages"]], sampling)
         for round_number in range(args.rounds):
-            seconds, rows = t2_run(args, requests_file, out / f"run-{round_number}.jsonl")
-            run_seconds.append(seconds)
+            summary, rows = t2_run(args, requests_file, out / f"run-{round_number}.jsonl")
+            runs.append(summary)
             for clients in counts:
                 sent = requests[: args.latency_n] if clients == 1 else requests
+                before = batches(url)
                 served[clients].append(serve_round(url, sent, clients, args.max_new_tokens))
+                batch_counts[clients].append(batches(url) - before)
             for request in requests[: args.latency_n]:
                 began = time.perf_counter()
                 engine.generate([request["messages"]], sampling)
@@ -196,12 +205,18 @@ def main() -> None:
         server.terminate()
         server.wait(120)
     by_id = {row["id"]: row for row in rows}
+    run_seconds = [run["seconds"] for run in runs]
     run_rate = args.n / statistics.median(run_seconds)
     print(f"{args.n} requests, {args.max_new_tokens} new tokens, engine {args.engine}, --adapt {args.adapt}, ", end="")
     print(f"{args.threads} threads, window {args.batch_window} s, {args.rounds} rounds; plain generate p50 ", end="")
-    print(f"{statistics.median(plain):.2f} s; t2 run {statistics.median(run_seconds):.2f} s ({run_rate:.2f} req/s)")
-    print("| clients | requests/s | tokens/s | × t2 run | p50 s | p95 s | p50 × plain generate | agree |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"{statistics.median(plain):.2f} s; t2 run {statistics.median(run_seconds):.2f} s ({run_rate:.2f} req/s: ",
+        end="",
+    )
+    passes = [statistics.median(run[key] for run in runs) for key in ("pass1_seconds", "pass2_seconds", "swaps")]
+    print("pass 1 {:.2f} s, pass 2 {:.2f} s, {:g} swaps)".format(*passes))
+    print("| clients | requests/s | tokens/s | × t2 run | p50 s | p95 s | p50 × plain generate | batches | agree |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for clients, rounds in served.items():
         rates = [len(answers) / seconds for seconds, answers in rounds]
         token_rates = [sum(a["tokens"] for a in answers) / seconds for seconds, answers in rounds]
@@ -215,7 +230,8 @@ def main() -> None:
         print(
             f"| {clients} | {statistics.median(rates):.2f} | {statistics.median(token_rates):.1f} "
             f"| {statistics.median(rates) / run_rate:.2f}× | {p50:.2f} | {percentile(latencies, 0.95):.2f} "
-            f"| {p50 / statistics.median(plain):.2f}× | {agree}/{len(latencies)} |"
+            f"| {p50 / statistics.median(plain):.2f}× | {','.join(map(str, batch_counts[clients]))} "
+            f"| {agree}/{len(latencies)} |"
         )
     whole = next((rounds[0][1] for clients, rounds in served.items() if clients != 1), None)  # all n requests
     if whole is not None:  # the same answers (see `agree`), so the same tokens
