@@ -62,9 +62,6 @@ def main() -> None:
     expert = Registry(Path(args.registry)).resolve(args.expert, source.slug).load(source.fingerprint)
     key = expert.manifest.ref
     print("| model | verdict | energy held | per role: cosine top-16 / energy held |\n|---|---|---:|---|")
-    for model in args.also_check:
-        other = load_model(model, weights=False)
-        print(check_row(other.model_id, align_bank({key: expert}, source, other).reports[key]), flush=True)
     target = load_model(args.target)
     aligned = align_bank({key: expert}, source, target, carry=True)
     print(check_row(target.model_id, aligned.reports[key]), flush=True)
@@ -72,6 +69,10 @@ def main() -> None:
         mapping: transfer_bank({key: expert}, target, aligned, mapping=mapping, force=True)[key].expert
         for mapping in ("position", "aligned")
     }
+    changed = [
+        float((moved["aligned"].z[name] - moved["position"].z[name]).abs().mean()) for name in moved["aligned"].z
+    ]
+    print(f"\nmean |z_aligned − z_position| over {len(changed)} matrices: {sum(changed) / len(changed):.2e}")
 
     task = resolve_task(args.task)
     examples = task.load(args.data or str(bench_data("arc_easy")), args.split, args.n)
@@ -99,20 +100,28 @@ def main() -> None:
         kept = f"{d.mean / gain:.0%}" if gain else "—"
         return f"| {label} | {own.mean:.3f} ± {own.se or 0:.3f} | {d.mean:+.3f} ± {d.se or 0:.3f} | {kept} |"
 
-    full_source = load_model(args.source)
-    source_base = score(full_source, None, "source base")
-    source_expert = score(full_source, expert.z, "source expert")
-    del full_source
-    gain = source_expert.score - source_base.score
-    print(f"\n{args.expert} on {args.task} ({args.split}, generate), n = {source_base.n}, engine {args.engine}")
+    # Rows print as they finish, the target's first: on a shared machine a run cut short still tells most.
+    print(f"\n{args.expert} on {args.task} ({args.split}, generate), n = {len(examples)}, engine {args.engine}")
     print("| weights | score ± SE | − its base (paired) | share of the source's gain |\n|---|---:|---:|---:|")
-    print(row(f"{source.model_id} base", source_base, None, None))
-    print(row(f"{source.model_id} + {key}", source_expert, source_base, gain), flush=True)
     target_base = score(target, None, "target base")
     print(row(f"{target.model_id} base", target_base, None, None), flush=True)
+    results = {}
     for mapping, transferred in moved.items():
-        result = score(target, transferred.z, mapping)
-        print(row(f"{target.model_id} + {key} ({mapping})", result, target_base, gain), flush=True)
+        results[mapping] = score(target, transferred.z, mapping)
+        print(row(f"{target.model_id} + {key} ({mapping})", results[mapping], target_base, None), flush=True)
+    target_model = target.model_id
+    del target
+    full_source = load_model(args.source)
+    source_base = score(full_source, None, "source base")
+    print(row(f"{source.model_id} base", source_base, None, None), flush=True)
+    source_expert = score(full_source, expert.z, "source expert")
+    gain = source_expert.score - source_base.score
+    print(row(f"{source.model_id} + {key}", source_expert, source_base, gain))
+    for mapping, result in results.items():
+        print(row(f"{target_model} + {key} ({mapping})", result, target_base, gain), flush=True)
+    for model in args.also_check:
+        other = load_model(model, weights=False)
+        print(check_row(other.model_id, align_bank({key: expert}, source, other).reports[key]), flush=True)
 
 
 if __name__ == "__main__":
