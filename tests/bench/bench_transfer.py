@@ -65,6 +65,9 @@ def main() -> None:
     target = load_model(args.target)
     aligned = align_bank({key: expert}, source, target, carry=True)
     print(check_row(target.model_id, aligned.reports[key]), flush=True)
+    for model in args.also_check:
+        other = load_model(model, weights=False)
+        print(check_row(other.model_id, align_bank({key: expert}, source, other).reports[key]), flush=True)
     moved = {
         mapping: transfer_bank({key: expert}, target, aligned, mapping=mapping, force=True)[key].expert
         for mapping in ("position", "aligned")
@@ -119,9 +122,6 @@ def main() -> None:
     print(row(f"{source.model_id} + {key}", source_expert, source_base, gain))
     for mapping, result in results.items():
         print(row(f"{target_model} + {key} ({mapping})", result, target_base, gain), flush=True)
-    for model in args.also_check:
-        other = load_model(model, weights=False)
-        print(check_row(other.model_id, align_bank({key: expert}, source, other).reports[key]), flush=True)
 
 
 if __name__ == "__main__":
