@@ -40,7 +40,6 @@ from t2cli.svf import Factors
 TOP_K = 16
 ALIGNED_ENERGY = 0.5
 UNRELATED_ENERGY = 0.05
-VERDICTS = ("aligned", "partial", "unrelated")
 
 
 @dataclass(frozen=True)
