@@ -9,6 +9,7 @@ from pathlib import Path
 
 from t2cli.errors import BadInputError, NotFoundError
 from t2cli.fsutil import JsonProblem, json_loads, open_text_lines
+from t2cli.tasks.built_data import built_data_file, is_built
 from t2cli.tasks.hubdata import DefaultData, hub_records
 from t2cli.tasks.record import Record
 from t2cli.tasks.splits import SPLITS, check_split, holdout_split
@@ -17,7 +18,10 @@ _HF_URL = re.compile(r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>[^/
 
 
 def resolve_data_file(source: str | Path | None, *, task: str, packaged: Path | None = None, hint: str) -> Path:
-    """The local file for `source`: a path, an hf://datasets/OWNER/NAME[@REV]/FILE, or (None) `packaged`."""
+    """The local file for `source`: a path, an hf://datasets/OWNER/NAME[@REV]/FILE, data t2 builds
+    (t2:NAME/FILE, t2cli/tasks/built_data.py), or (None) `packaged`."""
+    if is_built(source):
+        return built_data_file(str(source))
     if source is None:
         if packaged is None:
             raise NotFoundError(f"no {task} data found: {hint}")
