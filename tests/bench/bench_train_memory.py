@@ -12,7 +12,8 @@ the whole spectrum, SVF --rank 64, LoRA r16 and r64 on the same targets (all sev
 process's peak (VmHWM on the CPU, CUDA max allocated on a GPU), the peak before the step (model, factors,
 adapter), the step's own increase, tests/bench/memory_plan.py's prediction for the SVF rows (tensors only:
 compare it with CUDA's max allocated; the CPU's resident set adds the process and allocator), and
-tokens/s (median of `--steps` steps after one warm-up).
+tokens/s (median of `--steps` steps after one warm-up). `svf-full-rebuilt` (not run by default) is the
+full spectrum without a kept W′ (side_path.KeptWeights), as on a device without room for one.
 `llama3-8b-layers` is a random Llama-3-8B-shaped model of `--layers` layers (tests/bench/bench_scale.py).
 """
 
@@ -31,7 +32,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-CONFIGS = {"svf-full": ("svf", None), "svf-r64": ("svf", 64), "lora-r16": ("lora", 16), "lora-r64": ("lora", 64)}
+CONFIGS = {"svf-full": ("svf", None), "svf-r64": ("svf", 64), "lora-r16": ("lora", 16), "lora-r64": ("lora", 64),
+           "svf-full-rebuilt": ("svf", None)}  # fmt: skip
 KL = 0.05
 
 
@@ -62,6 +64,8 @@ def worker(args: argparse.Namespace) -> dict:
         from t2cli.training.policy import SVFPolicy
 
         policy = SVFPolicy.for_targets(loaded, targets, "none", rank, recompute=args.recompute)
+        if args.worker == "svf-full-rebuilt":
+            policy.kept = None  # what a device without room for a kept W′ runs: rebuilt twice a call
     else:
         from t2cli.training.lora_policy import LoRAPolicy
 
@@ -115,7 +119,7 @@ def main() -> None:
     parser.add_argument("--keep", type=int, default=128, help="scored positions per sequence (+1)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default="svf-full,svf-r64,lora-r16,lora-r64")
     parser.add_argument("--recompute", action="store_true", help="activation checkpointing (t2 train --recompute)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model-path", help=argparse.SUPPRESS)
