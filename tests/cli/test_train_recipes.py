@@ -1,5 +1,6 @@
-"""recipes/train/*.yaml: one per bank expert, each a valid --config whose settings are the ones the bundled
-expert records, with its data named by a pinned Hub URL or the math mixture t2 builds."""
+"""recipes/train/*.yaml: one per bank expert (and arc-broad, which the bank does not ship), each a valid
+--config whose settings are the ones the bundled expert records, with its data named by a pinned Hub URL
+or data t2 builds (t2:math-mix/, t2:science-mix/)."""
 
 from __future__ import annotations
 
