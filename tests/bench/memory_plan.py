@@ -21,8 +21,9 @@ the side path (t2cli/side_path.py) and chunked scoring (t2cli/training/logprobs.
 - scoring: the final hidden states of the `keep` scored positions (policy and base), and one chunk of
   256 positions' vocabulary-sized fp32 tensors (logits, log-softmax, probabilities, the base's two, the
   KL terms: six), whatever the batch.
-No m × n gradient is kept, and no W′ beyond the optional kept copy. The SVD cache on disk still holds the full factors (one
-`t2 decompose`, streamed); training at rank k reads only s and the first k rows of Vᵀ from it.
+No m × n gradient is kept, and no W′ beyond the optional kept copy. The SVD cache on disk still holds
+the full factors (one `t2 decompose`, streamed); training at rank k reads only s and the first k rows
+of Vᵀ from it.
 """
 
 from __future__ import annotations
