@@ -27,6 +27,7 @@ import json
 import os
 import queue
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -64,6 +65,17 @@ def build_requests(data: Path, n: int) -> list[dict]:
     lines = [line for spec, name, source in sources for line in labelled_lines(spec, name, source, "test", each)]
     random.Random(0).shuffle(lines)
     return [{"id": line["id"], "messages": line["messages"]} for line in lines[:n]]
+
+
+def tracked_registry(source: Path, copy: Path) -> Path:
+    """The registry's committed experts only, copied (a working tree may hold others' experts of the same tasks,
+    which would make `auto` ambiguous)."""
+    listed = subprocess.run(["git", "ls-files", "-z", str(source)], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        target = copy / Path(name).relative_to(source.relative_to(ROOT))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, target)
+    return copy
 
 
 def t2_run(args: argparse.Namespace, requests: Path, out: Path) -> tuple[dict, list[dict]]:
@@ -171,6 +183,7 @@ def main() -> None:
     counts = [int(c) for c in args.clients.split(",")]
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-serve-"))
     out.mkdir(parents=True, exist_ok=True)
+    args.registry = tracked_registry(args.registry.resolve(), out / "registry")
     requests = build_requests(data, args.n)
     requests_file = out / "requests.jsonl"
     write_jsonl(requests_file, requests)
