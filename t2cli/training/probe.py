@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from t2cli.adapt.probe import ProbeFit, accuracy, decide, fit_probe
@@ -100,7 +101,9 @@ def publish_probe(
     from t2cli.experts.manifest import new_manifest
 
     identity = data_identity(None, train)
-    identity["name"] = config.data  # the members' TASK=SOURCE pairs, as recorded for a cls expert
+    # The members' data by file or folder name (hyperparameters.data keeps the TASK=SOURCE pairs as given).
+    pairs = (item.partition("=") for item in (config.data or "").split(",") if item)
+    identity["name"] = "cls requests: " + ", ".join(f"{task}={Path(source).name}" for task, _, source in pairs)
     categories = ", ".join(name for name, _ in task.categories)
     manifest = new_manifest(
         name=name,

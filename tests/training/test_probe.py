@@ -30,5 +30,5 @@ def test_train_method_probe_publishes_a_verified_probe(tmp_path: Path, t2_home: 
     manifest = store.resolve("probe@1").manifest()
     assert manifest.kind == "probe" and [name for name, _ in manifest.probe.categories] == ["gsm8k", "mbpp", "other"]
     assert manifest.provenance["method"] == "probe" and manifest.provenance["hyperparameters"]["layer"] == 1
-    assert "train.jsonl" in manifest.provenance["data"]["name"]  # the data by name, never a local path
+    assert manifest.provenance["data"]["name"] == "cls requests: gsm8k=train.jsonl, mbpp=mbpp.jsonl"
     assert str(tmp_path) not in json.dumps(manifest.provenance)
