@@ -1,7 +1,7 @@
 """Benchmark: `t2 serve` under 1, 8 and 32 concurrent clients against `t2 run` on the same held-out requests.
 
     python tests/bench/bench_serve.py [--model smollm2-135m] [--registry registry] [--n 32] [--latency-n 16]
-        [--max-new-tokens 64] [--clients 1,8,32] [--rounds 2] [--threads 2] [--engine hf] [--adapt classifier]
+        [--max-new-tokens 64] [--clients 1,8,32] [--rounds 2] [--threads 2] [--engine hf] [--adapt probe]
         [--batch-window 0.02] [--data DIR] [--out DIR]
 
 Requests: the first n/3 test items each of ARC-Easy, GSM8K and MBPP (the developers' data, tests/shared_data.py),
@@ -40,6 +40,7 @@ from pathlib import Path
 import httpx
 import torch
 
+from t2cli.adapt.options import DEFAULT_ADAPT
 from t2cli.engines import make_engine
 from t2cli.engines.base import Sampling
 from t2cli.fsutil import write_jsonl
@@ -174,7 +175,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--engine", default="hf")
-    parser.add_argument("--adapt", default="classifier")
+    parser.add_argument("--adapt", default=DEFAULT_ADAPT)
     parser.add_argument("--batch-window", type=float, default=0.02)
     parser.add_argument("--data", type=Path, help="the developers' data folder (default: $T2_TEST_DATA)")
     parser.add_argument("--out", type=Path, help="keep the requests, answers and access log here")
