@@ -147,6 +147,34 @@ def publish_expert(
     return registry.publish(Expert(manifest, {t.name: vector(t.rank) for t in targets}))
 
 
+def publish_random_expert(
+    registry: Registry,
+    loaded: LoadedModel,
+    name: str,
+    seed: int,
+    selection: str = "all",
+    rule: str = "none",
+    base_model: str | None = None,
+    **provenance: object,
+) -> Expert:
+    """An expert of task `name` on `loaded` with seeded z = 1 + 0.2·N(0, 1) (`provenance`: fields added)."""
+    targets = loaded.select(selection)
+    generator = torch.Generator().manual_seed(seed)
+    z = {t.name: 1 + 0.2 * torch.randn(t.rank, generator=generator) for t in targets}
+    manifest = new_manifest(
+        name=name,
+        base_model=base_model or loaded.model_id,
+        base_fingerprint=loaded.fingerprint,
+        targets=targets,
+        provenance=TRAINED_ARC | {"task": name} | provenance,
+        svf_rule=rule,
+        task=name,
+    )
+    expert = Expert(manifest, z)
+    registry.publish(expert)
+    return expert
+
+
 def plant_label(loaded: LoadedModel, text: str, strength: float = 100.0) -> None:
     """Make `text` (one token) the most likely next token after any prompt: an lm_head with a bias."""
     head = loaded.model.lm_head

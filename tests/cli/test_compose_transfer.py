@@ -13,15 +13,11 @@ from typer.testing import CliRunner
 
 from t2cli.cli.app import app
 from t2cli.experts.compose import compose_vectors
-from t2cli.experts.files import Expert
-from t2cli.experts.manifest import new_manifest
 from t2cli.experts.recipes import parse_recipe
 from t2cli.experts.registry import Registry
 from t2cli.models.loading import LoadedModel
-from tests.helpers import tiny_loaded
+from tests.helpers import publish_random_expert, tiny_loaded
 
-TRAINED = {"kind": "trained", "task": "arc", "data_sha256": "ab" * 32, "method": "reinforce"}
-TRAINED |= {"hyperparameters": {}, "steps": 1, "seed": 0}
 runner = CliRunner()
 
 
@@ -35,38 +31,12 @@ def registry(tmp_path: Path, t2_home: Path) -> Registry:
     return Registry(tmp_path / "registry")
 
 
-def publish(
-    registry: Registry,
-    loaded: LoadedModel,
-    name: str,
-    seed: int,
-    selection: str = "all",
-    rule: str = "none",
-    base_model: str | None = None,
-) -> Expert:
-    targets = loaded.select(selection)
-    generator = torch.Generator().manual_seed(seed)
-    z = {t.name: 1 + 0.2 * torch.randn(t.rank, generator=generator) for t in targets}
-    manifest = new_manifest(
-        name=name,
-        base_model=base_model or loaded.model_id,
-        base_fingerprint=loaded.fingerprint,
-        targets=targets,
-        provenance=TRAINED,
-        svf_rule=rule,
-        task=name,
-    )
-    expert = Expert(manifest, z)
-    registry.publish(expert)
-    return expert
-
-
 def t2(registry: Registry, *args: str) -> Result:
     return runner.invoke(app, [*args, "--registry", str(registry.root)])
 
 
 def test_compose_terms_publish_the_weighted_sum(registry: Registry, source: LoadedModel) -> None:
-    arc, gsm8k = publish(registry, source, "arc", 1), publish(registry, source, "gsm8k", 2)
+    arc, gsm8k = publish_random_expert(registry, source, "arc", 1), publish_random_expert(registry, source, "gsm8k", 2)
     result = t2(registry, "compose", "arc=0.4", "gsm8k=0.6", "-o", "mix", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -88,7 +58,7 @@ def test_compose_terms_publish_the_weighted_sum(registry: Registry, source: Load
 
 
 def test_single_expert_at_alpha_one_is_republished_bit_for_bit(registry: Registry, source: LoadedModel) -> None:
-    arc = publish(registry, source, "arc", 1, rule="nuclear")
+    arc = publish_random_expert(registry, source, "arc", 1, rule="nuclear")
     assert t2(registry, "compose", "arc@1=1", "-o", "same").exit_code == 0
     same = registry.resolve("same").load()
     assert all(torch.equal(same.z[name], arc.z[name]) for name in arc.z)
@@ -98,7 +68,7 @@ def test_single_expert_at_alpha_one_is_republished_bit_for_bit(registry: Registr
 def test_recipe_file_and_cli_form_publish_identical_experts(
     registry: Registry, source: LoadedModel, tmp_path: Path
 ) -> None:
-    publish(registry, source, "arc", 1), publish(registry, source, "gsm8k", 2)
+    publish_random_expert(registry, source, "arc", 1), publish_random_expert(registry, source, "gsm8k", 2)
     path = tmp_path / "mix.yaml"
     path.write_text("experts:\n  - {name: arc, alpha: 3}\n  - {name: gsm8k, alpha: 1}\nnormalize: true\noutput: mix\n")
     assert t2(registry, "compose", "--recipe", str(path)).exit_code == 0
@@ -109,7 +79,7 @@ def test_recipe_file_and_cli_form_publish_identical_experts(
 
 
 def test_recipe_with_gradient_and_overrides(registry: Registry, source: LoadedModel, tmp_path: Path) -> None:
-    arc, mbpp = publish(registry, source, "arc", 1), publish(registry, source, "mbpp", 2)
+    arc, mbpp = publish_random_expert(registry, source, "arc", 1), publish_random_expert(registry, source, "mbpp", 2)
     path = tmp_path / "ramp.yaml"
     path.write_text(
         "base_model: tiny-llama\nexperts:\n  - {name: arc, alpha: [1.0, 0.0]}\n"
@@ -148,11 +118,11 @@ def test_recipe_with_gradient_and_overrides(registry: Registry, source: LoadedMo
 )
 def test_compose_refusals(registry: Registry, source: LoadedModel, args: list[str], code: int, message: str) -> None:
     for name in ("arc", "gsm8k"):
-        publish(registry, source, name, 1)
-    publish(registry, source, "attn", 3, selection="attn")
-    publish(registry, source, "nuc", 4, rule="nuclear")
+        publish_random_expert(registry, source, name, 1)
+    publish_random_expert(registry, source, "attn", 3, selection="attn")
+    publish_random_expert(registry, source, "nuc", 4, rule="nuclear")
     other = tiny_loaded("llama", seed=5)
-    publish(registry, other, "other", 5)  # same model id, other weights
+    publish_random_expert(registry, other, "other", 5)  # same model id, other weights
     result = t2(registry, "compose", *args)
     assert result.exit_code == code, result.output
     assert re.search(message, result.stderr), result.stderr
@@ -160,7 +130,7 @@ def test_compose_refusals(registry: Registry, source: LoadedModel, args: list[st
 
 
 def test_recipe_base_model_must_match(registry: Registry, source: LoadedModel, tmp_path: Path) -> None:
-    publish(registry, source, "arc", 1)
+    publish_random_expert(registry, source, "arc", 1)
     path = tmp_path / "r.yaml"
     path.write_text("base_model: tiny-llama\nexperts: [{name: arc, alpha: 1}]\noutput: x\n")
     result = t2(registry, "compose", "-r", str(path), "--model", "smollm2-135m")
@@ -176,7 +146,7 @@ BANK = tuple(enumerate(("arc", "math")))
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml")), ids=str)
 def test_shipped_recipes_compose_bank_experts(registry: Registry, source: LoadedModel, path: Path) -> None:
     # Experts recorded as the default model's, so recipes that pin base_model resolve them.
-    bank = {name: publish(registry, source, name, seed, base_model="smollm2-135m") for seed, name in BANK}
+    bank = {name: publish_random_expert(registry, source, name, seed, base_model="smollm2-135m") for seed, name in BANK}
     recipe = parse_recipe(path)
     assert {e.name for e in recipe.experts} <= bank.keys()
     result = t2(registry, "compose", "--recipe", str(path), "--json")

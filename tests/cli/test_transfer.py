@@ -11,12 +11,10 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from t2cli.cli.app import app
-from t2cli.experts.files import Expert
-from t2cli.experts.manifest import new_manifest
 from t2cli.experts.registry import Registry
 from t2cli.experts.transfer import transfer_vectors
 from t2cli.models.loading import LoadedModel, load_model, slugify
-from tests.helpers import TRAINED_ARC, build_tiny_model, tiny_tokenizer
+from tests.helpers import build_tiny_model, publish_random_expert, tiny_tokenizer
 
 runner = CliRunner()
 
@@ -48,26 +46,6 @@ def registry(tmp_path: Path, t2_home: Path) -> Registry:
     return Registry(tmp_path / "registry")
 
 
-def publish(
-    registry: Registry, loaded: LoadedModel, name: str, seed: int, selection: str = "all", **provenance: object
-) -> Expert:
-    targets = loaded.select(selection)
-    generator = torch.Generator().manual_seed(seed)
-    z = {t.name: 1 + 0.2 * torch.randn(t.rank, generator=generator) for t in targets}
-    manifest = new_manifest(
-        name=name,
-        base_model=loaded.model_id,
-        base_fingerprint=loaded.fingerprint,
-        targets=targets,
-        provenance=TRAINED_ARC | {"task": name} | provenance,
-        svf_rule="none",
-        task=name,
-    )
-    expert = Expert(manifest, z)
-    registry.publish(expert)
-    return expert
-
-
 def t2(registry: Registry, *args: str) -> Result:
     return runner.invoke(app, [*args, "--registry", str(registry.root)])
 
@@ -76,7 +54,7 @@ def test_transfer_to_another_shape_and_depth_needs_force(
     registry: Registry, source: LoadedModel, folders: dict[str, Path]
 ) -> None:
     bigger, src = str(folders["bigger"]), str(folders["source"])
-    arc = publish(registry, source, "arc", 1, selection="mlp")
+    arc = publish_random_expert(registry, source, "arc", 1, selection="mlp")
     refused = t2(registry, "transfer", "arc", "--from", src, "--to", bigger, "--strength", "0.5")
     assert refused.exit_code == 4 and "unrelated" in refused.stderr and "--force" in refused.stderr
     assert "alignment of arc@1" in refused.stdout and "unrelated" in refused.stdout  # printed before the refusal
@@ -109,7 +87,7 @@ def test_transfer_to_another_shape_and_depth_needs_force(
 def test_check_prints_the_report_and_writes_nothing(
     registry: Registry, source: LoadedModel, folders: dict[str, Path]
 ) -> None:
-    publish(registry, source, "arc", 1)
+    publish_random_expert(registry, source, "arc", 1)
     result = t2(registry, "transfer", "arc", "--from", str(folders["source"]), "--to", str(folders["other"]), "--check")
     assert result.exit_code == 0, result.output
     assert "alignment of arc@1" in result.stdout and "cosine top-16" in result.stdout
@@ -135,7 +113,7 @@ def test_transfer_onto_the_same_weights_is_exact(
     registry: Registry, source: LoadedModel, folders: dict[str, Path], tmp_path: Path, mapping: str
 ) -> None:
     copy = save_model(tmp_path / "tiny-llama-copy", "llama", seed=0)
-    arc = publish(registry, source, "arc", 1)
+    arc = publish_random_expert(registry, source, "arc", 1)
     result = t2(
         registry, "transfer", "arc@1", "--to", str(copy), "--from", str(folders["source"]), "--mapping", mapping
     )
@@ -151,9 +129,9 @@ def test_all_rebases_the_bank_classifier_included(
     copy = save_model(tmp_path / "tiny-llama-v2", "llama", seed=0)
     categories = [["arc", "science questions"], ["math", "word problems"]]
     for seed, name in enumerate(("arc", "math")):
-        publish(registry, source, name, seed)
-    publish(registry, source, "cls", 3, categories=categories)
-    publish(registry, source, "arc", 9)  # arc@2: the latest version moves
+        publish_random_expert(registry, source, name, seed)
+    publish_random_expert(registry, source, "cls", 3, categories=categories)
+    publish_random_expert(registry, source, "arc", 9)  # arc@2: the latest version moves
     result = t2(registry, "transfer", "--all", "--from", str(folders["source"]), "--to", str(copy), "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -168,14 +146,14 @@ def test_all_with_one_unrelated_target_publishes_nothing(
     registry: Registry, source: LoadedModel, folders: dict[str, Path]
 ) -> None:
     for seed, name in enumerate(("arc", "cls")):
-        publish(registry, source, name, seed)
+        publish_random_expert(registry, source, name, seed)
     result = t2(registry, "transfer", "--all", "--from", str(folders["source"]), "--to", str(folders["bigger"]))
     assert result.exit_code == 4 and "unrelated" in result.stderr
     assert list(registry.catalog()) == ["tiny-llama"]
 
 
 def test_transfer_refusals(registry: Registry, source: LoadedModel, folders: dict[str, Path]) -> None:
-    publish(registry, source, "arc", 1)
+    publish_random_expert(registry, source, "arc", 1)
     bigger = str(folders["bigger"])
     lacking = t2(registry, "transfer", "arc", "--from", str(folders["source"]), "--to", bigger, "--targets", "attn")
     assert lacking.exit_code == 2 and "adapts role(s) gate,up,down but the target selection has none" in lacking.stderr
