@@ -147,30 +147,37 @@ def publish_expert(
     return registry.publish(Expert(manifest, {t.name: vector(t.rank) for t in targets}))
 
 
-def publish_random_expert(
-    registry: Registry,
+def random_expert(
     loaded: LoadedModel,
     name: str,
     seed: int,
     selection: str = "all",
     rule: str = "none",
     base_model: str | None = None,
+    scale: float = 0.2,
+    task: str | None = None,
     **provenance: object,
 ) -> Expert:
-    """An expert of task `name` on `loaded` with seeded z = 1 + 0.2·N(0, 1) (`provenance`: fields added)."""
+    """An expert `name` of `task` (default: `name`) on `loaded` with seeded z = 1 + scale·N(0, 1) (`provenance`:
+    fields added)."""
     targets = loaded.select(selection)
     generator = torch.Generator().manual_seed(seed)
-    z = {t.name: 1 + 0.2 * torch.randn(t.rank, generator=generator) for t in targets}
+    z = {t.name: 1 + scale * torch.randn(t.rank, generator=generator) for t in targets}
     manifest = new_manifest(
         name=name,
         base_model=base_model or loaded.model_id,
         base_fingerprint=loaded.fingerprint,
         targets=targets,
-        provenance=TRAINED_ARC | {"task": name} | provenance,
+        provenance=TRAINED_ARC | {"task": task or name} | provenance,
         svf_rule=rule,
-        task=name,
+        task=task or name,
     )
-    expert = Expert(manifest, z)
+    return Expert(manifest, z)
+
+
+def publish_random_expert(registry: Registry, loaded: LoadedModel, name: str, seed: int, **options: object) -> Expert:
+    """`random_expert`, published in `registry`."""
+    expert = random_expert(loaded, name, seed, **options)
     registry.publish(expert)
     return expert
 

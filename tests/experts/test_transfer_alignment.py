@@ -11,28 +11,15 @@ import torch
 from t2cli.errors import BadInputError, IntegrityError
 from t2cli.experts.alignment import Overlap, carry_aligned, held_energy, overlap, report, require_alignment
 from t2cli.experts.files import Expert
-from t2cli.experts.manifest import new_manifest
 from t2cli.experts.rebase import align_bank, publish_all, transfer_bank
 from t2cli.experts.registry import Registry
 from t2cli.models.loading import LoadedModel, wrap_model
 from t2cli.svd import factorize
-from tests.helpers import TRAINED_ARC, build_tiny_model, tiny_loaded
+from tests.helpers import build_tiny_model, random_expert, tiny_loaded
 
 
 def make_expert(loaded: LoadedModel, seed: int = 0, selection: str = "all", name: str = "arc") -> Expert:
-    targets = loaded.select(selection)
-    generator = torch.Generator().manual_seed(seed)
-    z = {t.name: 1 + 0.3 * torch.randn(t.rank, generator=generator) for t in targets}
-    manifest = new_manifest(
-        name=name,
-        base_model=loaded.model_id,
-        base_fingerprint=loaded.fingerprint,
-        targets=targets,
-        provenance=TRAINED_ARC,
-        svf_rule="none",
-        task="arc",
-    )
-    return Expert(manifest, z)
+    return random_expert(loaded, name, seed, selection, scale=0.3, task="arc")
 
 
 def permutation(rank: int, seed: int) -> torch.Tensor:
