@@ -21,6 +21,7 @@ EXPERTS = {
     "arc-cloze.yaml": "arc@1",
     "math.yaml": "math@2",
     "cls.yaml": "cls@3",
+    "probe.yaml": "probe@1",
     "arc-broad.yaml": None,
 }
 PINNED = re.compile(r"hf://datasets/[^/@]+/[^/@]+@[0-9a-f]{40}(/[^/,]+)?")
