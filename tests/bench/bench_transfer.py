@@ -4,11 +4,13 @@ alignment check that should predict it.
     T2_THREADS=2 python tests/bench/bench_transfer.py --target SIBLING_FOLDER [--source smollm2-135m]
         [--expert arc@2] [--registry registry] [--task arc:text] [--data DATA (default: $T2_TEST_DATA/arc_easy)]
         [--split test] [--n 200] [--max-new-tokens 32] [--engine hf] [--also-check gemma3-270m]
+        [--retrained NAME@V]
 
 Held-out items, greedy generation scored as `t2 eval --mode generate` scores them (the answers `t2 run`
 gives). Rows: the source model with and without the expert (the gain to keep), then the target's own
-base and the expert transferred by `position` and by `aligned`; each row's score ± SE, its paired
-difference from its own base ± SE, and the share of the source's gain it keeps. Before that, the
+base and the expert transferred by `position` and by `aligned` (and, with --retrained, the same recipe
+trained on the target from scratch: the ceiling a transfer is set against); each row's score ± SE, its
+paired difference from its own base ± SE, and the share of the source's gain it keeps. Before that, the
 check's verdict, pooled energy and per-role scores for the target and for each --also-check model.
 """
 
@@ -55,14 +57,17 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--engine", default="hf")
     parser.add_argument("--also-check", action="append", default=[], help="another model to check (repeatable)")
+    parser.add_argument("--retrained", help="NAME@V in --registry: the expert's recipe trained on the target itself")
     args = parser.parse_args()
     configure_threads(None)
 
     source = load_model(args.source, weights=False)
-    expert = Registry(Path(args.registry)).resolve(args.expert, source.slug).load(source.fingerprint)
+    registry = Registry(Path(args.registry))
+    expert = registry.resolve(args.expert, source.slug).load(source.fingerprint)
     key = expert.manifest.ref
     print("| model | verdict | energy held | per role: cosine top-16 / energy held |\n|---|---|---:|---|")
     target = load_model(args.target)
+    retrained = registry.resolve(args.retrained, target.slug).load(target.fingerprint) if args.retrained else None
     aligned = align_bank({key: expert}, source, target, carry=True)
     print(check_row(target.model_id, aligned.reports[key]), flush=True)
     for model in args.also_check:
@@ -110,8 +115,13 @@ def main() -> None:
     print(row(f"{target.model_id} base", target_base, None, None), flush=True)
     results = {}
     for mapping, transferred in moved.items():
-        results[mapping] = score(target, transferred.z, mapping)
-        print(row(f"{target.model_id} + {key} ({mapping})", results[mapping], target_base, None), flush=True)
+        label = f"{key} ({mapping})"
+        results[label] = score(target, transferred.z, mapping)
+        print(row(f"{target.model_id} + {label}", results[label], target_base, None), flush=True)
+    if retrained is not None:
+        label = f"{args.retrained} (retrained on it)"
+        results[label] = score(target, retrained.z, "retrained")
+        print(row(f"{target.model_id} + {label}", results[label], target_base, None), flush=True)
     target_model = target.model_id
     del target
     full_source = load_model(args.source)
@@ -120,8 +130,8 @@ def main() -> None:
     source_expert = score(full_source, expert.z, "source expert")
     gain = source_expert.score - source_base.score
     print(row(f"{source.model_id} + {key}", source_expert, source_base, gain))
-    for mapping, result in results.items():
-        print(row(f"{target_model} + {key} ({mapping})", result, target_base, gain), flush=True)
+    for label, result in results.items():
+        print(row(f"{target_model} + {label}", result, target_base, gain), flush=True)
 
 
 if __name__ == "__main__":
