@@ -24,6 +24,7 @@ from t2cli.config import configure_threads
 from t2cli.engines import make_engine
 from t2cli.engines.evaluate import EvalResult, evaluate
 from t2cli.experts.alignment import AlignmentReport
+from t2cli.experts.files import Expert
 from t2cli.experts.rebase import align_bank, transfer_bank
 from t2cli.experts.registry import Registry
 from t2cli.models.loading import LoadedModel, load_model
@@ -85,10 +86,10 @@ def main() -> None:
     task = resolve_task(args.task)
     examples = task.load(args.data or str(bench_data("arc_easy")), args.split, args.n)
 
-    def score(loaded: LoadedModel, z: dict | None, label: str) -> EvalResult:
+    def score(loaded: LoadedModel, applied: Expert | None, label: str) -> EvalResult:
         engine = make_engine(args.engine, loaded, batch_size=64)
-        if z is not None:
-            engine.set_expert(z, expert.manifest.svf_rule)
+        if applied is not None:
+            engine.set_expert(applied.z, applied.manifest.svf_rule)
         try:
             return evaluate(
                 engine, task, examples, chat=loaded.chat, mode="generate", max_new_tokens=args.max_new_tokens,
@@ -116,18 +117,18 @@ def main() -> None:
     results = {}
     for mapping, transferred in moved.items():
         label = f"{key} ({mapping})"
-        results[label] = score(target, transferred.z, mapping)
+        results[label] = score(target, transferred, mapping)
         print(row(f"{target.model_id} + {label}", results[label], target_base, None), flush=True)
     if retrained is not None:
         label = f"{args.retrained} (retrained on it)"
-        results[label] = score(target, retrained.z, "retrained")
+        results[label] = score(target, retrained, "retrained")
         print(row(f"{target.model_id} + {label}", results[label], target_base, None), flush=True)
     target_model = target.model_id
     del target
     full_source = load_model(args.source)
     source_base = score(full_source, None, "source base")
     print(row(f"{source.model_id} base", source_base, None, None), flush=True)
-    source_expert = score(full_source, expert.z, "source expert")
+    source_expert = score(full_source, expert, "source expert")
     gain = source_expert.score - source_base.score
     print(row(f"{source.model_id} + {key}", source_expert, source_base, gain))
     for label, result in results.items():
