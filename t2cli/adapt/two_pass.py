@@ -1,12 +1,15 @@
-"""The two-pass batch run: dispatch every prompt (pass 1), then generate group by group (pass 2).
+"""The two-pass batch run: dispatch every prompt (pass 1), then generate (pass 2).
 
-    lines ──pass 1──▶ decisions ──group by expert──▶ hold expert (one swap per group) ──▶ generate
-                              └──or, mixed──▶ every group in one batch, a LoRA per row ──▶ generate
+    lines ──pass 1──▶ decisions ──rows──▶ every expert in one batch, each row its expert's exact W'(z) ──▶ generate
+                              ├─groups─▶ hold expert (one swap per group) ──▶ generate, group by group
+                              └─lora───▶ every expert in one batch, a LoRA per row ──▶ generate
 
-Exact pass 2 holds the group the engine already holds first (no swap for it), then the others in order
-of first appearance. Mixed pass 2 (`lora_rank`, engines with `mixed_batches`) swaps nothing: each SVF
-expert answers through its rank-R LoRA export (see `t2cli.experts.export`), rows of different experts
-share batches, and each row records its `path` (`exact` or `lora:R`). Lines are generated in chunks
+Pass 2 is exact unless LoRA rows are asked for. `rows` (engines with `row_experts`, the default when
+the experts' weight copies fit in ROWS_MEMORY_BYTES) decodes the whole batch at once, so a bank costs
+one pass's decode steps instead of one per group. `groups` holds the group the engine already holds
+first (no swap for it), then the others in order of first appearance: the least memory. Mixed LoRA
+pass 2 (`lora_rank`, engines with `mixed_batches`) answers with each SVF expert's rank-R LoRA export
+(see `t2cli.experts.export`), and each row records its `path` (`exact` or `lora:R`). Lines are generated in chunks
 whose finished lines go to the journal at once, so an interrupted run loses at most the chunk in flight
 (see `t2cli.adapt.runio` for keys and resume).
 """
@@ -14,9 +17,11 @@ whose finished lines go to the journal at once, so an interrupted run loses at m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from t2cli.adapt.routers import Decision, Router
 from t2cli.adapt.runio import InputLine, Journal, example_for, line_key
@@ -27,6 +32,7 @@ from t2cli.fsutil import canonical_json
 
 if TYPE_CHECKING:
     from t2cli.engines.slot import ExpertSlot
+    from t2cli.models.loading import LoadedModel
     from t2cli.tasks.base import Example, Task
 
 
@@ -41,6 +47,7 @@ class RunSummary:
     groups: int = 0
     swaps: int = 0  # pass 2: one per group, minus one when the engine already held the first
     pass2: str = "exact"  # or "lora:R": mixed-adapter batches of rank-R exports
+    batching: str = "groups"  # pass 2's batches: `rows` (experts mixed per row), `groups` or `lora`
     pass1_swaps: int = 0  # the classifier, or the candidates of a few-shot search
     seconds: float = 0.0
     pass1_seconds: float = 0.0
@@ -60,6 +67,52 @@ def pass2_path(slot: ExpertSlot, lora_rank: int | None) -> str:
     if lora_rank < 1:
         raise BadInputError(f"LoRA rank must be >= 1, got {lora_rank}")
     return f"lora:{lora_rank}"
+
+
+# How pass 2 may batch (`--pass2`): `auto` mixes experts per row where the engine can and their weight copies
+# fit in ROWS_MEMORY_BYTES, else swaps group by group.
+BATCHINGS = ("auto", "rows", "groups")
+# The most memory per-row batches may hold in adapted weight copies (one per expert in a chunk): a 135M bank
+# of three experts needs 1.3 GB in fp32; an 8B model's single expert would need 14 GB in bf16, so it swaps.
+ROWS_MEMORY_BYTES = 4 << 30
+
+
+def check_batching_name(batching: str) -> str:
+    """Refuse an unknown `--pass2` (before any model loads)."""
+    if batching not in BATCHINGS:
+        raise BadInputError(f"--pass2 {batching!r}: pass one of {', '.join(BATCHINGS)}")
+    return batching
+
+
+def check_batching(batching: str, slot: ExpertSlot) -> str:
+    """Refuse an unknown `--pass2`, or `rows` on an engine that cannot run them, before pass 1."""
+    check_batching_name(batching)
+    if batching == "rows" and not getattr(slot.engine, "row_experts", False):
+        raise BadInputError(
+            f"--pass2 rows: the {slot.engine.name} engine here cannot mix experts per row; pass --pass2 groups"
+        )
+    return batching
+
+
+def pass2_batching(slot: ExpertSlot, experts: Collection[str | None], batching: str, lora_rank: int | None) -> str:
+    """How pass 2 answers these experts: `lora`, `rows` or `groups` (see the module's docstring)."""
+    if pass2_path(slot, lora_rank) != "exact":
+        return "lora"
+    named = [spec for spec in experts if spec is not None]
+    if batching == "groups" or not named or not getattr(slot.engine, "row_experts", False):
+        return "groups"
+    if any(slot.is_lora(spec) for spec in named):
+        if batching == "rows":
+            raise BadInputError("--pass2 rows: LoRA experts answer on an engine of their own; pass --pass2 groups")
+        return "groups"
+    fits = len(named) * adapted_bytes(slot.loaded) <= ROWS_MEMORY_BYTES
+    return "rows" if fits or batching == "rows" else "groups"
+
+
+def adapted_bytes(loaded: LoadedModel) -> int:
+    """What one expert's adapted weight copies take: every target matrix in the model's dtype."""
+    size = torch.empty((), dtype=loaded.dtype).element_size()
+    return sum(target.shape[0] * target.shape[1] for target in loaded.targets) * size
 
 
 def run_identity(router: Router, slot: ExpertSlot, sampling: Sampling, path: str = "exact") -> dict[str, Any]:
@@ -112,11 +165,13 @@ def generate_chunks(
     *,
     chunk_size: int = 64,
     lora_rank: int | None = None,
+    batching: str = "auto",
     on_text: OnText | None = None,
 ) -> Iterator[tuple[list[int], list[Generation], list[str]]]:
-    """Pass 2 for the prompts in `decisions` (by index): one swap per expert group, the group the engine
-    holds first, or with `lora_rank` (engines that can) all groups mixed in the same batches. Yields each
-    chunk as it finishes: its indices, their generations and the path each took (`exact`, `lora:R`).
+    """Pass 2 for the prompts in `decisions` (by index), batched as `pass2_batching` says: every expert
+    mixed per row (`rows`, or `lora` with `lora_rank`), or one swap per expert group, the group the engine
+    holds first. Yields each chunk as it finishes: its indices, their generations and the path each took
+    (`exact`, `lora:R`).
     On engines that stream, `on_text(index, piece)` gets each prompt's new text as it is generated.
     `t2 run` and `t2 serve` both answer through it, so their greedy answers are the same."""
     groups: dict[str | None, list[int]] = {}
@@ -132,7 +187,16 @@ def generate_chunks(
         # Similar lengths side by side, so each chunk's batches pad little.
         return sorted(indices, key=lambda i: len(canonical_json(prompts[i])))
 
-    if pass2_path(slot, lora_rank) != "exact":
+    mode = pass2_batching(slot, groups, batching, lora_rank)
+    if mode == "rows":
+        slot.hold(None)  # rows without an expert take the live weights
+        experts = {spec: slot.row_expert(spec) for spec in groups}
+        for chunk in _chunks(by_length(list(decisions)), chunk_size):
+            rows = [experts[decisions[i].expert] for i in chunk]
+            generated = slot.engine.generate_rows([prompts[i] for i in chunk], rows, sampling, **streaming(chunk))
+            yield chunk, generated, ["exact"] * len(chunk)
+        return
+    if mode == "lora":
         slot.hold(None)  # the adapters add to the base weights
         adapters = {spec: slot.adapter(spec, lora_rank) for spec in groups}  # type: ignore[arg-type]
         for chunk in _chunks(by_length(list(decisions)), chunk_size):
@@ -160,13 +224,20 @@ def generate_groups(
     chunk_size: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
     lora_rank: int | None = None,
+    batching: str = "auto",
 ) -> tuple[dict[int, dict[str, Any]], int]:
     """Pass 2 for the lines in `decisions` (by index), through `generate_chunks`, each chunk journaled as it
     finishes. Returns the rows by index and the number of groups."""
     rows: dict[int, dict[str, Any]] = {}
     tasks: dict[str, Task | None] = {}
     chunks = generate_chunks(
-        [line.prompt for line in lines], decisions, slot, sampling, chunk_size=chunk_size, lora_rank=lora_rank
+        [line.prompt for line in lines],
+        decisions,
+        slot,
+        sampling,
+        chunk_size=chunk_size,
+        lora_rank=lora_rank,
+        batching=batching,
     )
     for chunk, generated, paths in chunks:
         texts = [g.text for g in generated]
@@ -194,6 +265,7 @@ def run_batch(
     chunk_size: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
     lora_rank: int | None = None,
+    batching: str = "auto",
 ) -> tuple[list[dict[str, Any]], RunSummary]:
     """Both passes for the lines not already finished; returns every output row in input order.
 
@@ -202,6 +274,7 @@ def run_batch(
     """
     if chunk_size < 1:
         raise BadInputError(f"chunk size must be >= 1, got {chunk_size}")
+    check_batching(batching, slot)
     check_prompt_tokens([(f"line {line.number}", line.prompt) for line in lines], slot.loaded)
     started, swaps_before = time.perf_counter(), slot.swaps
     summary = RunSummary(lines=len(lines), pass2=pass2_path(slot, lora_rank))
@@ -226,7 +299,9 @@ def run_batch(
         chunk_size=chunk_size,
         on_progress=on_progress,
         lora_rank=lora_rank,
+        batching=batching,
     )
+    summary.batching = pass2_batching(slot, {d.expert for d in decisions.values()}, batching, lora_rank)
     summary.pass2_seconds = time.perf_counter() - started - summary.pass1_seconds
     summary.swaps = slot.swaps - swaps_before - summary.pass1_swaps
 

@@ -52,6 +52,15 @@ def run_command(
             "LoRA export (cached in $T2_HOME/lora). Default: exact weight swaps, one per expert group.",
         ),
     ] = None,
+    pass2: Annotated[
+        str,
+        typer.Option(
+            "--pass2",
+            help="How pass 2 batches the experts: auto (one batch, each row with its expert's exact weights, where the "
+            "engine can and the weight copies fit in 4 GiB; else groups), rows, or groups (one swap per expert "
+            "group: the least memory).",
+        ),
+    ] = "auto",
     compare: Annotated[
         str | None,
         typer.Option(
@@ -71,7 +80,7 @@ def run_command(
     from t2cli.adapt.report import base_comparison, row_scores
     from t2cli.adapt.routers import Router
     from t2cli.adapt.runio import Journal, check_output
-    from t2cli.adapt.two_pass import compare_base, run_batch
+    from t2cli.adapt.two_pass import check_batching_name, compare_base, run_batch
     from t2cli.engines.base import Sampling
     from t2cli.errors import BadInputError
     from t2cli.fsutil import jsonl_line
@@ -86,6 +95,7 @@ def run_command(
     if compare not in (None, "none"):
         raise BadInputError(f"--compare {compare!r}: only the base weights can be compared; pass --compare none")
     check_output(output, prompts)
+    check_batching_name(pass2)
     check_adapt_name(adapt, on.registry)  # an expert name: it must exist before the model loads
     lines = read_prompt_lines(ctx, prompts, strict=strict)
     started = time.perf_counter()
@@ -111,6 +121,7 @@ def run_command(
             resume=resume,
             on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
             lora_rank=lora_rank,
+            batching=pass2,
         )
         if compare is not None:
             progress.update(bar, description="base weights", completed=0, total=None)

@@ -48,6 +48,10 @@ def serve_command(
             help="Pass 2 without swaps (hf engine): every expert's requests in mixed batches, as in t2 run.",
         ),
     ] = None,
+    pass2: Annotated[
+        str,
+        typer.Option("--pass2", help="How pass 2 batches the experts: auto, rows or groups, as in t2 run."),
+    ] = "auto",
     **given: Any,  # Routing, EngineSettings and StrategyOptions (with_pass_options)
 ) -> None:
     """Serve the bank over an OpenAI-compatible API: each request is answered by the expert pass 1 picks.
@@ -63,6 +67,7 @@ def serve_command(
     curl -s localhost:8000/v1/chat/completions -d '{"messages": [{"role": "user", "content": "What is 12 * 7?"}]}'
     """
     from t2cli.adapt.prepare import make_router
+    from t2cli.adapt.two_pass import check_batching_name
     from t2cli.serve.server import require_server_stack, run
 
     require_server_stack()
@@ -81,9 +86,11 @@ def serve_command(
         api_key=api_key or None,
     )
     check_adapt_name(adapt, on.registry)  # an expert name: it must exist before the model loads
+    check_batching_name(pass2)
     loaded, slot = open_slot(ctx, on)
     router = make_router(adapt, slot, loaded, slot.registry, options)
-    app = create_app(Service(slot, router, chunk_size=max_batch, lora_rank=lora_rank), config, sys.stdout)
+    service = Service(slot, router, chunk_size=max_batch, lora_rank=lora_rank, batching=pass2)
+    app = create_app(service, config, sys.stdout)
     quiet = settings(ctx).quiet
     if not quiet:
         console = stderr_console()

@@ -7,6 +7,7 @@ continuations by log-likelihood, and swap an expert's adapted weights in place.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,6 +57,25 @@ class Generation:
     finish_reason: str  # "stop" (EOS or a stop string) or "length"
 
 
+@dataclass(frozen=True)
+class RowExpert:
+    """An SVF expert answering some rows of a mixed batch (`Engine.generate_rows`). `key` names exactly
+    these weights (z and rule), so an engine may keep what it built for them, and KV cache computed with
+    them is never shared with other weights."""
+
+    z: Mapping[str, torch.Tensor]
+    rule: str
+    key: str
+
+    @classmethod
+    def of(cls, z: Mapping[str, torch.Tensor], rule: str) -> RowExpert:
+        digest = hashlib.sha256(rule.encode())
+        for name in sorted(z):
+            digest.update(name.encode())
+            digest.update(z[name].detach().float().cpu().contiguous().numpy().tobytes())
+        return cls(z=z, rule=rule, key=digest.hexdigest()[:24])
+
+
 class Engine(Protocol):
     """What every inference backend does. Both passes and evaluation use only these methods."""
 
@@ -63,6 +83,8 @@ class Engine(Protocol):
     batch_size: int
     # Whether `generate_mixed` runs a batch with one LoRA adapter per row (pass 2 without swaps).
     mixed_batches: bool
+    # Whether `generate_rows` runs a batch with one exact SVF expert per row (pass 2 without swaps).
+    row_experts: bool
     # Whether `generate` takes `on_text` and calls it with each row's new text as tokens are generated
     # (t2cli.engines.stream): the pieces of a row concatenate to its Generation's text.
     streams: bool
@@ -70,6 +92,17 @@ class Engine(Protocol):
     def generate(
         self, prompts: Sequence[Prompt], sampling: Sampling, on_text: OnText | None = None
     ) -> list[Generation]: ...
+
+    def generate_rows(
+        self,
+        prompts: Sequence[Prompt],
+        experts: Sequence[RowExpert | None],
+        sampling: Sampling,
+        on_text: OnText | None = None,
+    ) -> list[Generation]:
+        """`generate` with each prompt answered by its own expert's W'(z) (None: the base weights), all in
+        one batch; the engine must hold the base weights (`set_expert(None)`)."""
+        ...
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]:
         """log p(continuation | prompt) summed over the continuation's tokens."""

@@ -13,6 +13,7 @@ from t2cli.engines.base import (
     Generation,
     OnText,
     Prompt,
+    RowExpert,
     Sampling,
     cut_at_stop,
     encode_prompt,
@@ -21,10 +22,10 @@ from t2cli.engines.base import (
     pad_token_id,
 )
 from t2cli.engines.stream import TokenStream
-from t2cli.errors import EngineError
+from t2cli.errors import BadInputError, EngineError
 from t2cli.models.loading import LoadedModel
 from t2cli.svd import decompose
-from t2cli.svf import Factors, LiveAdapter
+from t2cli.svf import Factors, LiveAdapter, adapted_weight, check_rule, check_vectors
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -53,11 +54,58 @@ class _StopOnText:
         return torch.tensor([any(s in text for s in self.stop) for text in texts], device=input_ids.device)
 
 
+class _RowDispatch:
+    """Per-row experts on a transformers model: while installed, each adapted linear layer multiplies every
+    row of the batch by its own expert's W'(z) (the base weight for the others), so a batch mixes experts
+    at one model's matmuls. `rows` is the current batch's expert key per row (None: the base)."""
+
+    def __init__(self, model: torch.nn.Module, weights: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        self.weights = weights  # expert key → parameter name → W'(z)
+        names = sorted({name for adapted in weights.values() for name in adapted})
+        self.modules = {name: model.get_submodule(name.removesuffix(".weight")) for name in names}
+        self.groups: list[tuple[str | None, torch.Tensor]] = []
+        # A forward set on the instance before ours (e.g. accelerate's offloading hook) comes back after.
+        self._own_forward = {name: module.__dict__.get("forward") for name, module in self.modules.items()}
+
+    def set_rows(self, rows: Sequence[str | None], device: torch.device) -> None:
+        found: dict[str | None, list[int]] = {}
+        for index, key in enumerate(rows):
+            found.setdefault(key, []).append(index)
+        self.groups = [(key, torch.tensor(indices, device=device)) for key, indices in found.items()]
+
+    def _forward(self, name: str, module: torch.nn.Module) -> Any:
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            def weight(key: str | None) -> torch.Tensor:
+                return module.weight if key is None else self.weights[key].get(name, module.weight)
+
+            if len(self.groups) == 1:
+                return torch.nn.functional.linear(x, weight(self.groups[0][0]), module.bias)
+            out = x.new_empty((*x.shape[:-1], module.weight.shape[0]))
+            for key, rows in self.groups:
+                out.index_copy_(0, rows, torch.nn.functional.linear(x.index_select(0, rows), weight(key), module.bias))
+            return out
+
+        return forward
+
+    def __enter__(self) -> _RowDispatch:
+        for name, module in self.modules.items():
+            module.forward = self._forward(name, module)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, module in self.modules.items():
+            if self._own_forward[name] is None:
+                del module.forward  # the class's forward again
+            else:
+                module.forward = self._own_forward[name]
+
+
 class HFEngine:
     """Engine over a transformers causal LM (see `t2cli.engines.base.Engine`)."""
 
     name = "hf"
     mixed_batches = True
+    row_experts = True
     streams = True
     loads_weights_itself = False
     tensor_parallel = False
@@ -81,6 +129,7 @@ class HFEngine:
         self._adapter: LiveAdapter | None = None
         self._peft: Any = None  # a PEFT wrapper sharing the model's tensors, made for the first mixed batch
         self._adapter_names: dict[str, str] = {}
+        self._row_weights: dict[str, dict[str, torch.Tensor]] = {}  # row expert key → its W'(z), this call's only
         self.swaps = 0
 
     def _factors_for(self, names: Sequence[str]) -> dict[str, Factors]:
@@ -126,6 +175,39 @@ class HFEngine:
             return self.generate(prompts, sampling, on_text)
         return self._generate(self._peft, prompts, sampling, [name or "__base__" for name in names], on_text)
 
+    @torch.no_grad()
+    def generate_rows(
+        self,
+        prompts: Sequence[Prompt],
+        experts: Sequence[RowExpert | None],
+        sampling: Sampling,
+        on_text: OnText | None = None,
+    ) -> list[Generation]:
+        """One batch in which each prompt is answered by its own expert's exact W'(z) (None: the base).
+
+        Each expert's adapted matrices are built once and kept while the next call needs them: one
+        copy of the adapted matrices per expert, the memory a mixed pass 2 pays for not swapping."""
+        if self._adapter is not None and self._adapter.active:
+            raise EngineError("per-row batches need the base weights held; call set_expert(None) first")
+        if len(experts) != len(prompts):
+            raise BadInputError(f"{len(prompts)} prompts but {len(experts)} row experts; pass one per prompt")
+        distinct = {expert.key: expert for expert in experts if expert is not None}
+        self._row_weights = {
+            key: self._row_weights.get(key) or self._adapted(expert) for key, expert in distinct.items()
+        }
+        with _RowDispatch(self.model, self._row_weights) as dispatch:
+            keys = [None if expert is None else expert.key for expert in experts]
+            return self._generate(self.model, prompts, sampling, None, on_text, (dispatch, keys))
+
+    def _adapted(self, expert: RowExpert) -> dict[str, torch.Tensor]:
+        factors = self._factors_for(sorted(expert.z))
+        check_vectors(expert.z, factors)
+        params = dict(self.model.named_parameters())
+        return {
+            name: adapted_weight(params[name].data, factors[name], vector, check_rule(expert.rule))
+            for name, vector in expert.z.items()
+        }
+
     def _load_adapter(self, folder: Path) -> str:
         """The PEFT adapter name of an exported folder, loading it on first use."""
         from peft import PeftModel
@@ -149,6 +231,7 @@ class HFEngine:
         sampling: Sampling,
         adapter_names: Sequence[str] | None,
         on_text: OnText | None,
+        rows: tuple[_RowDispatch, Sequence[str | None]] | None = None,
     ) -> list[Generation]:
         from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -172,6 +255,8 @@ class HFEngine:
             extra: dict[str, Any] = (
                 {} if adapter_names is None else {"adapter_names": [adapter_names[i] for i in batch]}
             )
+            if rows is not None:
+                rows[0].set_rows([rows[1][i] for i in batch], self.device)
             streamer = None if on_text is None else TokenStream(self.tokenizer, batch, eos_ids, sampling.stop, on_text)
             if streamer is not None:
                 extra["streamer"] = streamer

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from t2cli.engines.base import Engine
+from t2cli.engines.base import Engine, RowExpert
 from t2cli.errors import EngineError
 from t2cli.experts.formats import EXPORTERS
 from t2cli.experts.lora import is_lora_expert, load_lora_adapter
@@ -53,6 +53,17 @@ class ExpertSlot:
         self.engine.set_expert(z, rule)
         self.current = _UNNAMED
         self.swaps += 1
+
+    def is_lora(self, spec: str) -> bool:
+        """Whether `spec` names a LoRA expert (its behaviour is a PEFT adapter, not a z)."""
+        return is_lora_expert(self.registry.resolve(spec, self.model_slug).manifest())
+
+    def row_expert(self, spec: str | None) -> RowExpert | None:
+        """A pinned SVF expert as a row of a mixed batch (`Engine.generate_rows`); None for the base."""
+        if spec is None:
+            return None
+        expert = self.registry.resolve(spec, self.model_slug).load(self.fingerprint)
+        return RowExpert.of(expert.z, expert.manifest.svf_rule)
 
     def adapter(self, spec: str | None, rank: int) -> tuple[Path | None, str]:
         """The PEFT folder that answers for `spec` in a mixed-adapter batch, and the path it takes:

@@ -23,8 +23,9 @@ from typing import Any
 import torch
 
 from t2cli.device import dtype_name
-from t2cli.engines.base import Generation, OnText, Prompt, Sampling, encode_prompt, label_token_ids
+from t2cli.engines.base import Generation, OnText, Prompt, RowExpert, Sampling, encode_prompt, label_token_ids
 from t2cli.engines.stream import RowText
+from t2cli.engines.vllm_worker import ROW_EXPERT_KEY
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models.loading import LoadedModel
 from t2cli.svd import decompose
@@ -177,12 +178,25 @@ class VLLMEngine:
         # Factors of the matrices the worker holds (memory-mapped from the SVD cache), to check z against.
         self._factors: dict[str, Factors] = {}
         self._truncated: dict[int, Any] = {}  # layer → the base model's first layers, for probes
+        self._live_expert = False  # whether weights other than the base are swapped in
+        self._row_keys: set[str] = set()  # row experts the worker holds kernels for
+        # Per-row experts dispatch on vLLM's CPU kernels (`cpu_linear`); on GPUs pass 2 swaps.
+        self.row_experts = not cuda
         self.swaps = 0
 
     def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None:
         """Swap in W'(z) for the matrices z names (None: the base weights); only z crosses to the worker."""
         check_rule(rule)
         vectors = dict(z or {})
+        self._prepare(vectors)
+        payload = {name: vector.detach().float().cpu().tolist() for name, vector in vectors.items()}
+        self.llm.collective_rpc("t2_swap", args=(payload or None, rule))
+        self.llm.reset_prefix_cache()
+        self._live_expert = bool(payload)
+        self.swaps += 1
+
+    def _prepare(self, vectors: Mapping[str, torch.Tensor]) -> None:
+        """Have the worker hold base weights and factors for every matrix `vectors` names, and check them."""
         missing = sorted(set(vectors) - set(self._factors))
         if missing:
             by_name = {t.name: t for t in self.loaded.targets}
@@ -195,31 +209,54 @@ class VLLMEngine:
             self._factors.update(decomposition.factors)
         # Every vector, not just the new ones: a later expert may cover matrices prepared earlier.
         check_vectors(vectors, self._factors)
-        payload = {name: vector.detach().float().cpu().tolist() for name, vector in vectors.items()}
-        self.llm.collective_rpc("t2_swap", args=(payload or None, rule))
-        self.llm.reset_prefix_cache()
-        self.swaps += 1
+
+    def generate_rows(
+        self,
+        prompts: Sequence[Prompt],
+        experts: Sequence[RowExpert | None],
+        sampling: Sampling,
+        on_text: OnText | None = None,
+    ) -> list[Generation]:
+        """One batch in which each prompt is answered by its own expert (None: the base weights).
+
+        The worker keeps each expert's CPU kernels (t2cli.engines.vllm_worker) and multiplies each token
+        by its request's; an expert's request is salted with its key, so prefix-cache blocks are shared
+        only between requests answered by the same weights."""
+        if not self.row_experts:
+            raise EngineError("per-row experts run on vLLM's CPU kernels only; pass 2 swaps experts here")
+        if self._live_expert:
+            raise EngineError("per-row batches need the base weights held; call set_expert(None) first")
+        if len(experts) != len(prompts):
+            raise BadInputError(f"{len(prompts)} prompts but {len(experts)} row experts; pass one per prompt")
+        distinct = {expert.key: expert for expert in experts if expert is not None}
+        entries = []
+        for key, expert in distinct.items():
+            check_rule(expert.rule)
+            payload = None
+            if key not in self._row_keys:
+                self._prepare(expert.z)
+                payload = {name: vector.detach().float().cpu().tolist() for name, vector in expert.z.items()}
+            entries.append((key, payload, expert.rule))
+        if entries:
+            held = self.llm.collective_rpc("t2_rows", args=(entries, len(entries)))
+            self._row_keys = set(held[0])
+        return self._generate(prompts, sampling, on_text, [None if e is None else e.key for e in experts])
 
     def _prompts(self, prompts: Sequence[Prompt]) -> list[list[int]]:
         return [encode_prompt(self.tokenizer, prompt) for prompt in prompts]
 
-    def _run(self, token_ids: Sequence[Sequence[int]], params: Sequence[Any]) -> list[Any]:
-        from vllm.inputs import TokensPrompt
-
-        requests = [TokensPrompt(prompt_token_ids=list(ids)) for ids in token_ids]
-        return self.llm.generate(requests, list(params), use_tqdm=False)
+    def _run(self, requests: Sequence[Any], params: Sequence[Any]) -> list[Any]:
+        return self.llm.generate(list(requests), list(params), use_tqdm=False)
 
     def _stream(
-        self, token_ids: Sequence[Sequence[int]], params: Sequence[Any], stop: Sequence[str], on_text: OnText
+        self, requests: Sequence[Any], params: Sequence[Any], stop: Sequence[str], on_text: OnText
     ) -> list[Any]:
         """`_run`'s outputs, stepping vLLM's engine itself so that each row's new text goes to `on_text`
         as it is generated (vLLM's own detokenizer spells it, holding back what may become a stop string)."""
-        from vllm.inputs import TokensPrompt
-
         engine, batch = self.llm.llm_engine, uuid.uuid4().hex
-        rows = {f"t2-{batch}-{row}": row for row in range(len(token_ids))}
-        for request, ids, param in zip(rows, token_ids, params, strict=True):
-            engine.add_request(request, TokensPrompt(prompt_token_ids=list(ids)), param)
+        rows = {f"t2-{batch}-{row}": row for row in range(len(requests))}
+        for request_id, request, param in zip(rows, requests, params, strict=True):
+            engine.add_request(request_id, request, param)
         texts = [RowText(stop) for _ in rows]
         finished: dict[int, Any] = {}
         while engine.has_unfinished_requests():
@@ -236,6 +273,11 @@ class VLLMEngine:
     def generate(
         self, prompts: Sequence[Prompt], sampling: Sampling, on_text: OnText | None = None
     ) -> list[Generation]:
+        return self._generate(prompts, sampling, on_text, [None] * len(prompts))
+
+    def _generate(
+        self, prompts: Sequence[Prompt], sampling: Sampling, on_text: OnText | None, row_keys: Sequence[str | None]
+    ) -> list[Generation]:
         from vllm import SamplingParams
 
         encoded = self._prompts(prompts)
@@ -246,12 +288,14 @@ class VLLMEngine:
                 top_p=sampling.top_p,
                 stop=[s for s in sampling.stop if s] or None,
                 seed=None if sampling.seed is None else sampling.seed + index,
+                extra_args=None if key is None else {ROW_EXPERT_KEY: key},
             )
-            for index in range(len(encoded))
+            for index, key in enumerate(row_keys)
         ]
+        requests = [_tokens_prompt(ids, key) for ids, key in zip(encoded, row_keys, strict=True)]
         results = []
         outputs = (
-            self._run(encoded, params) if on_text is None else self._stream(encoded, params, sampling.stop, on_text)
+            self._run(requests, params) if on_text is None else self._stream(requests, params, sampling.stop, on_text)
         )
         for ids, output in zip(encoded, outputs, strict=True):
             completion = output.outputs[0]
@@ -274,7 +318,7 @@ class VLLMEngine:
         if len(heads) != len(tails):
             raise BadInputError(f"{len(heads)} prompts but {len(tails)} continuations; pass one of each per item")
         params = [SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)] * len(heads)
-        outputs = self._run([head + tail for head, tail in zip(heads, tails, strict=True)], params)
+        outputs = self._run([_tokens_prompt(head + tail) for head, tail in zip(heads, tails, strict=True)], params)
         scores = []
         for head, tail, output in zip(heads, tails, outputs, strict=True):
             rows = output.prompt_logprobs or []
@@ -305,9 +349,20 @@ class VLLMEngine:
 
         label_ids = label_token_ids(self.tokenizer, labels, chat=self.loaded.chat)
         params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=label_ids)
-        outputs = self._run(self._prompts(prompts), [params] * len(prompts))
+        outputs = self._run([_tokens_prompt(ids) for ids in self._prompts(prompts)], [params] * len(prompts))
         raw = torch.tensor(
             [[output.outputs[0].logprobs[0][token].logprob for token in label_ids] for output in outputs],
             dtype=torch.float32,
         ).reshape(len(prompts), len(labels))
         return torch.log_softmax(raw, dim=-1)
+
+
+def _tokens_prompt(ids: Sequence[int], row_key: str | None = None) -> Any:
+    """vLLM's token-id prompt; a row expert's carries its key as cache salt (its KV differs from the base's)."""
+    from vllm.inputs import TokensPrompt
+
+    return (
+        TokensPrompt(prompt_token_ids=list(ids))
+        if row_key is None
+        else TokensPrompt(prompt_token_ids=list(ids), cache_salt=row_key)
+    )

@@ -10,18 +10,26 @@ kernel layout it uses (CPU kernels do not read the parameters a plain copy would
 
 Fused projections (q/k/v into qkv_proj, gate/up into gate_up_proj) are reloaded as whole groups:
 a partial group would leave the fused kernel half-built, so unadapted siblings go in unchanged.
+
+Per-row experts (`t2_rows`, vLLM on CPU): each expert is swapped in once and every adapted layer's CPU
+kernel (`cpu_linear`, which holds its own packed copy of W'(z)) is kept, then the base goes back in.
+Each adapted layer's `cpu_linear` becomes a dispatcher that multiplies each token by its request's
+kernel: the request names its expert in `SamplingParams.extra_args`, and the model runner's
+`_prepare_inputs` (wrapped once) lays the step's requests out token by token, as vLLM's own LoRA
+mapping does. A token costs the matmuls of one model, so one batch mixes experts at one pass's price.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from t2cli.errors import IntegrityError
+from t2cli.errors import EngineError, IntegrityError
 from t2cli.svd import probe_error, probe_tolerance
 from t2cli.svf import Factors, adapted_weight
 
@@ -34,6 +42,83 @@ class SwapState:
     factors: dict[str, Factors] = field(default_factory=dict)
     # Names whose live weights differ from the base: the next swap must restore them.
     adapted: set[str] = field(default_factory=set)
+
+
+# The `SamplingParams.extra_args` key under which a request names its row expert (absent: the base weights).
+ROW_EXPERT_KEY = "t2_expert"
+
+# A layer's CPU kernel as vLLM calls it, `kernel(x, weight, bias)`, and the weight it is to be called with.
+Kernel = tuple[Callable[..., torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class RowState:
+    """Per-row experts on one worker: every held expert's kernels, and the current step's token layout."""
+
+    experts: OrderedDict[str, dict[str, Kernel]] = field(default_factory=OrderedDict)  # least recent first
+    base: dict[str, Kernel] = field(default_factory=dict)  # module name → the base weights' kernel
+    token_experts: list[str | None] = field(default_factory=list)  # the step's expert key per token
+    _groups: dict[int, list[tuple[str | None, torch.Tensor]] | None] = field(default_factory=dict)
+
+    def begin_step(self, request_experts: Sequence[str | None], tokens_per_request: Sequence[int]) -> None:
+        self.token_experts = [
+            key for key, count in zip(request_experts, tokens_per_request, strict=True) for _ in range(count)
+        ]
+        self._groups = {}
+
+    def groups(self, tokens: int) -> list[tuple[str | None, torch.Tensor]] | None:
+        """(expert key, token indices) for a forward over `tokens` tokens (any beyond the step's are padding,
+        computed with the base); None when every token takes the base."""
+        if tokens not in self._groups:
+            keys = (self.token_experts + [None] * tokens)[:tokens]
+            if not any(keys):
+                self._groups[tokens] = None
+            else:
+                indices: dict[str | None, list[int]] = {}
+                for position, key in enumerate(keys):
+                    indices.setdefault(key, []).append(position)
+                self._groups[tokens] = [(key, torch.tensor(found)) for key, found in indices.items()]
+        return self._groups[tokens]
+
+    def kernel(self, module_name: str, key: str | None) -> Kernel:
+        return self.base[module_name] if key is None else self.experts[key].get(module_name, self.base[module_name])
+
+
+def _current_kernel(module: torch.nn.Module) -> Kernel:
+    """The kernel a CPU linear layer computes with now. Most hold their own packed weights and empty
+    `weight`; the plain-torch fallback reads `weight`, so that one is copied."""
+    weight = module.weight
+    return module.cpu_linear, (weight.detach().clone() if weight.numel() else weight)
+
+
+def _row_dispatcher(state: RowState, module_name: str) -> Callable[..., torch.Tensor]:
+    def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        groups = state.groups(x.shape[0])
+        if groups is None or len(groups) == 1:
+            kernel, own_weight = state.kernel(module_name, None if groups is None else groups[0][0])
+            return kernel(x, own_weight, bias)
+        out: torch.Tensor | None = None
+        for key, index in groups:
+            kernel, own_weight = state.kernel(module_name, key)
+            part = kernel(x.index_select(0, index), own_weight, bias)
+            if out is None:
+                out = part.new_empty((x.shape[0], part.shape[-1]))
+            out.index_copy_(0, index, part)
+        assert out is not None
+        return out
+
+    linear.t2_rows = True  # type: ignore[attr-defined]
+    return linear
+
+
+def fused_module(name: str, packed_modules: dict[str, list[str]]) -> str:
+    """vLLM's module for a checkpoint weight: "model.layers.0.self_attn.qkv_proj" for "…q_proj.weight"."""
+    module_path, leaf, _ = _split(name)
+    for fused, members in packed_modules.items():
+        if leaf in members:
+            leaf = fused
+            break
+    return f"{module_path}.{leaf}" if module_path else leaf
 
 
 def fused_siblings(name: str, packed_modules: dict[str, list[str]]) -> list[str]:
@@ -142,3 +227,70 @@ class SVFWorkerExtension:
         self.reload_weights(weights_iterator=iter(weights), is_checkpoint_format=True)  # type: ignore[attr-defined]
         state.adapted = {name for name, vector in vectors.items() if not bool(torch.all(vector == 1))}
         return len(weights)
+
+    def _t2_rows(self) -> RowState:
+        """The worker's row state; the first call wraps the model runner so that every step lays out its
+        requests' experts token by token before the forward."""
+        state = getattr(self, "_t2_row_state", None)
+        if state is None:
+            state = RowState()
+            runner = self.model_runner
+            prepare = runner._prepare_inputs
+
+            def prepare_with_rows(scheduler_output: Any, num_scheduled_tokens: Any, *args: Any, **kwargs: Any) -> Any:
+                prepared = prepare(scheduler_output, num_scheduled_tokens, *args, **kwargs)
+                counts = [int(count) for count in num_scheduled_tokens]
+                requests = [runner.requests[request] for request in runner.input_batch.req_ids[: len(counts)]]
+                state.begin_step([_row_expert(request.sampling_params) for request in requests], counts)
+                return prepared
+
+            runner._prepare_inputs = prepare_with_rows
+            self._t2_row_state = state
+        return state
+
+    def t2_rows(self, experts: list[tuple[str, dict[str, list[float]] | None, str]], capacity: int) -> list[str]:
+        """Hold these experts for per-row batches: (key, z, rule), z only for keys not held yet. Experts beyond
+        `capacity`, least recently used first and never one of these, are let go. The base weights must be
+        live. Returns the keys held, most recent last."""
+        swap, rows = self._t2_state(), self._t2_rows()
+        if swap.adapted:
+            raise EngineError("per-row experts need the base weights live; swap the base in first")
+        model = self.model_runner.get_model()
+        packed = self._t2_packed_modules()
+        for key, z, rule in experts:
+            if key in rows.experts:
+                rows.experts.move_to_end(key)
+                continue
+            if z is None:
+                raise EngineError(f"row expert {key} is not held by the worker; send its z")
+            names = {fused_module(name, packed) for name in z}
+            self.t2_swap(z, rule)
+            try:
+                rows.experts[key] = {name: _current_kernel(_cpu_linear_module(model, name)) for name in names}
+            finally:
+                self.t2_swap(None, rule)
+        wanted = {key for key, _, _ in experts}
+        for key in [key for key in rows.experts if key not in wanted][: max(len(rows.experts) - capacity, 0)]:
+            del rows.experts[key]
+        # Reloads replaced some layers' kernels (the dispatcher with them): take the new base kernels.
+        for name in {name for kernels in rows.experts.values() for name in kernels}:
+            module = _cpu_linear_module(model, name)
+            if not getattr(module.cpu_linear, "t2_rows", False):
+                rows.base[name] = _current_kernel(module)
+                module.cpu_linear = _row_dispatcher(rows, name)
+        return list(rows.experts)
+
+
+def _row_expert(params: Any) -> str | None:
+    extra = getattr(params, "extra_args", None) or {}
+    return extra.get(ROW_EXPERT_KEY)
+
+
+def _cpu_linear_module(model: torch.nn.Module, name: str) -> torch.nn.Module:
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        module = None
+    if module is None or not hasattr(module, "cpu_linear"):
+        raise EngineError(f"vLLM's model has no CPU linear layer {name}; per-row experts need vLLM's CPU kernels")
+    return module

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from t2cli.adapt.prepare import make_router, searched_decision
-from t2cli.adapt.two_pass import generate_chunks
+from t2cli.adapt.two_pass import check_batching, generate_chunks
 from t2cli.engines.context import check_prompt_tokens
 from t2cli.errors import NotFoundError
 from t2cli.serve.schema import MODEL_AUTO, MODEL_BASE, Ask
@@ -43,8 +43,17 @@ class Answer:
 class Service:
     """The model, its expert slot and the server's pass-1 router."""
 
-    def __init__(self, slot: ExpertSlot, router: Router, *, chunk_size: int = 64, lora_rank: int | None = None):
+    def __init__(
+        self,
+        slot: ExpertSlot,
+        router: Router,
+        *,
+        chunk_size: int = 64,
+        lora_rank: int | None = None,
+        batching: str = "auto",
+    ):
         self.slot, self.router, self.chunk_size, self.lora_rank = slot, router, chunk_size, lora_rank
+        self.batching = check_batching(batching, slot)
 
     def model_ids(self) -> list[str]:
         """What `model` may name: auto, base, and every expert version of this model (`name@version`)."""
@@ -91,6 +100,7 @@ class Service:
                 sampling,
                 chunk_size=self.chunk_size,
                 lora_rank=self.lora_rank,
+                batching=self.batching,
                 on_text=on_text if listeners else None,
             )
             try:

@@ -21,6 +21,11 @@ computed once.
 With --lora-ranks R,… each rank adds a `STRATEGY lora:R` run: pass 2 in mixed-expert batches of rank-R
 LoRA exports (`t2 run --lora-rank R`, no swaps), and the column `agree` gives the share of its completions
 identical to the exact run's (greedy), so speed and fidelity of both pass-2 paths sit side by side.
+With --groups each routed strategy also runs with `--pass2 groups` (a swap per expert group, `STRATEGY
+groups`) beside t2 run's default (`auto`: one batch, each row with its expert's exact weights, where the
+engine can); `agree` then gives the share of its completions identical to the default run's.
+`--strategies` names the routed strategies to time (default: prompt, and classifier with --registry, probe
+with --probe).
 With --one-expert NAME every prompt is also answered by that one expert (`--adapt NAME`: one group, one
 swap), and each routed run's pass 2 is set against it: what mixing experts in pass 2 costs. On a real
 bank (--registry) the LoRA runs route with the classifier, t2 run's default; else with `prompt`.
@@ -170,6 +175,8 @@ def main() -> None:
     parser.add_argument("--pass1-prefix", action="store_true", help="only time pass 1 with and without shared head")
     parser.add_argument("--one-expert", help="also answer every prompt with this one expert (pass 2's baseline)")
     parser.add_argument("--probe", action="store_true", help="also time --adapt probe (the registry needs a probe)")
+    parser.add_argument("--strategies", help="comma list of routed strategies to time (default: see above)")
+    parser.add_argument("--groups", action="store_true", help="also run each strategy with --pass2 groups")
     args = parser.parse_args()
     if args.pass1_prefix:
         pass1_prefix(args)
@@ -183,11 +190,16 @@ def main() -> None:
         if registry is None:
             registry = str(work / "registry")
             synthetic_registry(Path(registry), args.model, args.targets)
-        variants = {"none": ("none", []), "prompt": ("prompt", [])}
-        if args.registry is not None:  # a real bank has a `cls` expert: time `t2 run`'s default pass 1 too
-            variants["classifier"] = ("classifier", [])
+        routed = ["prompt"]
+        if args.registry is not None:  # a real bank has a `cls` expert: time `t2 run`'s classifier too
+            routed.append("classifier")
         if args.probe:
-            variants["probe"] = ("probe", [])
+            routed.append("probe")
+        if args.strategies:
+            routed = args.strategies.split(",")
+        variants = {"none": ("none", [])} | {adapt: (adapt, []) for adapt in routed}
+        if args.groups:
+            variants |= {f"{adapt} groups": (adapt, ["--pass2", "groups"]) for adapt in routed}
         # Mixed batches follow t2 run's default pass 1 on a real bank (the classifier), else `prompt`.
         mixed = "classifier" if "classifier" in variants else "prompt"
         for rank in filter(None, args.lora_ranks.split(",")):
@@ -205,7 +217,19 @@ def main() -> None:
 
     title = f"t2 run on {args.n} prompts, {args.model}, {args.engine} engine, {args.threads} threads"
     table = Table(title=f"{title}, medians of {args.repeats}")
-    columns = ("adapt", "wall s", "run s", "pass 1 s", "pass 2 s", "groups", "swaps", "chars", "agree", "experts")
+    columns = (
+        "adapt",
+        "wall s",
+        "run s",
+        "pass 1 s",
+        "pass 2 s",
+        "batching",
+        "groups",
+        "swaps",
+        "chars",
+        "agree",
+        "experts",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("adapt", "experts") else "right")
     for adapt, results in runs.items():
@@ -216,15 +240,16 @@ def main() -> None:
             f"{median(adapt, 'seconds'):.2f}",
             f"{median(adapt, 'pass1_seconds'):.2f}",
             f"{median(adapt, 'pass2_seconds'):.2f}",
+            results[-1].get("batching", "groups"),
             str(results[-1]["groups"]),
             str(results[-1]["swaps"]),
             f"{median(adapt, 'chars'):.0f}",
-            f"{agreement(results[-1]['texts'], runs[adapt.split()[0]][-1]['texts']):.1%}" if "lora" in adapt else "—",
+            f"{agreement(results[-1]['texts'], runs[adapt.split()[0]][-1]['texts']):.1%}" if " " in adapt else "—",
             experts,
         )
     console = Console()
     console.print(table)
-    for adapt in [label for label in ("prompt", "classifier", "probe") if label in runs]:
+    for adapt in [label for label in runs if label != "none" and not label.startswith("one ")]:
         ratio = median(adapt, "seconds") / median("none", "seconds")
         target = TARGET_RATIOS.get(args.max_new_tokens)
         verdict = f" — {'within' if ratio <= target else 'over'} the {target:.2f}x target" if target else ""

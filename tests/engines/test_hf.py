@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from t2cli.engines.base import Sampling, cut_at_stop, encode_prompt, label_token_ids
+from t2cli.engines.base import RowExpert, Sampling, cut_at_stop, encode_prompt, label_token_ids
 from t2cli.engines.hf import HFEngine
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models.loading import wrap_model
@@ -143,6 +143,37 @@ def test_mixed_batch_rows_match_their_adapter_alone(exports) -> None:
         assert engine.generate([PROMPTS[index]], sampling)[0] == full[index]
     with pytest.raises(EngineError, match="base weights"):
         engine.generate_mixed(PROMPTS[:1], [folders["a", 4]], sampling)
+
+
+def test_rows_answer_each_prompt_with_its_own_expert_as_a_swap_would(exports) -> None:
+    loaded, (a, b), _ = exports
+    engine = HFEngine(loaded, batch_size=3)  # two length batches, each with its own rows
+    sampling = Sampling(max_new_tokens=8)
+    row_a, row_b = RowExpert.of(a.z, "none"), RowExpert.of(b.z, "none")
+    chosen = [row_a, None, row_b, row_a]
+    base = engine.generate(PROMPTS, sampling)
+    mixed = engine.generate_rows(PROMPTS, chosen, sampling)
+    streamed: dict[int, list[str]] = {row: [] for row in range(4)}
+    assert engine.generate_rows(PROMPTS, chosen, sampling, lambda row, piece: streamed[row].append(piece)) == mixed
+    assert ["".join(streamed[row]) for row in range(4)] == [g.text for g in mixed]
+    for expert, index in ((a, 0), (b, 2), (a, 3)):
+        engine.set_expert(expert.z)
+        assert engine.generate([PROMPTS[index]], sampling)[0] == mixed[index]
+    engine.set_expert(None)
+    assert mixed[1] == base[1] and mixed != base
+    assert engine.swaps == 4  # the rows swapped nothing: only the checks above did
+    # The dispatch is gone afterwards: the model answers with the base weights again.
+    assert engine.generate(PROMPTS, sampling) == base
+    assert all("forward" not in module.__dict__ for module in engine.model.modules())
+    # Equal weights, equal key: what was built for an expert is reused, and only while it is asked for.
+    assert RowExpert.of(dict(a.z), "none").key == row_a.key != RowExpert.of(a.z, "nuclear").key
+    engine.generate_rows(PROMPTS[:1], [row_b], sampling)
+    assert set(engine._row_weights) == {row_b.key}
+    engine.set_expert(a.z)
+    with pytest.raises(EngineError, match="base weights"):
+        engine.generate_rows(PROMPTS[:1], [row_b], sampling)
+    with pytest.raises(BadInputError, match="one per prompt"):
+        HFEngine(loaded).generate_rows(PROMPTS, [row_b], sampling)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig
 
 from t2cli.engines import check_engine, make_engine, resolve_engine
-from t2cli.engines.base import Sampling, question_text
+from t2cli.engines.base import RowExpert, Sampling, question_text
 from t2cli.engines.hf import HFEngine
 from t2cli.engines.vllm import architecture_overrides, config_context_length, vllm_distribution
 from t2cli.engines.vllm_worker import fused_siblings
@@ -125,6 +125,37 @@ def test_vllm_greedy_output_equals_hf_on_the_base_and_after_swaps(vllm_engine, h
 
 @pytest.mark.real_model
 @needs_vllm
+def test_vllm_rows_answer_each_prompt_with_its_own_expert_in_one_batch(vllm_engine, hf_engine, expert_z) -> None:
+    other = {name: 2 - vector for name, vector in expert_z.items()}
+    experts = [RowExpert.of(expert_z, "none"), RowExpert.of(other, "none"), None]
+    # The same prompts under each expert in turn: the prefix cache must not hand one expert's KV to another.
+    prompts = [*PROMPTS, *PROMPTS, *PROMPTS]
+    rows = [experts[0]] * 3 + [experts[1]] * 3 + [None] * 3
+    mixed = vllm_engine.generate_rows(prompts, rows, GREEDY)
+    streamed: dict[int, list[str]] = {row: [] for row in range(len(prompts))}
+    again = vllm_engine.generate_rows(prompts, rows, GREEDY, on_text=lambda row, piece: streamed[row].append(piece))
+    assert [g.token_ids for g in again] == [g.token_ids for g in mixed]
+    assert ["".join(streamed[row]) for row in range(len(prompts))] == [g.text for g in mixed]
+    expected = []
+    for z in (expert_z, other, None):
+        hf_engine.set_expert(z)
+        expected += [g.token_ids for g in hf_engine.generate(PROMPTS, GREEDY)]
+    hf_engine.set_expert(None)
+    assert [g.token_ids for g in mixed] == expected
+    assert len({g.token_ids for g in mixed[::3]}) == 3  # the three weights answer the first prompt differently
+    # Swaps still work after per-row batches, and the base is intact.
+    vllm_engine.set_expert(expert_z)
+    try:
+        assert [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)] == expected[:3]
+        with pytest.raises(EngineError, match="base weights"):
+            vllm_engine.generate_rows(PROMPTS, [None] * 3, GREEDY)
+    finally:
+        vllm_engine.set_expert(None)
+    assert [g.token_ids for g in vllm_engine.generate(PROMPTS, GREEDY)] == expected[6:]
+
+
+@pytest.mark.real_model
+@needs_vllm
 def test_vllm_streams_pieces_that_add_up_to_its_answer(vllm_engine) -> None:
     pieces: dict[int, list[str]] = {row: [] for row in range(len(PROMPTS))}
     streamed = vllm_engine.generate(PROMPTS, GREEDY, on_text=lambda row, piece: pieces[row].append(piece))
@@ -211,10 +242,15 @@ def test_a_two_group_run_swaps_twice_on_vllm(vllm_engine, smollm2, tmp_path: Pat
     slot = ExpertSlot(vllm_engine, registry, smollm2)
     before = vllm_engine.swaps
     try:
-        rows, summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8))
+        rows, summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8), batching="groups")
+        mixed, mixed_summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8))
     finally:
         slot.hold(None)
-    assert (summary.groups, summary.swaps) == (2, 2)
+    # By default both experts answer in one batch, row by row, with the same (exact) answers; the only swap
+    # puts the base back in (the grouped run left `right@1` held).
+    assert (mixed_summary.batching, mixed_summary.swaps) == ("rows", 1)
+    assert [row["completion"] for row in mixed] == [row["completion"] for row in rows]
+    assert (summary.groups, summary.swaps, summary.batching) == (2, 2, "groups")
     assert vllm_engine.swaps - before == 3  # two groups, then back to the base
     assert [row["expert"] for row in rows] == ["left@1", "right@1", "left@1", "right@1"]
     assert rows[0]["completion"] != rows[1]["completion"]
