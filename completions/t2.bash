@@ -31,8 +31,8 @@ _t2_command() {  # sets commands and options of command path $1
         "t2 eval") commands="" options="--task -t --data --split --expert -e --base --limit -n --mode --max-new-tokens --output -o --json --plot --model -m --registry --engine --tp --batch-size --help" ;;
         "t2 export") commands="" options="--output -o --format -f --rank --energy --eval --data --split --limit -n --mode --plot --model -m --registry --json --help" ;;
         "t2 dispatch") commands="" options="--output -o --json --plot --adapt -a --config --model -m --registry --engine --tp --batch-size --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --help" ;;
-        "t2 run") commands="" options="--output -o --max-new-tokens --strict --resume --no-resume --lora-rank --compare --json --adapt -a --config --model -m --registry --engine --tp --batch-size --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --help" ;;
-        "t2 serve") commands="" options="--host --port --api-key --max-tokens --max-request-bytes --max-queue --max-batch --batch-window --lora-rank --adapt -a --config --model -m --registry --engine --tp --batch-size --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --help" ;;
+        "t2 run") commands="" options="--output -o --max-new-tokens --strict --resume --no-resume --lora-rank --pass2 --compare --json --adapt -a --config --model -m --registry --engine --tp --batch-size --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --help" ;;
+        "t2 serve") commands="" options="--host --port --api-key --max-tokens --max-request-bytes --max-queue --max-batch --batch-window --lora-rank --pass2 --adapt -a --config --model -m --registry --engine --tp --batch-size --experts --classifier --calibrate --no-calibrate --route-tokens --task --shots --cem-granularity --cem-score --cem-population --cem-elites --cem-iterations --cem-seed --cem-max-new-tokens --save-as --force --help" ;;
         "t2 doctor") commands="" options="--json --help" ;;
         "t2 registry") commands="list show verify rm push pull gc" options="--help" ;;
         "t2 registry list") commands="" options="--model -m --registry --json --help" ;;
@@ -148,6 +148,7 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 run --output" | "t2 run -o") nargs=1 ;;
         "t2 run --max-new-tokens") nargs=1 ;;
         "t2 run --lora-rank") nargs=1 ;;
+        "t2 run --pass2") nargs=1 ;;
         "t2 run --compare") nargs=1 ;;
         "t2 run --adapt" | "t2 run -a") nargs=1 ;;
         "t2 run --config") nargs=1 ;;
@@ -178,6 +179,7 @@ _t2_option_nargs() {  # sets nargs: values option $2 of command $1 takes
         "t2 serve --max-batch") nargs=1 ;;
         "t2 serve --batch-window") nargs=1 ;;
         "t2 serve --lora-rank") nargs=1 ;;
+        "t2 serve --pass2") nargs=1 ;;
         "t2 serve --adapt" | "t2 serve -a") nargs=1 ;;
         "t2 serve --config") nargs=1 ;;
         "t2 serve --model" | "t2 serve -m") nargs=1 ;;

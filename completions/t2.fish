@@ -221,6 +221,8 @@ function __t2_state
                 set pending 1
             case 't2 run --lora-rank'
                 set pending 1
+            case 't2 run --pass2'
+                set pending 1
             case 't2 run --compare'
                 set pending 1
             case 't2 run --adapt' 't2 run -a'
@@ -280,6 +282,8 @@ function __t2_state
             case 't2 serve --batch-window'
                 set pending 1
             case 't2 serve --lora-rank'
+                set pending 1
+            case 't2 serve --pass2'
                 set pending 1
             case 't2 serve --adapt' 't2 serve -a'
                 set pending 1
@@ -544,6 +548,7 @@ complete -c t2 -n '__t2_in \'t2 run\'' -l max-new-tokens -x -d 'Tokens to genera
 complete -c t2 -n '__t2_in \'t2 run\'' -l strict -d 'Stop (exit 2) on malformed input lines instead of skipping them.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l resume -l no-resume -d 'Reuse finished lines of -o and its .partial journal (same input).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): all experts in mixed batches, each SVF expert as its rank-R LoRA export (cached in $T2_HOME/lora). Default: exact weight swaps, one per expert group.'
+complete -c t2 -n '__t2_in \'t2 run\'' -l pass2 -x -d 'How pass 2 batches the experts: auto (one batch, each row with its expert\'s exact weights, where the engine can and the weight copies fit in 4 GiB; else groups), rows, or groups (one swap per expert group: the least memory).'
 complete -c t2 -n '__t2_in \'t2 run\'' -l compare -x -d 'Also answer every labelled line with `none` (the base weights): rows gain base_completion and base_score, and the summary pairs both mean scores with their difference.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l json -d 'Print the result as JSON.'
 complete -c t2 -n '__t2_in \'t2 run\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, probe, or an expert name[@version].'
@@ -581,6 +586,7 @@ complete -c t2 -n '__t2_in \'t2 serve\'' -l max-queue -x -d 'Requests that may w
 complete -c t2 -n '__t2_in \'t2 serve\'' -l max-batch -x -d 'Requests routed and answered together.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l batch-window -x -d 'Seconds a batch waits for more requests after its first.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l lora-rank -x -d 'Pass 2 without swaps (hf engine): every expert\'s requests in mixed batches, as in t2 run.'
+complete -c t2 -n '__t2_in \'t2 serve\'' -l pass2 -x -d 'How pass 2 batches the experts: auto, rows or groups, as in t2 run.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l adapt -s a -x -d 'none, prompt, classifier, few-shot, probe, or an expert name[@version].'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l config -r -F -d 'YAML of strategy settings: the options under Strategy settings, by field name (`route_tokens: 32`, `experts: arc,gsm8k`, `cem_seed: 1`). Options given on the command line win.'
 complete -c t2 -n '__t2_in \'t2 serve\'' -l model -s m -x -d 'Model: smollm2-135m (default), gemma3-270m, a local folder or an HF id.'

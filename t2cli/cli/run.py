@@ -160,7 +160,8 @@ def run_command(
         table.add_row(escape(expert), str(count))
     console.print(table)
     console.print(
-        f"{summary.generated} generated, {summary.reused} reused; {summary.groups} groups, {summary.swaps} swaps; "
+        f"{summary.generated} generated, {summary.reused} reused; {summary.groups} groups "
+        f"({summary.batching}), {summary.swaps} swaps; "
         f"pass 1 {summary.pass1_seconds:.2f} s, pass 2 {summary.pass2_seconds:.2f} s, total {summary.seconds:.2f} s",
         markup=False,
     )
