@@ -57,7 +57,8 @@ class _StopOnText:
 class _RowDispatch:
     """Per-row experts on a transformers model: while installed, each adapted linear layer multiplies every
     row of the batch by its own expert's W'(z) (the base weight for the others), so a batch mixes experts
-    at one model's matmuls. `rows` is the current batch's expert key per row (None: the base)."""
+    at one model's matmuls. `groups` holds the current batch's row indices per expert key (None: the base),
+    from `set_rows`."""
 
     def __init__(self, model: torch.nn.Module, weights: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
         self.weights = weights  # expert key → parameter name → W'(z)

@@ -2,7 +2,7 @@
 
     python tests/bench/bench_two_pass.py [--model smollm2-135m] [--registry PATH] [--n 64] [--prompts FILE]
                                          [--max-new-tokens 64] [--threads 2] [--repeats 1] [--engine hf]
-                                         [--vllm-block-size N]
+                                         [--vllm-block-size N] [--batch-size 16] [--groups] [--strategies S,...]
 
 Both runs answer the same N prompts (the first N lines of --prompts, by default examples/prompts.jsonl
 repeated) through the `t2 run` command line, alternating, --repeats times each. Without --registry a
@@ -97,7 +97,7 @@ def run_once(
         sys.executable, "-c", cli_code(args.vllm_block_size),
         "--threads", str(args.threads), "--quiet", "run", str(prompts), "--adapt", adapt, "--model", args.model,
         "--registry", registry, "--max-new-tokens", str(args.max_new_tokens), "-o", str(out), "--no-resume", "--json",
-        "--engine", engine, *extra,
+        "--engine", engine, "--batch-size", str(args.batch_size), *extra,
     ]  # fmt: skip
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("T2_THREADS", "2")))
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=16, help="t2 run's --batch-size (its default: 16)")
     parser.add_argument("--engine", default="hf", help="hf, vllm or auto (both runs use it)")
     parser.add_argument("--lora-ranks", default="", help="comma list: also run pass 2 mixed at these LoRA ranks")
     parser.add_argument("--pass1-prefix", action="store_true", help="only time pass 1 with and without shared head")
