@@ -191,7 +191,12 @@ def generate_chunks(
     if mode == "rows":
         slot.hold(None)  # rows without an expert take the live weights
         experts = {spec: slot.row_expert(spec) for spec in groups}
-        for chunk in _chunks(by_length(list(decisions)), chunk_size):
+        # Each expert's rows side by side (by length within): an engine that batches in order (vLLM keeps
+        # its running rows topped up first come, first served) then mixes experts only where one gives
+        # way to the next, so a step reads few experts' weights, and no group waits for its own tail.
+        rank = {spec: position for position, spec in enumerate(groups)}
+        by_expert = sorted(by_length(list(decisions)), key=lambda i: rank[decisions[i].expert])
+        for chunk in _chunks(by_expert, chunk_size):
             rows = [experts[decisions[i].expert] for i in chunk]
             generated = slot.engine.generate_rows([prompts[i] for i in chunk], rows, sampling, **streaming(chunk))
             yield chunk, generated, ["exact"] * len(chunk)

@@ -28,9 +28,13 @@ from t2cli.svd import decompose
 from t2cli.svf import Factors, LiveAdapter, adapted_weight, check_rule, check_vectors
 
 
-def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length, so left padding wastes little compute."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+def _length_batches(
+    lengths: Sequence[int], batch_size: int, groups: Sequence[str | None] | None = None
+) -> list[list[int]]:
+    """Indices grouped into batches of similar length, so left padding wastes little compute; with `groups`
+    (a row expert per index), each group's indices first, so a batch holds as few experts as it can."""
+    rank = {key: position for position, key in enumerate(dict.fromkeys(groups or []))}
+    order = sorted(range(len(lengths)), key=lambda i: (rank[groups[i]] if groups else 0, lengths[i]))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
@@ -251,7 +255,7 @@ class HFEngine:
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         results: list[Generation | None] = [None] * len(prompts)
-        for batch in _length_batches([len(e) for e in encoded], self.batch_size):
+        for batch in _length_batches([len(e) for e in encoded], self.batch_size, rows[1] if rows else None):
             ids, mask, _ = left_pad([encoded[i] for i in batch], self.pad_id)
             extra: dict[str, Any] = (
                 {} if adapter_names is None else {"adapter_names": [adapter_names[i] for i in batch]}
