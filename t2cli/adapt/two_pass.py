@@ -1,13 +1,13 @@
 """The two-pass batch run: dispatch every prompt (pass 1), then generate (pass 2).
 
-    lines ──pass 1──▶ decisions ──rows──▶ every expert in one batch, each row its expert's exact W'(z) ──▶ generate
-                              ├─groups─▶ hold expert (one swap per group) ──▶ generate, group by group
+    lines ──pass 1──▶ decisions ──groups─▶ hold expert (one swap per group) ──▶ generate, group by group
+                              ├─rows───▶ every expert in one batch, each row its expert's exact W'(z) ──▶ generate
                               └─lora───▶ every expert in one batch, a LoRA per row ──▶ generate
 
-Pass 2 is exact unless LoRA rows are asked for. `rows` (engines with `row_experts`, the default when
-the experts' weight copies fit in ROWS_MEMORY_BYTES) decodes the whole batch at once, so a bank costs
-one pass's decode steps instead of one per group. `groups` holds the group the engine already holds
-first (no swap for it), then the others in order of first appearance: the least memory. Mixed LoRA
+Pass 2 is exact unless LoRA rows are asked for. `groups` (the default) holds the group the engine
+already holds first (no swap for it), then the others in order of first appearance. `rows` (engines
+with `row_experts`) decodes the whole batch at once with one copy of the adapted weights per expert;
+on 2 CPU cores it measured slower than groups on both engines (docs/benchmarks.md), so it is opt-in. Mixed LoRA
 pass 2 (`lora_rank`, engines with `mixed_batches`) answers with each SVF expert's rank-R LoRA export
 (see `t2cli.experts.export`), and each row records its `path` (`exact` or `lora:R`). Lines are generated in chunks
 whose finished lines go to the journal at once, so an interrupted run loses at most the chunk in flight
@@ -21,8 +21,6 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from t2cli.adapt.routers import Decision, Router
 from t2cli.adapt.runio import InputLine, Journal, example_for, line_key
 from t2cli.engines.base import Generation, OnText, Prompt, Sampling
@@ -32,7 +30,6 @@ from t2cli.fsutil import canonical_json
 
 if TYPE_CHECKING:
     from t2cli.engines.slot import ExpertSlot
-    from t2cli.models.loading import LoadedModel
     from t2cli.tasks.base import Example, Task
 
 
@@ -69,12 +66,8 @@ def pass2_path(slot: ExpertSlot, lora_rank: int | None) -> str:
     return f"lora:{lora_rank}"
 
 
-# How pass 2 may batch (`--pass2`): `auto` mixes experts per row where the engine can and their weight copies
-# fit in ROWS_MEMORY_BYTES, else swaps group by group.
-BATCHINGS = ("auto", "rows", "groups")
-# The most memory per-row batches may hold in adapted weight copies (one per expert in a chunk): a 135M bank
-# of three experts needs 1.3 GB in fp32; an 8B model's single expert would need 14 GB in bf16, so it swaps.
-ROWS_MEMORY_BYTES = 4 << 30
+# How pass 2 may batch experts (`--pass2`); the first is the default.
+BATCHINGS = ("groups", "rows")
 
 
 def check_batching_name(batching: str) -> str:
@@ -99,20 +92,11 @@ def pass2_batching(slot: ExpertSlot, experts: Collection[str | None], batching: 
     if pass2_path(slot, lora_rank) != "exact":
         return "lora"
     named = [spec for spec in experts if spec is not None]
-    if batching == "groups" or not named or not getattr(slot.engine, "row_experts", False):
+    if batching == "groups" or not named:
         return "groups"
     if any(slot.is_lora(spec) for spec in named):
-        if batching == "rows":
-            raise BadInputError("--pass2 rows: LoRA experts answer on an engine of their own; pass --pass2 groups")
-        return "groups"
-    fits = len(named) * adapted_bytes(slot.loaded) <= ROWS_MEMORY_BYTES
-    return "rows" if fits or batching == "rows" else "groups"
-
-
-def adapted_bytes(loaded: LoadedModel) -> int:
-    """What one expert's adapted weight copies take: every target matrix in the model's dtype."""
-    size = torch.empty((), dtype=loaded.dtype).element_size()
-    return sum(target.shape[0] * target.shape[1] for target in loaded.targets) * size
+        raise BadInputError("--pass2 rows: LoRA experts answer on an engine of their own; pass --pass2 groups")
+    return "rows"
 
 
 def run_identity(router: Router, slot: ExpertSlot, sampling: Sampling, path: str = "exact") -> dict[str, Any]:
@@ -165,7 +149,7 @@ def generate_chunks(
     *,
     chunk_size: int = 64,
     lora_rank: int | None = None,
-    batching: str = "auto",
+    batching: str = BATCHINGS[0],
     on_text: OnText | None = None,
 ) -> Iterator[tuple[list[int], list[Generation], list[str]]]:
     """Pass 2 for the prompts in `decisions` (by index), batched as `pass2_batching` says: every expert
@@ -229,7 +213,7 @@ def generate_groups(
     chunk_size: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
     lora_rank: int | None = None,
-    batching: str = "auto",
+    batching: str = BATCHINGS[0],
 ) -> tuple[dict[int, dict[str, Any]], int]:
     """Pass 2 for the lines in `decisions` (by index), through `generate_chunks`, each chunk journaled as it
     finishes. Returns the rows by index and the number of groups."""
@@ -270,7 +254,7 @@ def run_batch(
     chunk_size: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
     lora_rank: int | None = None,
-    batching: str = "auto",
+    batching: str = BATCHINGS[0],
 ) -> tuple[list[dict[str, Any]], RunSummary]:
     """Both passes for the lines not already finished; returns every output row in input order.
 

@@ -56,11 +56,10 @@ def run_command(
         str,
         typer.Option(
             "--pass2",
-            help="How pass 2 batches the experts: auto (one batch, each row with its expert's exact weights, where the "
-            "engine can and the weight copies fit in 4 GiB; else groups), rows, or groups (one swap per expert "
-            "group: the least memory).",
+            help="How pass 2 batches the experts: groups (one swap per expert group) or rows (one batch, each "
+            "row with its expert's exact weights: no swaps, one weight copy per expert; hf, and vLLM on CPU).",
         ),
-    ] = "auto",
+    ] = "groups",
     compare: Annotated[
         str | None,
         typer.Option(
@@ -160,8 +159,8 @@ def run_command(
         table.add_row(escape(expert), str(count))
     console.print(table)
     console.print(
-        f"{summary.generated} generated, {summary.reused} reused; {summary.groups} groups "
-        f"({summary.batching}), {summary.swaps} swaps; "
+        f"{summary.generated} generated, {summary.reused} reused; {summary.groups} groups"
+        f"{' in one batch' if summary.batching == 'rows' else ''}, {summary.swaps} swaps; "
         f"pass 1 {summary.pass1_seconds:.2f} s, pass 2 {summary.pass2_seconds:.2f} s, total {summary.seconds:.2f} s",
         markup=False,
     )

@@ -50,8 +50,8 @@ def serve_command(
     ] = None,
     pass2: Annotated[
         str,
-        typer.Option("--pass2", help="How pass 2 batches the experts: auto, rows or groups, as in t2 run."),
-    ] = "auto",
+        typer.Option("--pass2", help="How pass 2 batches the experts: groups or rows, as in t2 run."),
+    ] = "groups",
     **given: Any,  # Routing, EngineSettings and StrategyOptions (with_pass_options)
 ) -> None:
     """Serve the bank over an OpenAI-compatible API: each request is answered by the expert pass 1 picks.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from t2cli.adapt.prepare import make_router, searched_decision
-from t2cli.adapt.two_pass import check_batching, generate_chunks
+from t2cli.adapt.two_pass import BATCHINGS, check_batching, generate_chunks
 from t2cli.engines.context import check_prompt_tokens
 from t2cli.errors import NotFoundError
 from t2cli.serve.schema import MODEL_AUTO, MODEL_BASE, Ask
@@ -50,7 +50,7 @@ class Service:
         *,
         chunk_size: int = 64,
         lora_rank: int | None = None,
-        batching: str = "auto",
+        batching: str = BATCHINGS[0],
     ):
         self.slot, self.router, self.chunk_size, self.lora_rank = slot, router, chunk_size, lora_rank
         self.batching = check_batching(batching, slot)

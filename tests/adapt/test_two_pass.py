@@ -223,32 +223,24 @@ def test_mixed_lora_pass_matches_the_exact_groups_without_swaps(registry, t2_hom
     assert rows[0]["key"] != exact_rows[0]["key"]  # another path, another output: resume never mixes them
 
 
-def test_rows_answer_every_group_in_one_batch_as_the_swaps_do(registry, monkeypatch) -> None:
-    from t2cli.adapt import two_pass
+def test_rows_answer_every_group_in_one_batch_as_the_swaps_do(registry) -> None:
     from t2cli.engines.hf import HFEngine
 
-    grouped_rows, grouped, _ = run(registry, HFEngine(tiny_model(), batch_size=8), batching="groups")
-    engine = HFEngine(tiny_model(), batch_size=8)
-    rows, summary, _ = run(registry, engine)  # auto: the hf engine mixes experts per row
+    grouped_rows, grouped, _ = run(registry, HFEngine(tiny_model(), batch_size=8))  # the default: groups
+    rows, summary, _ = run(registry, HFEngine(tiny_model(), batch_size=8), batching="rows")
     assert [row["completion"] for row in rows] == [row["completion"] for row in grouped_rows]
     assert [row["key"] for row in rows] == [row["key"] for row in grouped_rows]  # both exact: resume shares them
     assert (summary.batching, summary.swaps, summary.groups) == ("rows", 0, 3)
     assert (grouped.batching, grouped.swaps, grouped.groups) == ("groups", 2, 3)
-    # Copies of the experts' weights beyond the limit: auto swaps group by group, `rows` still mixes.
-    monkeypatch.setattr(two_pass, "ROWS_MEMORY_BYTES", 0)
-    assert run(registry, HFEngine(tiny_model(), batch_size=8))[1].batching == "groups"
-    assert run(registry, HFEngine(tiny_model(), batch_size=8), batching="rows")[1].batching == "rows"
 
 
 def test_rows_are_refused_before_pass_1_where_the_engine_cannot_mix(registry) -> None:
     engine = FakeEngine()
     with pytest.raises(BadInputError, match="--pass2 groups"):
         run(registry, engine, batching="rows")
-    with pytest.raises(BadInputError, match="auto, rows, groups"):
+    with pytest.raises(BadInputError, match="groups, rows"):
         run(registry, engine, batching="rowz")
     assert engine.label_calls == [] and engine.generate_calls == 0
-    _, summary, _ = run(registry, engine)  # auto falls back to swaps
-    assert (summary.batching, summary.swaps) == ("groups", 2)
 
 
 def test_engines_without_mixed_batches_keep_exact_swaps(registry) -> None:

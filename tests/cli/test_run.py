@@ -124,7 +124,7 @@ def test_clear_errors_for_missing_pieces(world) -> None:
     engine = invoke(world, "run", str(world["prompts"]), "--engine", "vllm-next", "-o", "x.jsonl")
     assert engine.exit_code == 2 and "unknown engine 'vllm-next'; use one of: auto, hf, vllm" in engine.stderr
     batching = CliRunner().invoke(app, ["run", str(world["prompts"]), "--pass2", "rowz", "--model", "/nowhere"])
-    assert batching.exit_code == 2 and "--pass2 'rowz': pass one of auto, rows, groups" in batching.stderr
+    assert batching.exit_code == 2 and "--pass2 'rowz': pass one of groups, rows" in batching.stderr
     few_shot = CliRunner().invoke(
         app, ["run", str(world["prompts"]), "--adapt", "few-shot", "--task", "gsm8k", "--model", "/nowhere"]
     )
@@ -142,14 +142,14 @@ def test_classifier_run_applies_the_classifier_once_for_pass_1(world) -> None:
                     "--max-new-tokens", "2", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    # The engine holds the classifier after pass 1: one swap back to the base, then one batch of rows.
-    assert summary["pass1_swaps"] == 1 and (summary["batching"], summary["swaps"]) == ("rows", 1)
-    grouped = invoke(world, "run", str(world["prompts"]), "--adapt", "classifier", "-o", str(output),
-                     "--max-new-tokens", "2", "--json", "--pass2", "groups", "--no-resume")  # fmt: skip
-    assert grouped.exit_code == 0, grouped.output
-    summary = json.loads(grouped.stdout)
-    # Swapping group by group, every group of pass 2 is a swap.
-    assert summary["batching"] == "groups" and summary["swaps"] == summary["groups"]
+    # The engine holds the classifier after pass 1, so every group of pass 2 is a swap.
+    assert summary["pass1_swaps"] == 1 and summary["swaps"] == summary["groups"] and summary["batching"] == "groups"
+    rows = invoke(world, "run", str(world["prompts"]), "--adapt", "classifier", "-o", str(output),
+                  "--max-new-tokens", "2", "--json", "--pass2", "rows", "--no-resume")  # fmt: skip
+    assert rows.exit_code == 0, rows.output
+    summary = json.loads(rows.stdout)
+    # Every expert in one batch: the only swap puts the base back in after the classifier.
+    assert (summary["batching"], summary["swaps"]) == ("rows", 1)
 
 
 def test_run_reports_labelled_scores_and_compares_with_the_base(world) -> None:

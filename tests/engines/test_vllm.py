@@ -242,11 +242,11 @@ def test_a_two_group_run_swaps_twice_on_vllm(vllm_engine, smollm2, tmp_path: Pat
     slot = ExpertSlot(vllm_engine, registry, smollm2)
     before = vllm_engine.swaps
     try:
-        rows, summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8), batching="groups")
-        mixed, mixed_summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8))
+        rows, summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8))
+        mixed, mixed_summary = run_batch(lines, SideRouter, slot, Sampling(max_new_tokens=8), batching="rows")
     finally:
         slot.hold(None)
-    # By default both experts answer in one batch, row by row, with the same (exact) answers; the only swap
+    # With --pass2 rows both experts answer in one batch, row by row, with the same (exact) answers; the only swap
     # puts the base back in (the grouped run left `right@1` held).
     assert (mixed_summary.batching, mixed_summary.swaps) == ("rows", 1)
     assert [row["completion"] for row in mixed] == [row["completion"] for row in rows]
