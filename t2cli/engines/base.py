@@ -76,6 +76,13 @@ class RowExpert:
         return cls(z=z, rule=rule, key=digest.hexdigest()[:24])
 
 
+def distinct_row_experts(prompts: Sequence[Prompt], experts: Sequence[RowExpert | None]) -> dict[str, RowExpert]:
+    """The experts a `generate_rows` batch names, each once by key, after checking there is one per prompt."""
+    if len(experts) != len(prompts):
+        raise BadInputError(f"{len(prompts)} prompts but {len(experts)} row experts; pass one per prompt")
+    return {expert.key: expert for expert in experts if expert is not None}
+
+
 class Engine(Protocol):
     """What every inference backend does. Both passes and evaluation use only these methods."""
 

@@ -16,6 +16,7 @@ from t2cli.engines.base import (
     RowExpert,
     Sampling,
     cut_at_stop,
+    distinct_row_experts,
     encode_prompt,
     label_token_ids,
     left_pad,
@@ -23,7 +24,7 @@ from t2cli.engines.base import (
 )
 from t2cli.engines.row_dispatch import RowDispatch
 from t2cli.engines.stream import TokenStream
-from t2cli.errors import BadInputError, EngineError
+from t2cli.errors import EngineError
 from t2cli.models.loading import LoadedModel
 from t2cli.svd import decompose
 from t2cli.svf import Factors, LiveAdapter, adapted_weight, check_rule, check_vectors
@@ -148,9 +149,7 @@ class HFEngine:
         copy of the adapted matrices per expert, the memory a mixed pass 2 pays for not swapping."""
         if self._adapter is not None and self._adapter.active:
             raise EngineError("per-row batches need the base weights held; call set_expert(None) first")
-        if len(experts) != len(prompts):
-            raise BadInputError(f"{len(prompts)} prompts but {len(experts)} row experts; pass one per prompt")
-        distinct = {expert.key: expert for expert in experts if expert is not None}
+        distinct = distinct_row_experts(prompts, experts)
         self._row_weights = {
             key: self._row_weights.get(key) or self._adapted(expert) for key, expert in distinct.items()
         }

@@ -23,7 +23,16 @@ from typing import Any
 import torch
 
 from t2cli.device import dtype_name
-from t2cli.engines.base import Generation, OnText, Prompt, RowExpert, Sampling, encode_prompt, label_token_ids
+from t2cli.engines.base import (
+    Generation,
+    OnText,
+    Prompt,
+    RowExpert,
+    Sampling,
+    distinct_row_experts,
+    encode_prompt,
+    label_token_ids,
+)
 from t2cli.engines.stream import RowText
 from t2cli.engines.vllm_setup import (
     architecture_overrides,
@@ -170,9 +179,7 @@ class VLLMEngine:
             raise EngineError("per-row experts run on vLLM's CPU kernels only; pass 2 swaps experts here")
         if self._live_expert:
             raise EngineError("per-row batches need the base weights held; call set_expert(None) first")
-        if len(experts) != len(prompts):
-            raise BadInputError(f"{len(prompts)} prompts but {len(experts)} row experts; pass one per prompt")
-        distinct = {expert.key: expert for expert in experts if expert is not None}
+        distinct = distinct_row_experts(prompts, experts)
         entries = []
         for key, expert in distinct.items():
             check_rule(expert.rule)
