@@ -160,11 +160,9 @@ class HFEngine:
     def _adapted(self, expert: RowExpert) -> dict[str, torch.Tensor]:
         factors = self._factors_for(sorted(expert.z))
         check_vectors(expert.z, factors)
+        rule = check_rule(expert.rule)
         params = dict(self.model.named_parameters())
-        return {
-            name: adapted_weight(params[name].data, factors[name], vector, check_rule(expert.rule))
-            for name, vector in expert.z.items()
-        }
+        return {name: adapted_weight(params[name].data, factors[name], z, rule) for name, z in expert.z.items()}
 
     def _load_adapter(self, folder: Path) -> str:
         """The PEFT adapter name of an exported folder, loading it on first use."""

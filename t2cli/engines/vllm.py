@@ -142,7 +142,7 @@ class VLLMEngine:
         check_rule(rule)
         vectors = dict(z or {})
         self._prepare(vectors)
-        payload = {name: vector.detach().float().cpu().tolist() for name, vector in vectors.items()}
+        payload = _as_lists(vectors)
         self.llm.collective_rpc("t2_swap", args=(payload or None, rule))
         self.llm.reset_prefix_cache()
         self._live_expert = bool(payload)
@@ -186,10 +186,10 @@ class VLLMEngine:
             payload = None
             if key not in self._row_keys:
                 self._prepare(expert.z)
-                payload = {name: vector.detach().float().cpu().tolist() for name, vector in expert.z.items()}
+                payload = _as_lists(expert.z)
             entries.append((key, payload, expert.rule))
         if entries:
-            held = self.llm.collective_rpc("t2_rows", args=(entries, len(entries)))
+            held = self.llm.collective_rpc("t2_rows", args=(entries,))
             self._row_keys = set(held[0])
         return self._generate(prompts, sampling, on_text, [None if e is None else e.key for e in experts])
 
@@ -312,8 +312,10 @@ def _tokens_prompt(ids: Sequence[int], row_key: str | None = None) -> Any:
     """vLLM's token-id prompt; a row expert's carries its key as cache salt (its KV differs from the base's)."""
     from vllm.inputs import TokensPrompt
 
-    return (
-        TokensPrompt(prompt_token_ids=list(ids))
-        if row_key is None
-        else TokensPrompt(prompt_token_ids=list(ids), cache_salt=row_key)
-    )
+    salt = {} if row_key is None else {"cache_salt": row_key}
+    return TokensPrompt(prompt_token_ids=list(ids), **salt)
+
+
+def _as_lists(z: Mapping[str, torch.Tensor]) -> dict[str, list[float]]:
+    """z as `collective_rpc` carries it (msgpack: lists of floats, never tensors)."""
+    return {name: vector.detach().float().cpu().tolist() for name, vector in z.items()}

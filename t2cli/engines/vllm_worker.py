@@ -16,12 +16,12 @@ kernel (`cpu_linear`, which holds its own packed copy of W'(z)) is kept, then th
 Each adapted layer's `cpu_linear` becomes a dispatcher that multiplies each token by its request's
 kernel: the request names its expert in `SamplingParams.extra_args`, and the model runner's
 `_prepare_inputs` (wrapped once) lays the step's requests out token by token, as vLLM's own LoRA
-mapping does. A token costs the matmuls of one model, so one batch mixes experts at one pass's price.
+mapping does. A token costs one model's multiply-adds, but a step reads the weights of every expert it
+mixes: on 2 CPU cores that made rows slower than swapping per group (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +55,7 @@ Kernel = tuple[Callable[..., torch.Tensor], torch.Tensor]
 class RowState:
     """Per-row experts on one worker: every held expert's kernels, and the current step's token layout."""
 
-    experts: OrderedDict[str, dict[str, Kernel]] = field(default_factory=OrderedDict)  # least recent first
+    experts: dict[str, dict[str, Kernel]] = field(default_factory=dict)  # the last batch's experts
     base: dict[str, Kernel] = field(default_factory=dict)  # module name → the base weights' kernel
     token_experts: list[str | None] = field(default_factory=list)  # the step's expert key per token
     _groups: dict[int, list[tuple[str | None, torch.Tensor]] | None] = field(default_factory=dict)
@@ -248,10 +248,9 @@ class SVFWorkerExtension:
             self._t2_row_state = state
         return state
 
-    def t2_rows(self, experts: list[tuple[str, dict[str, list[float]] | None, str]], capacity: int) -> list[str]:
-        """Hold these experts for per-row batches: (key, z, rule), z only for keys not held yet. Experts beyond
-        `capacity`, least recently used first and never one of these, are let go. The base weights must be
-        live. Returns the keys held, most recent last."""
+    def t2_rows(self, experts: list[tuple[str, dict[str, list[float]] | None, str]]) -> list[str]:
+        """Hold these experts, and only these, for a per-row batch: (key, z, rule), z only for keys not held
+        yet. The base weights must be live. Returns the keys held."""
         swap, rows = self._t2_state(), self._t2_rows()
         if swap.adapted:
             raise EngineError("per-row experts need the base weights live; swap the base in first")
@@ -259,7 +258,6 @@ class SVFWorkerExtension:
         packed = self._t2_packed_modules()
         for key, z, rule in experts:
             if key in rows.experts:
-                rows.experts.move_to_end(key)
                 continue
             if z is None:
                 raise EngineError(f"row expert {key} is not held by the worker; send its z")
@@ -270,8 +268,7 @@ class SVFWorkerExtension:
             finally:
                 self.t2_swap(None, rule)
         wanted = {key for key, _, _ in experts}
-        for key in [key for key in rows.experts if key not in wanted][: max(len(rows.experts) - capacity, 0)]:
-            del rows.experts[key]
+        rows.experts = {key: kernels for key, kernels in rows.experts.items() if key in wanted}
         # Reloads replaced some layers' kernels (the dispatcher with them): take the new base kernels.
         for name in {name for kernels in rows.experts.values() for name in kernels}:
             module = _cpu_linear_module(model, name)
