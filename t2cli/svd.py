@@ -143,12 +143,15 @@ def probe_weight(loaded: LoadedModel, name: str) -> torch.Tensor:
     return loaded.stored_weight(name)
 
 
-def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path | None = None) -> dict[str, Factors]:
+def load_cached(
+    loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path | None = None, *, probe: bool = True
+) -> dict[str, Factors]:
     """The cached factors of these targets (those present, memory-mapped on the CPU), verified against the weights.
 
     The file must carry this model's fingerprint, the right shapes, and pass a random probe
     W x ≈ U diag(S) Vh x per matrix, so a cache edited by hand or written for other weights is
-    refused instead of silently adapting the wrong basis.
+    refused instead of silently adapting the wrong basis. `probe=False` leaves the probe to a caller
+    that runs it against the weights it computes with (vLLM's worker), instead of reading them twice.
     """
     path = path or cache_path(loaded.fingerprint)
     if not path.exists():
@@ -170,11 +173,12 @@ def load_cached(loaded: LoadedModel, targets: Iterable[TargetMatrix], path: Path
         r = target.rank
         if tuple(factors.U.shape) != (m, r) or tuple(factors.S.shape) != (r,) or tuple(factors.Vh.shape) != (r, n):
             raise IntegrityError(f"SVD cache {path} has the wrong shapes for {target.name}; run `t2 decompose --force`")
-        weight = probe_weight(loaded, target.name).cpu()
-        if probe_error(weight, factors, generator) > probe_tolerance(factors.U.dtype, weight.dtype):
-            raise IntegrityError(
-                f"SVD cache {path} does not reproduce {target.name} (tampered or stale); run `t2 decompose --force`"
-            )
+        if probe:
+            weight = probe_weight(loaded, target.name).cpu()
+            if probe_error(weight, factors, generator) > probe_tolerance(factors.U.dtype, weight.dtype):
+                raise IntegrityError(
+                    f"SVD cache {path} does not reproduce {target.name} (tampered or stale); run `t2 decompose --force`"
+                )
         found[target.name] = factors
     return found
 
@@ -190,19 +194,20 @@ def decompose(
     device: str | None = None,
     cache_dtype: str = "float32",
     resident: bool = True,
+    probe: bool = True,
 ) -> Decomposition:
     """Factors for the targets (default: all), computing only those the cache lacks.
 
     Each missing matrix is read from the checkpoint as stored, factorised on `device` (default: the
     model's) and written to the cache in `cache_dtype` before the next is read. The factors come
     back on the model's device (`resident`), or memory-mapped on the CPU for callers that only
-    need them in the file.
+    need them in the file. `probe`: as `load_cached`'s.
     """
     targets = loaded.targets if targets is None else targets
     stored = cache_dtype_of(cache_dtype)
     check_driver(driver)
     path = cache_path(loaded.fingerprint, cache_dir)
-    cached = {} if force else load_cached(loaded, loaded.targets, path)
+    cached = {} if force else load_cached(loaded, loaded.targets, path, probe=probe)
     wanted = {t.name for t in targets}
     missing = [t for t in targets if t.name not in cached]
     started = time.perf_counter()
@@ -228,7 +233,7 @@ def decompose(
         plan = [(by_name[name], f.S.dtype) for name, f in cached.items()] + [(t, stored) for t in missing]
         metadata = {"fingerprint": loaded.fingerprint, "model_id": loaded.model_id, "format": str(CACHE_FORMAT)}
         write_cache(path, metadata, plan, factors_of)
-        cached = load_cached(loaded, targets, path)
+        cached = load_cached(loaded, targets, path, probe=probe)
     seconds = time.perf_counter() - started
     factors = {name: f for name, f in cached.items() if name in wanted}
     if resident:

@@ -386,3 +386,15 @@ def two_expert_registry(root: Path) -> Registry:
     publish_expert(store, loaded, "m", "gsm8k", z=1.5)
     publish_expert(store, loaded, "c", "mbpp", z=0.5)
     return store
+
+
+def tamper_cache(path: Path, name: str) -> None:
+    """Flip one value of a stored U tensor of an SVD cache in place, as an edited or bit-rotted file would."""
+    raw = bytearray(path.read_bytes())
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    start, _ = header[f"{name}.U"]["data_offsets"]
+    offset = 8 + size + start
+    value = torch.frombuffer(raw[offset : offset + 4], dtype=torch.float32).item()
+    raw[offset : offset + 4] = torch.tensor([value + 10.0]).numpy().tobytes()
+    path.write_bytes(bytes(raw))

@@ -11,7 +11,7 @@ from t2cli.errors import BadInputError, IntegrityError
 from t2cli.svd import decompose, factorize, load_cached, relative_error, svd_gram
 from t2cli.svd_cache import cache_path
 from t2cli.svf import Factors
-from tests.helpers import tiny_loaded
+from tests.helpers import tamper_cache, tiny_loaded
 
 
 @pytest.mark.parametrize("driver", ["gram", "gesdd"])
@@ -75,25 +75,25 @@ def test_cache_is_memory_mapped_views_of_the_file(t2_home) -> None:
     assert any_factor.U.untyped_storage().nbytes() == cache_path(loaded.fingerprint).stat().st_size
 
 
-def _tamper(path, name: str) -> None:
-    """Flip one value of a stored U tensor in place, as an edited or bit-rotted file would."""
-    raw = bytearray(path.read_bytes())
-    size = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + size])
-    start, _ = header[f"{name}.U"]["data_offsets"]
-    offset = 8 + size + start
-    value = torch.frombuffer(raw[offset : offset + 4], dtype=torch.float32).item()
-    raw[offset : offset + 4] = torch.tensor([value + 10.0]).numpy().tobytes()
-    path.write_bytes(bytes(raw))
-
-
 def test_tampered_cache_is_refused(t2_home) -> None:
     loaded = tiny_loaded()
     path = decompose(loaded).path
-    _tamper(path, loaded.targets[3].name)
+    tamper_cache(path, loaded.targets[3].name)
     with pytest.raises(IntegrityError, match=r"does not reproduce .*k_proj|does not reproduce"):
         decompose(loaded)
     assert len(decompose(loaded, force=True).computed) == len(loaded.targets)
+
+
+def test_a_caller_that_probes_itself_can_skip_the_probe(t2_home) -> None:
+    loaded = tiny_loaded()
+    path = decompose(loaded).path
+    name = loaded.targets[3].name
+    tamper_cache(path, name)
+    # Fingerprint and shapes are still checked; the probe is left to the caller (vLLM's worker).
+    assert name in load_cached(loaded, loaded.targets, probe=False)
+    assert name in decompose(loaded, resident=False, probe=False).factors
+    with pytest.raises(IntegrityError, match="does not reproduce"):
+        load_cached(loaded, loaded.targets)
 
 
 def test_truncated_cache_is_refused(t2_home) -> None:

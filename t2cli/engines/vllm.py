@@ -156,8 +156,10 @@ class VLLMEngine:
             unknown = [name for name in missing if name not in by_name]
             if unknown:
                 raise BadInputError(f"z names {unknown[0]!r}, which is not a target of {self.loaded.model_id}")
-            # The factors stay in the cache file (memory-mapped): the worker reads them, t2 only checks z's shapes.
-            decomposition = decompose(self.loaded, [by_name[name] for name in missing], resident=False)
+            # The factors stay in the cache file (memory-mapped): the worker reads them and probes each against
+            # the weights vLLM loaded (so not here too); t2 only checks z's shapes.
+            targets = [by_name[name] for name in missing]
+            decomposition = decompose(self.loaded, targets, resident=False, probe=False)
             self.llm.collective_rpc("t2_prepare", args=(str(decomposition.path), missing))
             self._factors.update(decomposition.factors)
         # Every vector, not just the new ones: a later expert may cover matrices prepared earlier.

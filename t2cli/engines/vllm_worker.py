@@ -22,7 +22,7 @@ mixes: on 2 CPU cores that made rows slower than swapping per group (docs/benchm
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,17 +216,20 @@ class SVFWorkerExtension:
         touched = {sibling for name in set(vectors) | state.adapted for sibling in fused_siblings(name, packed)}
         if not touched:
             return 0
-        weights: list[tuple[str, torch.Tensor]] = []
-        for name in sorted(touched):
-            base = state.base[name]
-            if name in vectors:
-                vector = vectors[name].to(base.device)
-                weights.append((name, adapted_weight(base, state.factors[name], vector, rule)))
-            else:
-                weights.append((name, base))
-        self.reload_weights(weights_iterator=iter(weights), is_checkpoint_format=True)  # type: ignore[attr-defined]
+
+        def weights() -> Iterator[tuple[str, torch.Tensor]]:
+            # Built as vLLM asks for them, layer by layer: each W'(z) is freed once its layer is repacked,
+            # so a swap reuses a layer's worth of memory instead of touching a whole model's fresh pages
+            # (half the swap's time on 2 CPU cores, docs/benchmarks.md).
+            for name in sorted(touched):
+                weight, vector = state.base[name], vectors.get(name)
+                if vector is not None:
+                    weight = adapted_weight(weight, state.factors[name], vector.to(weight.device), rule)
+                yield name, weight
+
+        self.reload_weights(weights_iterator=weights(), is_checkpoint_format=True)  # type: ignore[attr-defined]
         state.adapted = {name for name, vector in vectors.items() if not bool(torch.all(vector == 1))}
-        return len(weights)
+        return len(touched)
 
     def _t2_rows(self) -> RowState:
         """The worker's row state; the first call wraps the model runner so that every step lays out its
