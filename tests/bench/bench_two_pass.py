@@ -2,7 +2,7 @@
 
     python tests/bench/bench_two_pass.py [--model smollm2-135m] [--registry PATH] [--n 64] [--prompts FILE]
                                          [--max-new-tokens 64] [--threads 2] [--repeats 1] [--engine hf]
-                                         [--vllm-block-size N] [--batch-size 16] [--groups] [--strategies S,...]
+                                         [--vllm-block-size N] [--batch-size 16] [--rows] [--strategies S,...]
 
 Both runs answer the same N prompts (the first N lines of --prompts, by default examples/prompts.jsonl
 repeated) through the `t2 run` command line, alternating, --repeats times each. Without --registry a
@@ -11,7 +11,10 @@ for the model. Columns (medians):
 - wall: the whole command, model loading included; run: the two passes alone (t2's own timer);
 - pass 1 / pass 2: routing (one labelled prefill) and the grouped generation;
 - groups, swaps: expert groups and weight swaps in pass 2; chars: mean completion length, since
-  another expert can answer longer or shorter and that, not routing, moves pass 2.
+  another expert can answer longer or shorter and that, not routing, moves pass 2;
+- steps: pass 2's decode steps as a continuous batcher of --batch-size running requests would take
+  them (vLLM's scheduler, modelled: each group alone, first come first served, on the completions'
+  token counts): a group lasts at least as long as its longest answer, whatever its size.
 The ratio is prompt/none (and classifier/none with --registry, probe/none with --probe) over `run`; the
 targets are <= 1.25x at 64 new tokens and <= 1.10x at 256. --vllm-block-size starts vLLM with another KV
 block size than t2's.
@@ -21,9 +24,9 @@ computed once.
 With --lora-ranks R,… each rank adds a `STRATEGY lora:R` run: pass 2 in mixed-expert batches of rank-R
 LoRA exports (`t2 run --lora-rank R`, no swaps), and the column `agree` gives the share of its completions
 identical to the exact run's (greedy), so speed and fidelity of both pass-2 paths sit side by side.
-With --groups each routed strategy also runs with `--pass2 groups` (a swap per expert group, `STRATEGY
-groups`) beside t2 run's default (`auto`: one batch, each row with its expert's exact weights, where the
-engine can); `agree` then gives the share of its completions identical to the default run's.
+With --rows each routed strategy also runs with `--pass2 rows` (every expert in one batch, each row with
+its expert's exact weights, `STRATEGY rows`) beside t2 run's default (`groups`: a swap per expert group);
+`agree` then gives the share of its completions identical to the default run's.
 `--strategies` names the routed strategies to time (default: prompt, and classifier with --registry, probe
 with --probe).
 With --one-expert NAME every prompt is also answered by that one expert (`--adapt NAME`: one group, one
@@ -34,6 +37,7 @@ bank (--registry) the LoRA runs route with the classifier, t2 run's default; els
 from __future__ import annotations
 
 import argparse
+import heapq
 import itertools
 import json
 import os
@@ -42,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -90,8 +95,43 @@ def synthetic_registry(root: Path, model: str, targets: str) -> None:
         registry.publish(Expert(manifest, z))
 
 
+def decode_steps(lengths: Sequence[int], slots: int) -> int:
+    """Decode steps of a continuous batcher that runs `slots` requests at once and admits the next one in
+    order as soon as one finishes (vLLM's first come, first served): the makespan of these output lengths."""
+    finishing: list[int] = []  # the step at which each running request finishes
+    now = 0
+    for length in lengths:
+        if len(finishing) == slots:
+            now = heapq.heappop(finishing)
+        heapq.heappush(finishing, now + length)
+    return max(finishing, default=0)
+
+
+def pass2_steps(rows: Sequence[dict], tokenizer: object, slots: int) -> int:
+    """`decode_steps` of a run's pass 2 from its output rows: each expert group on its own, one after
+    another, its requests in t2's order (shortest prompt first), completions re-tokenised."""
+    groups: dict[str | None, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row.get("expert"), []).append(row)
+
+    def tokens(row: dict) -> int:
+        return len(tokenizer(row["completion"], add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+
+    def prompt_length(row: dict) -> int:
+        return len(json.dumps(row.get("prompt", row.get("messages")), ensure_ascii=False))
+
+    return sum(decode_steps([tokens(r) for r in sorted(g, key=prompt_length)], slots) for g in groups.values())
+
+
 def run_once(
-    args: argparse.Namespace, adapt: str, prompts: Path, registry: str, out: Path, engine: str, extra: list[str]
+    args: argparse.Namespace,
+    adapt: str,
+    prompts: Path,
+    registry: str,
+    out: Path,
+    engine: str,
+    extra: list[str],
+    tokenizer: object,
 ) -> dict:
     command = [
         sys.executable, "-c", cli_code(args.vllm_block_size),
@@ -105,8 +145,11 @@ def run_once(
     if result.returncode != 0:
         raise SystemExit(f"t2 run --adapt {adapt} failed ({result.returncode}): {result.stderr.strip()}")
     summary = json.loads(result.stdout)
-    completions = [json.loads(line)["completion"] for line in out.read_text().splitlines()]
-    return {**summary, "wall": wall, "chars": statistics.mean(len(c) for c in completions), "texts": completions}
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    completions = [row["completion"] for row in rows]
+    steps = pass2_steps(rows, tokenizer, args.batch_size)
+    chars = statistics.mean(map(len, completions))
+    return {**summary, "wall": wall, "chars": chars, "texts": completions, "steps": steps}
 
 
 def cli_code(vllm_block_size: int | None) -> str:
@@ -177,7 +220,7 @@ def main() -> None:
     parser.add_argument("--one-expert", help="also answer every prompt with this one expert (pass 2's baseline)")
     parser.add_argument("--probe", action="store_true", help="also time --adapt probe (the registry needs a probe)")
     parser.add_argument("--strategies", help="comma list of routed strategies to time (default: see above)")
-    parser.add_argument("--groups", action="store_true", help="also run each strategy with --pass2 groups")
+    parser.add_argument("--rows", action="store_true", help="also run each strategy with --pass2 rows")
     args = parser.parse_args()
     if args.pass1_prefix:
         pass1_prefix(args)
@@ -191,6 +234,7 @@ def main() -> None:
         if registry is None:
             registry = str(work / "registry")
             synthetic_registry(Path(registry), args.model, args.targets)
+        tokenizer = load_model(args.model, weights=False).tokenizer
         routed = ["prompt"]
         if args.registry is not None:  # a real bank has a `cls` expert: time `t2 run`'s classifier too
             routed.append("classifier")
@@ -199,8 +243,8 @@ def main() -> None:
         if args.strategies:
             routed = args.strategies.split(",")
         variants = {"none": ("none", [])} | {adapt: (adapt, []) for adapt in routed}
-        if args.groups:
-            variants |= {f"{adapt} groups": (adapt, ["--pass2", "groups"]) for adapt in routed}
+        if args.rows:
+            variants |= {f"{adapt} rows": (adapt, ["--pass2", "rows"]) for adapt in routed}
         # Mixed batches follow t2 run's default pass 1 on a real bank (the classifier), else `prompt`.
         mixed = "classifier" if "classifier" in variants else "prompt"
         for rank in filter(None, args.lora_ranks.split(",")):
@@ -211,7 +255,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for index, (label, (adapt, extra)) in enumerate(variants.items()):
                 out = work / f"out-{index}.jsonl"
-                runs[label].append(run_once(args, adapt, prompts, registry, out, args.engine, extra))
+                runs[label].append(run_once(args, adapt, prompts, registry, out, args.engine, extra, tokenizer))
 
     def median(adapt: str, key: str) -> float:
         return statistics.median(run[key] for run in runs[adapt])
@@ -227,6 +271,7 @@ def main() -> None:
         "batching",
         "groups",
         "swaps",
+        "steps",
         "chars",
         "agree",
         "experts",
@@ -244,6 +289,7 @@ def main() -> None:
             results[-1].get("batching", "groups"),
             str(results[-1]["groups"]),
             str(results[-1]["swaps"]),
+            str(results[-1]["steps"]),
             f"{median(adapt, 'chars'):.0f}",
             f"{agreement(results[-1]['texts'], runs[adapt.split()[0]][-1]['texts']):.1%}" if " " in adapt else "—",
             experts,
