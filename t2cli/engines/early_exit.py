@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from t2cli.errors import BadInputError
+from t2cli.errors import BadInputError, EngineError
 
 
 def decoder_of(model: Any) -> Any:
@@ -62,10 +62,25 @@ def load_truncated(source: str, layer: int, dtype: torch.dtype) -> Any:
     """A decoder of the checkpoint's first `layer` layers, read from `source` (a folder or an HF id): the
     embeddings and those layers' weights only (the other layers and the LM head stay on disk)."""
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as transformers_logging
 
     config = truncated_config(AutoConfig.from_pretrained(source).get_text_config(), layer)
-    model = AutoModel.from_pretrained(source, config=config, dtype=dtype).eval()
-    return truncated_view(model, layer)  # the checkpoint's final norm does not apply at layer L
+    # The weights left on disk on purpose would fill transformers' load report (a table on every pass 1),
+    # so it is silenced, and what would make the probe read wrong states, a weight it needs missing from
+    # the checkpoint, is checked here instead.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model, info = AutoModel.from_pretrained(source, config=config, dtype=dtype, output_loading_info=True)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    absent = sorted(info["missing_keys"]) + sorted(str(entry[0]) for entry in info["mismatched_keys"])
+    if absent:
+        raise EngineError(
+            f"the checkpoint {source} lacks {absent[0]} (or holds it in another shape), which a probe on layer "
+            f"{layer} reads; check the model folder, or route with --adapt classifier"
+        )
+    return truncated_view(model.eval(), layer)  # the checkpoint's final norm does not apply at layer L
 
 
 def request_ids(tokenizer: Any, text: str, tokens: int) -> tuple[list[int], int]:

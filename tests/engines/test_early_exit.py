@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from t2cli.engines.early_exit import load_truncated, pooled_states, request_ids, truncated_view
 from t2cli.engines.hf import HFEngine
-from t2cli.errors import BadInputError
+from t2cli.errors import BadInputError, EngineError
 from tests.helpers import build_tiny_model, make_model_folder, tiny_model, tiny_tokenizer
 
 TEXTS = ["what is two plus three?", "hi", "name the planet closest to the sun please", ""]
@@ -75,3 +76,35 @@ def test_a_truncated_checkpoint_reads_only_its_layers_and_matches_the_view(tmp_p
     tokenizer = tiny_tokenizer()
     expected = pooled_states(truncated_view(full, 1), tokenizer, TEXTS, tokens=16)
     torch.testing.assert_close(pooled_states(decoder, tokenizer, TEXTS, tokens=16), expected)
+
+
+def _drop_weight(folder: Path, name: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    del tensors[name]
+    save_file(tensors, path, metadata={"format": "pt"})
+
+
+def test_a_truncated_checkpoint_needs_only_its_layers_and_says_nothing_of_the_rest(tmp_path: Path) -> None:
+    folder = make_model_folder(tmp_path / "tiny")
+    _drop_weight(folder, "model.layers.1.mlp.up_proj.weight")  # beyond layer 1: never read
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    transformers_logger = logging.getLogger("transformers")
+    transformers_logger.addHandler(handler)
+    try:
+        assert len(load_truncated(str(folder), 1, torch.float32).layers) == 1
+    finally:
+        transformers_logger.removeHandler(handler)
+    # The layers left on disk on purpose are not reported (transformers would list each as unexpected).
+    assert not [record for record in records if "layers.1" in record.getMessage()]
+
+
+def test_a_truncated_checkpoint_missing_a_weight_it_reads_is_refused(tmp_path: Path) -> None:
+    folder = make_model_folder(tmp_path / "tiny")
+    _drop_weight(folder, "model.layers.0.mlp.up_proj.weight")
+    with pytest.raises(EngineError, match=r"lacks .*layers\.0\.mlp\.up_proj"):
+        load_truncated(str(folder), 1, torch.float32)
