@@ -135,6 +135,10 @@ class VLLMEngine:
         self._row_keys: set[str] = set()  # row experts the worker holds kernels for
         # Per-row experts dispatch on vLLM's CPU kernels (`cpu_linear`); on GPUs pass 2 swaps.
         self.row_experts = not cuda
+        # The worker probes the SVD cache against the weights vLLM loaded. In this process (t2's CPU
+        # setting) its refusal reaches the user as it is, so t2 does not read the weights to probe them
+        # too; a worker in another process may reach t2 only as vLLM's own error, so t2 probes first.
+        self._probe_cache = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0"
         self.swaps = 0
 
     def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None:
@@ -156,10 +160,9 @@ class VLLMEngine:
             unknown = [name for name in missing if name not in by_name]
             if unknown:
                 raise BadInputError(f"z names {unknown[0]!r}, which is not a target of {self.loaded.model_id}")
-            # The factors stay in the cache file (memory-mapped): the worker reads them and probes each against
-            # the weights vLLM loaded (so not here too); t2 only checks z's shapes.
+            # The factors stay in the cache file (memory-mapped): the worker reads them, t2 only checks z's shapes.
             targets = [by_name[name] for name in missing]
-            decomposition = decompose(self.loaded, targets, resident=False, probe=False)
+            decomposition = decompose(self.loaded, targets, resident=False, probe=self._probe_cache)
             self.llm.collective_rpc("t2_prepare", args=(str(decomposition.path), missing))
             self._factors.update(decomposition.factors)
         # Every vector, not just the new ones: a later expert may cover matrices prepared earlier.

@@ -220,7 +220,7 @@ class SVFWorkerExtension:
         def weights() -> Iterator[tuple[str, torch.Tensor]]:
             # Built as vLLM asks for them, layer by layer: each W'(z) is freed once its layer is repacked,
             # so a swap reuses a layer's worth of memory instead of touching a whole model's fresh pages
-            # (half the swap's time on 2 CPU cores, docs/benchmarks.md).
+            # (half a first swap's time on 2 CPU cores, docs/benchmarks.md).
             for name in sorted(touched):
                 weight, vector = state.base[name], vectors.get(name)
                 if vector is not None:

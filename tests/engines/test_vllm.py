@@ -311,6 +311,7 @@ def test_swaps_prepare_new_matrices_once_and_check_every_vector(t2_home: Path) -
     loaded = tiny_model()
     engine = VLLMEngine.__new__(VLLMEngine)  # the driver side alone; its LLM is the recorder
     engine.loaded, engine.llm, engine._factors, engine.swaps = loaded, RecordingLLM(), {}, 0
+    engine._probe_cache = True
     mlp = {t.name: torch.full((t.rank,), 1.1) for t in loaded.select("mlp")}
     every = {t.name: torch.full((t.rank,), 0.9) for t in loaded.targets}
 
