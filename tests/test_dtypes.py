@@ -190,9 +190,8 @@ def test_the_vllm_driver_works_from_the_checkpoint_files_alone(
 ) -> None:
     import transformers
 
-    from t2cli.engines.vllm import VLLMEngine
     from t2cli.svd import load_cached
-    from tests.engines.test_vllm import RecordingLLM
+    from tests.engines.test_vllm import recording_driver
 
     folder = make_model_folder(tmp_path / "tiny")
     full = load_model(str(folder))
@@ -203,8 +202,7 @@ def test_the_vllm_driver_works_from_the_checkpoint_files_alone(
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
     files_only = load_model(str(folder), dtype=torch.bfloat16, weights=False)
     assert files_only.fingerprint == full.fingerprint and files_only.targets == full.targets
-    engine = VLLMEngine.__new__(VLLMEngine)  # the driver side alone; its LLM is the recorder
-    engine.loaded, engine.llm, engine._factors, engine.swaps = files_only, RecordingLLM(), {}, 0
+    engine = recording_driver(files_only)
     z = {t.name: torch.full((t.rank,), 1.1) for t in files_only.select("mlp")}
     engine.set_expert(z)
     (method, (cache, names)), _ = engine.llm.calls

@@ -17,7 +17,7 @@ from transformers import AutoConfig
 from t2cli.engines import check_engine, make_engine, resolve_engine
 from t2cli.engines.base import RowExpert, Sampling, question_text
 from t2cli.engines.hf import HFEngine
-from t2cli.engines.vllm import architecture_overrides, config_context_length, vllm_distribution
+from t2cli.engines.vllm import VLLMEngine, architecture_overrides, config_context_length, vllm_distribution
 from t2cli.engines.vllm_worker import fused_siblings
 from t2cli.errors import BadInputError, EngineError
 from t2cli.models.loading import LoadedModel
@@ -304,14 +304,20 @@ class RecordingLLM:
         self.prefix_resets += 1
 
 
+def recording_driver(loaded: LoadedModel) -> VLLMEngine:
+    """The vLLM engine's driver side alone, without starting vLLM: its LLM is a `RecordingLLM`, and it
+    probes the SVD cache itself, as it does where the worker runs in another process."""
+    engine = VLLMEngine.__new__(VLLMEngine)
+    engine.loaded, engine.llm, engine._factors, engine.swaps = loaded, RecordingLLM(), {}, 0
+    engine._probe_cache = True
+    return engine
+
+
 def test_swaps_prepare_new_matrices_once_and_check_every_vector(t2_home: Path) -> None:
-    from t2cli.engines.vllm import VLLMEngine
     from tests.helpers import tiny_model
 
     loaded = tiny_model()
-    engine = VLLMEngine.__new__(VLLMEngine)  # the driver side alone; its LLM is the recorder
-    engine.loaded, engine.llm, engine._factors, engine.swaps = loaded, RecordingLLM(), {}, 0
-    engine._probe_cache = True
+    engine = recording_driver(loaded)
     mlp = {t.name: torch.full((t.rank,), 1.1) for t in loaded.select("mlp")}
     every = {t.name: torch.full((t.rank,), 0.9) for t in loaded.targets}
 
