@@ -40,6 +40,7 @@ from t2cli.engines.vllm_setup import (
     start_llm,
     vllm_distribution,
     vllm_environment,
+    worker_in_process,
 )
 from t2cli.engines.vllm_worker import ROW_EXPERT_KEY
 from t2cli.errors import BadInputError, EngineError
@@ -135,10 +136,9 @@ class VLLMEngine:
         self._row_keys: set[str] = set()  # row experts the worker holds kernels for
         # Per-row experts dispatch on vLLM's CPU kernels (`cpu_linear`); on GPUs pass 2 swaps.
         self.row_experts = not cuda
-        # The worker probes the SVD cache against the weights vLLM loaded. In this process (t2's CPU
-        # setting) its refusal reaches the user as it is, so t2 does not read the weights to probe them
-        # too; a worker in another process may reach t2 only as vLLM's own error, so t2 probes first.
-        self._probe_cache = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0"
+        # The worker probes the SVD cache against the weights vLLM loaded; where its refusal reaches the
+        # user as it is, t2 does not read the weights to probe them too.
+        self._probe_cache = not worker_in_process()
         self.swaps = 0
 
     def set_expert(self, z: Mapping[str, torch.Tensor] | None, rule: str = "none") -> None:

@@ -40,6 +40,12 @@ def vllm_environment(threads: int, *, cuda: bool) -> dict[str, str]:
     return {key: value for key, value in wanted.items() if key not in os.environ}
 
 
+def worker_in_process() -> bool:
+    """Whether vLLM runs its worker in this process (t2's CPU setting above, unless the user set otherwise),
+    so that what the worker raises reaches t2 as it is, not as vLLM's own error."""
+    return os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
+
+
 def start_llm(**options: Any) -> Any:
     """vLLM's `LLM`, without the deprecation warnings its import and start print about its own code."""
     import warnings

@@ -362,3 +362,18 @@ def test_a_config_without_architectures_gets_its_causal_lm_class(tmp_path: Path)
     gemma = tmp_path / "gemma"
     AutoConfig.for_model("gemma3_text", num_hidden_layers=1, hidden_size=8, intermediate_size=8).save_pretrained(gemma)
     assert architecture_overrides(AutoConfig.from_pretrained(gemma)) == {"architectures": ["Gemma3ForCausalLM"]}
+
+
+def test_the_worker_runs_in_process_where_t2_sets_it_and_the_user_did_not_override(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from t2cli.engines.vllm_setup import vllm_environment, worker_in_process
+
+    variable = "VLLM_ENABLE_V1_MULTIPROCESSING"
+    monkeypatch.delenv(variable, raising=False)
+    assert not worker_in_process()  # vLLM's own default: a separate engine-core process
+    monkeypatch.setenv(variable, vllm_environment(2, cuda=False)[variable])
+    assert worker_in_process()  # t2's CPU setting
+    monkeypatch.setenv(variable, "1")
+    assert variable not in vllm_environment(2, cuda=False)  # the user's choice stands
+    assert not worker_in_process()
